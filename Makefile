@@ -1,0 +1,39 @@
+# Two entry points for a fresh clone: `make demo` (the main job) and `make test`.
+# Both create .venv with pip and the pinned versions in constraints.txt.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+export SQUEEZENET_DATA ?= $(abspath ../shared/data)
+
+.PHONY: demo test lint lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.stamp-run: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -q -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	touch $@ $(VENV)/.stamp-run
+
+demo: $(VENV)/.stamp-run
+	$(BIN)/squeezenet models
+	$(BIN)/squeezenet info squeezenet1_0
+
+test: $(VENV)/.stamp-dev
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: $(VENV)/.stamp-dev
+	$(BIN)/ruff check src tests benchmarks
+
+lock: $(VENV)/.stamp-dev
+	{ echo "# Exact versions used by make/CI (pip -c). Library users get the ranges in pyproject.toml."; \
+	  echo "# Regenerate with: make lock"; \
+	  $(PIP) freeze --exclude-editable | grep -v '^squeezenet'; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,86 @@
+"""AlexNet, the paper's baseline (torchvision's single-GPU variant), with SqueezeNet's model API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from .features import FeatureInfo, sequential_feature_info
+
+
+@dataclass(frozen=True)
+class AlexNetConfig:
+    """Architecture of :class:`AlexNet`: the options torchvision's model has, plus input channels."""
+
+    num_classes: int = 1000
+    in_chans: int = 3
+    dropout: float = 0.5
+    arch: str = field(default="alexnet", init=False)
+
+    def __post_init__(self) -> None:
+        for name in ("num_classes", "in_chans"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlexNetConfig:
+        data = dict(data)
+        if data.pop("arch", "alexnet") != "alexnet":
+            raise ValueError("not an AlexNet config")
+        unknown = set(data) - {f.name for f in fields(cls) if f.init}
+        if unknown:
+            raise ValueError(f"unknown AlexNet config fields: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+class AlexNet(torchvision.models.AlexNet):
+    """torchvision's AlexNet (61.1M parameters); same state_dict keys, so its weights load unchanged."""
+
+    def __init__(self, config: AlexNetConfig) -> None:
+        super().__init__(num_classes=config.num_classes, dropout=config.dropout)
+        self.config = config
+        self.num_classes = config.num_classes
+        self.num_features = 256
+        if config.in_chans != 3:
+            self.features[0] = nn.Conv2d(config.in_chans, 64, kernel_size=11, stride=4, padding=2)
+        self.layer_names: dict[str, list[str]] = {
+            "conv1": ["features.0", "features.1"], "maxpool1": ["features.2"],
+            "conv2": ["features.3", "features.4"], "maxpool2": ["features.5"],
+            "conv3": ["features.6", "features.7"], "conv4": ["features.8", "features.9"],
+            "conv5": ["features.10", "features.11"], "maxpool5": ["features.12"],
+            "avgpool": ["avgpool"],
+            "fc6": ["classifier.0", "classifier.1", "classifier.2"],
+            "fc7": ["classifier.3", "classifier.4", "classifier.5"],
+            "fc8": ["classifier.6"],
+        }
+        self.feature_info: list[FeatureInfo] = sequential_feature_info(self.features)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.classifier[:-1](x) if pre_logits else self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Linear:
+        return self.classifier[-1]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.config = replace(self.config, num_classes=num_classes)
+        old = self.classifier[-1]
+        self.classifier[-1] = nn.Linear(old.in_features, num_classes).to(device=old.weight.device, dtype=old.weight.dtype)
+        self.num_classes = num_classes

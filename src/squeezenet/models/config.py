@@ -1,0 +1,261 @@
+"""Serialisable architecture descriptions.
+
+A :class:`SqueezeNetConfig` says everything needed to rebuild a network: every file this toolkit
+writes stores ``config.to_dict()`` so that it can be turned back into a model with no other input.
+The presets below are the paper's networks; :func:`design_space_config` is its section-5 design space.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+Bypass = Literal["none", "simple", "complex"]
+Macro = Literal["1_0", "1_1"]
+
+_BYPASSES = ("none", "simple", "complex")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class FireSpec:
+    """Filter counts of one Fire module: s1x1, e1x1, e3x3."""
+
+    squeeze: int
+    expand1x1: int
+    expand3x3: int
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_int(f"FireSpec.{f.name}", getattr(self, f.name), 1)
+
+    @property
+    def out_channels(self) -> int:
+        return self.expand1x1 + self.expand3x3
+
+
+@dataclass(frozen=True)
+class StemSpec:
+    """The first convolution (``conv1``) and whether a 3x3/2 max-pool follows it."""
+
+    out_channels: int
+    kernel_size: int
+    stride: int
+    padding: int = 0
+    pool: bool = True
+
+    def __post_init__(self) -> None:
+        _check_int("stem.out_channels", self.out_channels, 1)
+        _check_int("stem.kernel_size", self.kernel_size, 1)
+        _check_int("stem.stride", self.stride, 1)
+        _check_int("stem.padding", self.padding, 0)
+
+
+# The stems of the two published versions and the small-image stem used for 32x32 inputs.
+STEM_V1_0 = StemSpec(out_channels=96, kernel_size=7, stride=2)
+STEM_V1_1 = StemSpec(out_channels=64, kernel_size=3, stride=2)
+
+
+def small_image_stem(out_channels: int) -> StemSpec:
+    """A 3x3 stride-1 stem without max-pool, for 32x32 images such as CIFAR-10.
+
+    The ImageNet stems shrink the image 4x before the first Fire module (7x7/2 conv + 3x3/2 pool),
+    which would leave a 32x32 image 8x8 at fire2 and 2x2 at conv10: too little for the later Fire
+    modules' 3x3 filters to see any spatial context. Keeping full resolution through the stem and
+    relying on the network's two remaining max-pools gives 32 -> 16 -> 8, so conv10 sees an 8x8 map,
+    close to the 13x13 it sees on ImageNet; the 3x3 kernel (instead of 7x7) matches the smaller scale
+    of CIFAR objects. This is the usual adaptation of ImageNet CNNs to CIFAR (as in ResNet's CIFAR nets).
+    """
+    return StemSpec(out_channels=out_channels, kernel_size=3, stride=1, padding=1, pool=False)
+
+
+@dataclass(frozen=True)
+class SqueezeNetConfig:
+    """Architecture of one SqueezeNet-family network.
+
+    Attributes:
+        fires: the Fire modules in order (the paper's fire2 ... fire9 for the published nets).
+        stem: ``conv1`` and its max-pool.
+        pool_after: 0-based indices into ``fires`` that are followed by a 3x3/2 max-pool (ceil mode).
+        bypass: section 6's macroarchitecture: ``"simple"`` adds identity shortcuts around every
+            Fire module whose input and output channels match (fire3, 5, 7, 9 in v1.0);
+            ``"complex"`` also adds 1x1-conv shortcuts around the others.
+        num_classes, in_chans, dropout: classifier size, input channels, dropout before conv10.
+        batch_norm: BatchNorm2d after every convolution but conv10 (not in the paper).
+        classifier_padding: padding of conv10; the original Caffe v1.0 release uses 1.
+    """
+
+    fires: tuple[FireSpec, ...]
+    stem: StemSpec = STEM_V1_0
+    pool_after: tuple[int, ...] = (2, 6)
+    bypass: Bypass = "none"
+    num_classes: int = 1000
+    in_chans: int = 3
+    dropout: float = 0.5
+    batch_norm: bool = False
+    classifier_padding: int = 0
+    arch: str = field(default="squeezenet", init=False)
+
+    def __post_init__(self) -> None:
+        if not self.fires:
+            raise ValueError("a SqueezeNet needs at least one Fire module")
+        for i in self.pool_after:
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self.fires):
+                raise ValueError(f"pool_after index {i!r} is not a Fire module index 0..{len(self.fires) - 1}")
+        if len(set(self.pool_after)) != len(self.pool_after):
+            raise ValueError(f"pool_after has repeated indices: {self.pool_after}")
+        if self.bypass not in _BYPASSES:
+            raise ValueError(f"bypass must be one of {', '.join(_BYPASSES)}, got {self.bypass!r}")
+        _check_int("num_classes", self.num_classes, 1)
+        _check_int("in_chans", self.in_chans, 1)
+        _check_int("classifier_padding", self.classifier_padding, 0)
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.batch_norm, bool):
+            raise ValueError(f"batch_norm must be true or false, got {self.batch_norm!r}")
+
+    @property
+    def num_features(self) -> int:
+        """Channels entering the classifier (conv10)."""
+        return self.fires[-1].out_channels
+
+    def fire_inputs(self) -> list[int]:
+        """Input channels of every Fire module."""
+        chans = [self.stem.out_channels]
+        for spec in self.fires[:-1]:
+            chans.append(spec.out_channels)
+        return chans
+
+    def shortcuts(self) -> list[str]:
+        """The shortcut of every Fire module (``"none"``, ``"identity"`` or ``"conv"``) under ``bypass``."""
+        kinds = []
+        for cin, spec in zip(self.fire_inputs(), self.fires):
+            same = cin == spec.out_channels
+            if self.bypass == "none":
+                kinds.append("none")
+            elif self.bypass == "simple":
+                kinds.append("identity" if same else "none")
+            else:
+                kinds.append("identity" if same else "conv")
+        return kinds
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable description (stored in every file this toolkit writes)."""
+        d = asdict(self)
+        d["fires"] = [asdict(f) for f in self.fires]
+        d["pool_after"] = list(self.pool_after)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SqueezeNetConfig:
+        """Rebuild a config from :meth:`to_dict`'s output, rejecting unknown or missing fields."""
+        data = dict(data)
+        arch = data.pop("arch", "squeezenet")
+        if arch != "squeezenet":
+            raise ValueError(f"not a SqueezeNet config (arch={arch!r})")
+        known = {f.name for f in fields(cls) if f.init}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown SqueezeNet config fields: {', '.join(sorted(unknown))}")
+        try:
+            data["fires"] = tuple(FireSpec(**f) for f in data["fires"])
+            if "stem" in data:
+                data["stem"] = StemSpec(**data["stem"])
+            if "pool_after" in data:
+                data["pool_after"] = tuple(data["pool_after"])
+            return cls(**data)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed SqueezeNet config: {exc}") from None
+
+
+# --- the published networks -------------------------------------------------------------------
+
+V1_0_FIRES = (
+    FireSpec(16, 64, 64),
+    FireSpec(16, 64, 64),
+    FireSpec(32, 128, 128),
+    FireSpec(32, 128, 128),
+    FireSpec(48, 192, 192),
+    FireSpec(48, 192, 192),
+    FireSpec(64, 256, 256),
+    FireSpec(64, 256, 256),
+)
+
+
+def v1_0_config(**options: Any) -> SqueezeNetConfig:
+    """SqueezeNet v1.0 (the paper's Table 1): 96-filter 7x7/2 stem, pools after conv1, fire4, fire8."""
+    return SqueezeNetConfig(fires=V1_0_FIRES, stem=STEM_V1_0, pool_after=(2, 6), **options)
+
+
+def v1_1_config(**options: Any) -> SqueezeNetConfig:
+    """SqueezeNet v1.1: 64-filter 3x3/2 stem and earlier pools (after conv1, fire3, fire5), 2.4x fewer MACs."""
+    return SqueezeNetConfig(fires=V1_0_FIRES, stem=STEM_V1_1, pool_after=(1, 3), **options)
+
+
+# --- the design space (section 5) -------------------------------------------------------------
+
+_MACROS: dict[str, tuple[StemSpec, tuple[int, ...]]] = {
+    "1_0": (STEM_V1_0, (2, 6)),
+    "1_1": (STEM_V1_1, (1, 3)),
+}
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def design_space_fires(
+    base_e: int = 128,
+    incr_e: int = 128,
+    pct3x3: float = 0.5,
+    freq: int = 2,
+    sr: float = 0.125,
+    num_fires: int = 8,
+) -> tuple[FireSpec, ...]:
+    """Fire dimensions from the paper's metaparameters.
+
+    For Fire module i (0-based): e_i = base_e + incr_e * floor(i / freq) expand filters, of which
+    e3x3 = pct3x3 * e_i are 3x3, and s1x1 = SR * e_i squeeze filters. Fractional filter counts are
+    rounded half up; every layer keeps at least one filter of each kind.
+    The defaults (128, 128, 0.5, 2, 0.125) give SqueezeNet v1.0's Fire modules exactly.
+    """
+    _check_int("base_e", base_e, 1)
+    _check_int("incr_e", incr_e, 0)
+    _check_int("freq", freq, 1)
+    _check_int("num_fires", num_fires, 1)
+    if isinstance(pct3x3, bool) or not isinstance(pct3x3, (int, float)) or not 0.0 < pct3x3 < 1.0:
+        raise ValueError(f"pct3x3 must be strictly between 0 and 1, got {pct3x3!r}")
+    if isinstance(sr, bool) or not isinstance(sr, (int, float)) or not (sr > 0 and math.isfinite(sr)):
+        raise ValueError(f"SR (squeeze ratio) must be > 0, got {sr!r}")
+    specs = []
+    for i in range(num_fires):
+        e = base_e + incr_e * (i // freq)
+        if e < 2:
+            raise ValueError(f"fire{i + 2} would have {e} expand filters; it needs at least 2 (one 1x1, one 3x3)")
+        e3 = min(max(_round_half_up(pct3x3 * e), 1), e - 1)
+        s = max(_round_half_up(sr * e), 1)
+        specs.append(FireSpec(squeeze=s, expand1x1=e - e3, expand3x3=e3))
+    return tuple(specs)
+
+
+def design_space_config(
+    base_e: int = 128,
+    incr_e: int = 128,
+    pct3x3: float = 0.5,
+    freq: int = 2,
+    sr: float = 0.125,
+    macro: Macro = "1_0",
+    **options: Any,
+) -> SqueezeNetConfig:
+    """A network of the paper's design space on the v1.0 (or v1.1) macroarchitecture."""
+    if macro not in _MACROS:
+        raise ValueError(f"macro must be one of {', '.join(_MACROS)}, got {macro!r}")
+    stem, pools = _MACROS[macro]
+    fires = design_space_fires(base_e, incr_e, pct3x3, freq, sr)
+    return SqueezeNetConfig(fires=fires, stem=options.pop("stem", stem), pool_after=pools, **options)

@@ -1,0 +1,65 @@
+"""Rich tables for reports: what people read in a terminal."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from .architecture import ArchitectureReport
+
+
+def _n(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def _mmacs(macs: int) -> str:
+    return f"{macs / 1e6:,.1f}"
+
+
+def console_for_output() -> Console:
+    """A console that does not squeeze tables to 80 columns when output goes to a pipe or file."""
+    console = Console()
+    return console if console.is_terminal else Console(width=140)
+
+
+def human_bytes(n: int) -> str:
+    """1,234,567 -> '1.23 MB' (decimal units, as the paper's sizes)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def architecture_table(report: ArchitectureReport) -> Table:
+    """The per-layer table, with a totals row."""
+    has_bypass = any(r.shortcut for r in report.layers)
+    table = Table(title=f"{report.model} at {report.input_size}x{report.input_size}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("layer")
+    table.add_column("type")
+    table.add_column("output (CxHxW)", justify="right")
+    for col in ("s1x1", "e1x1", "e3x3"):
+        table.add_column(col, justify="right")
+    if has_bypass:
+        table.add_column("bypass")
+    table.add_column("params", justify="right")
+    table.add_column("MMACs", justify="right")
+    for r in report.layers:
+        cells = [r.name, r.type, "x".join(map(str, r.out_shape)), _n(r.squeeze), _n(r.expand1x1), _n(r.expand3x3)]
+        if has_bypass:
+            cells.append(r.shortcut or "")
+        table.add_row(*cells, _n(r.params), _mmacs(r.macs))
+    table.add_section()
+    blanks = [""] * (4 + has_bypass)
+    table.add_row("total", "", *blanks, _n(report.params), _mmacs(report.macs), style="bold")
+    return table
+
+
+def print_architecture(report: ArchitectureReport, console: Console | None = None) -> None:
+    console = console or console_for_output()
+    console.print(architecture_table(report))
+    console.print(
+        f"parameters {report.params:,}   MACs {report.macs / 1e9:.3f} G   "
+        f"fp32 size {report.size_bytes:,} bytes ({human_bytes(report.size_bytes)})"
+    )

@@ -1,0 +1,86 @@
+"""The command line: in-process for speed, plus one real console-script run."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from squeezenet.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_subcommands_with_descriptions(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "models" in out and "info" in out and "per-layer architecture report" in out
+
+
+def test_version(capsys):
+    from squeezenet import __version__
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"squeezenet {__version__}"
+
+
+def test_info_json_reports_paper_figures(capsys):
+    code, out, _ = run(capsys, "info", "squeezenet1_0", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["model"] == "squeezenet1_0" and d["input_size"] == 224 and d["params"] == 1_248_424
+    assert abs(d["macs"] / 1e9 - 0.82) < 0.01 and d["size_bytes"] == 4_993_696
+    fire = {row["name"]: row["params"] for row in d["layers"]}
+    assert fire["fire2"] == 11_920 and fire["fire9"] == 197_184 and fire["conv10"] == 513_000
+
+
+def test_info_table_and_options(capsys):
+    code, out, _ = run(capsys, "info", "squeezenet_design", "--set", "sr=0.25", "--set", "batch-norm=true")
+    assert code == 0 and "fire9" in out and "total" in out
+    code, out, _ = run(capsys, "info", "squeezenet_design", "--set", "sr=0.25", "--json")
+    assert {r["name"]: r.get("squeeze") for r in json.loads(out)["layers"]}["fire2"] == 32
+
+
+def test_models_lists_registry(capsys):
+    code, out, _ = run(capsys, "models", "--json")
+    names = {r["name"]: r for r in json.loads(out)}
+    assert names["squeezenet1_1"]["params"] == 1_235_496 and "alexnet" in names
+    code, out, _ = run(capsys, "models", "squeezenet1_*", "--options")
+    assert "squeezenet1_1_cifar" in out and "alexnet" not in out and "caffe_compat" in out
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [(["info", "squeezenet9"], "unknown model"),
+     (["info", "squeezenet1_0", "--input-size", "16"], "too small"),
+     (["info", "squeezenet_design", "--set", "sr=0"], "SR"),
+     (["info", "squeezenet_design", "--set", "sr=-1"], "SR"),
+     (["info", "alexnet", "--set", "small_stem=true"], "no option"),
+     (["models", "resnet*"], "no model matches")],
+)
+def test_user_errors_are_one_line_without_traceback(capsys, argv, words):
+    code, out, err = run(capsys, *argv)
+    assert code != 0
+    assert err.count("\n") == 1 and err.startswith("squeezenet: error:") and words in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.skipif(shutil.which("squeezenet") is None and not (sys.prefix and True), reason="console script")
+def test_console_script_exit_codes():
+    exe = shutil.which("squeezenet", path=str(__import__("pathlib").Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("the squeezenet console script is not installed in this environment")
+    ok = subprocess.run([exe, "info", "squeezenet1_1", "--json"], capture_output=True, text=True)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["params"] == 1_235_496
+    bad = subprocess.run([exe, "info", "squeezenet1_0", "--input-size", "8"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr and len(bad.stderr.splitlines()) == 1
+    usage = subprocess.run([exe, "info"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
