@@ -92,6 +92,102 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from .weights import PRETRAINED
+
+    rows = [{"name": w.name, "preprocessing": w.preprocessing.name, "cached": w.cache_path().is_file(),
+             "url": w.url, "description": w.description} for w in PRETRAINED.values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich import box
+    from rich.table import Table
+
+    from .report.render import console_for_output
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("weights", "preprocessing", "cached", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["preprocessing"], "yes" if r["cached"] else "no", r["description"])
+    console_for_output().print(table)
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .weights import convert_weights
+
+    out = convert_weights(args.src, args.output)
+    print(f"wrote {out} ({out.stat().st_size:,} bytes)")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import predict
+    from .weights import load_weights
+
+    model = load_weights(args.weights)
+    results = predict(model, args.images, topk=args.topk)
+    failed = [r for r in results if r.error]
+    for r in failed:
+        _warn(r.error or "")
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        from rich import box
+        from rich.table import Table
+
+        from .report.render import console_for_output
+
+        console = console_for_output()
+        for r in results:
+            if r.error:
+                continue
+            table = Table(title=r.image, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+            table.add_column("#", justify="right")
+            table.add_column("class")
+            table.add_column("index", justify="right")
+            table.add_column("probability", justify="right")
+            for rank, (index, name, prob) in enumerate(r.top, 1):
+                table.add_row(str(rank), name, str(index), f"{prob:.4f}")
+            console.print(table)
+    return 1 if failed else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .inference import evaluate
+    from .weights import load_weights
+
+    model = load_weights(args.weights)
+    result = evaluate(model, args.data, batch_size=args.batch_size, workers=args.workers,
+                      progress=not args.json and sys.stderr.isatty())
+    for message in result.skipped_files:
+        _warn(f"skipped {message}")
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(f"top-1 {result.top1:.4f}   top-5 {result.top5:.4f}   images {result.n:,}   skipped {result.skipped:,}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 # --- parser ---------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +221,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: model, input_size, params, macs, size_bytes, layers")
     _add_model_options(p)
+
+    weights_help = ("weights: a file (.net, .pth, .pt, .safetensors) or a named set "
+                    "(see `squeezenet weights`, e.g. squeezenet1_1.tv_in1k)")
+    p = add("weights", cmd_weights, "list the named published weights",
+            "List the named weight sets load_weights/--weights accept, their preprocessing and whether "
+            "they are already in the torch hub cache.")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = add("convert", cmd_convert, "convert weights between formats (.net, .pth, .safetensors)",
+            "Convert weights between formats, chosen by extension: .net (Deep Compression, read only), "
+            ".pth/.pt (torchvision-style state_dict) and .safetensors. The output carries the architecture "
+            "and preprocessing, so it loads with no flags; tensors are copied bit for bit.")
+    p.add_argument("src", help="input " + weights_help)
+    p.add_argument("-o", "--output", required=True, help="output file (.pth, .pt or .safetensors)")
+
+    p = add("predict", cmd_predict, "top-k ImageNet classes of images",
+            "Classify images with published or trained weights, using the preprocessing that the weights "
+            "carry (Caffe BGR/mean or torchvision RGB/mean/std). Unreadable images are reported and skipped "
+            "(exit status 1).")
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, GIF, BMP, TIFF)")
+    p.add_argument("-w", "--weights", required=True, help=weights_help)
+    p.add_argument("-k", "--topk", type=_positive_int, default=5, help="how many classes to list (default 5)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    p = add("eval", cmd_eval, "top-1/top-5 accuracy on an image folder",
+            "Measure top-1/top-5 accuracy on an ImageFolder tree (one folder per class: ImageNet wnids or "
+            "the model's class names) or a flat folder of <wnid>_<anything>.JPEG files. Unreadable images "
+            "are skipped and counted.")
+    p.add_argument("-w", "--weights", required=True, help=weights_help)
+    p.add_argument("-d", "--data", required=True, help="image folder")
+    p.add_argument("-b", "--batch-size", type=_positive_int, default=50, help="images per batch (default 50)")
+    p.add_argument("-j", "--workers", type=_nonnegative_int, default=0,
+                   help="data-loading worker processes (default 0: load in the main process)")
+    p.add_argument("--json", action="store_true", help='print {"top1", "top5", "n", "skipped"} as JSON')
     return parser
 
 

@@ -1,0 +1,131 @@
+"""Reading images and labelled image folders, tolerant of files that cannot be decoded."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.datasets.folder import make_dataset
+from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+WNID_PREFIX = re.compile(r"^(n\d{8})(?:_|\.|$)")
+
+
+def load_rgb_image(path: str | Path) -> torch.Tensor:
+    """A uint8 RGB tensor (3, H, W); ``ValueError`` naming the file if it cannot be decoded."""
+    path = Path(path)
+    try:
+        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+    except (RuntimeError, ValueError):
+        pass  # formats torchvision.io does not decode (BMP, TIFF): try Pillow
+    try:
+        with Image.open(path) as img:
+            return pil_to_tensor(img.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{path}: unreadable image ({exc})") from None
+
+
+@dataclass
+class LabelledImages:
+    """Image files with integer labels, and the name of each label found."""
+
+    samples: list[tuple[str, int]]
+    layout: str  # "folders" or "flat"
+
+
+def list_labelled_images(
+    root: str | Path,
+    *,
+    wnid_index: Callable[[], dict[str, int]] | None = None,
+    class_names: Sequence[str] | None = None,
+) -> LabelledImages:
+    """Find images and labels under ``root``.
+
+    Two layouts: an ImageFolder tree (one folder per class) or a flat folder of
+    ``<wnid>_<anything>.JPEG`` files. Labels come from, in this order: WordNet ids (via
+    ``wnid_index``, for ImageNet models), the model's ``class_names`` matched to folder names, or
+    the sorted folder order (torchvision's ImageFolder rule).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a directory of images")
+    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if folders:
+        class_to_idx = _folder_labels(folders, wnid_index, class_names, root)
+        samples = make_dataset(str(root), class_to_idx, extensions=IMAGE_EXTENSIONS, allow_empty=True)
+        if not samples:
+            raise ValueError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
+        return LabelledImages(samples=samples, layout="folders")
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise ValueError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) and no class folders")
+    if wnid_index is None:
+        raise ValueError(f"{root}: a flat folder needs <wnid>_name files and an ImageNet (1000-class) model")
+    index = wnid_index()
+    samples, unlabelled = [], []
+    for p in files:
+        m = WNID_PREFIX.match(p.name)
+        if m and m.group(1) in index:
+            samples.append((str(p), index[m.group(1)]))
+        else:
+            unlabelled.append(p.name)
+    if unlabelled:
+        raise ValueError(f"{root}: {len(unlabelled)} file(s) without an ImageNet <wnid>_ prefix, e.g. {unlabelled[0]!r}")
+    return LabelledImages(samples=samples, layout="flat")
+
+
+def _folder_labels(folders: list[str], wnid_index, class_names, root: Path) -> dict[str, int]:
+    if wnid_index is not None and all(WNID_PREFIX.match(f) for f in folders):
+        index = wnid_index()
+        unknown = [f for f in folders if f not in index]
+        if unknown:
+            raise ValueError(f"{root}: folder {unknown[0]!r} is not an ImageNet-1k class")
+        return {f: index[f] for f in folders}
+    if class_names is not None and set(folders) <= set(class_names):
+        return {f: list(class_names).index(f) for f in folders}
+    if class_names is not None and len(folders) > len(class_names):
+        raise ValueError(f"{root}: {len(folders)} class folders for a model with {len(class_names)} classes")
+    return {f: i for i, f in enumerate(folders)}
+
+
+class ImageFileDataset(Dataset):
+    """(image, label) pairs from files; an undecodable file yields ``None`` instead of raising.
+
+    Use :func:`collate_skipping` as the DataLoader's ``collate_fn`` to drop and count those.
+    """
+
+    def __init__(self, samples: Sequence[tuple[str, int]], transform: Callable[[torch.Tensor], torch.Tensor]):
+        self.samples = list(samples)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | tuple[None, str]:
+        path, label = self.samples[i]
+        try:
+            return self.transform(load_rgb_image(path)), label
+        except ValueError as exc:
+            return None, str(exc)
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor
+    labels: torch.Tensor
+    skipped: list[str]  # one message per unreadable file
+
+
+def collate_skipping(items: list[tuple]) -> Batch:
+    good = [(x, y) for x, y in items if x is not None]
+    skipped = [msg for x, msg in items if x is None]
+    if not good:
+        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), skipped)
+    return Batch(torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good]), skipped)

@@ -1,0 +1,74 @@
+"""Top-1/top-5 accuracy over a folder of labelled images."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..data import ImageFileDataset, collate_skipping, list_labelled_images
+from ..weights.imagenet import wnid_to_index
+
+
+@dataclass
+class EvalResult:
+    top1: float
+    top5: float
+    n: int  # images evaluated
+    skipped: int  # unreadable images, not counted in n
+    skipped_files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("skipped_files")
+        return d
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    data: str | Path,
+    *,
+    batch_size: int = 50,
+    workers: int = 0,
+    progress: bool = True,
+) -> EvalResult:
+    """Accuracy of a model from :func:`squeezenet.weights.load_weights` on an image folder.
+
+    ``data`` is an ImageFolder tree or a flat folder of ``<wnid>_*.JPEG`` files (ImageNet models).
+    Images that cannot be decoded are skipped and reported, never fatal.
+    """
+    if batch_size < 1 or workers < 0:
+        raise ValueError(f"batch size must be >= 1 and workers >= 0, got {batch_size} and {workers}")
+    imagenet = model.num_classes == 1000
+    found = list_labelled_images(data, wnid_index=wnid_to_index if imagenet else None,
+                                 class_names=getattr(model, "class_names", None))
+    dataset = ImageFileDataset(found.samples, model.preprocessing.transforms())
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping)
+    k = min(5, model.num_classes)
+    top1 = MulticlassAccuracy(num_classes=model.num_classes, top_k=1, average="micro")
+    top5 = MulticlassAccuracy(num_classes=model.num_classes, top_k=k, average="micro")
+    model.eval()
+    skipped: list[str] = []
+    n = 0
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("images"), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task("eval", total=len(dataset))
+        for batch in loader:
+            skipped.extend(batch.skipped)
+            if batch.labels.numel():
+                logits = model(batch.images)
+                top1.update(logits, batch.labels)
+                top5.update(logits, batch.labels)
+                n += batch.labels.numel()
+            bar.advance(task, batch.labels.numel() + len(batch.skipped))
+    if n == 0:
+        raise ValueError(f"{data}: none of the {len(dataset)} images could be read")
+    return EvalResult(top1=float(top1.compute()), top5=float(top5.compute()), n=n, skipped=len(skipped),
+                      skipped_files=skipped)

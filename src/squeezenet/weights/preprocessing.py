@@ -1,0 +1,111 @@
+"""Preprocessing presets: what a set of weights expects its input to look like.
+
+Most wrong predictions reported against SqueezeNet ports come from a mismatch here (BGR vs RGB,
+0..255 vs 0..1, mean only vs mean/std, 227 vs 224 crops). A :class:`Preprocessing` travels with the
+weights in every file this toolkit writes, and ``transforms()`` builds the matching pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, Mapping
+
+import torch
+from torch import nn
+from torchvision.transforms import InterpolationMode, v2
+
+
+class ReverseChannels(nn.Module):
+    """RGB -> BGR (Caffe models were trained on OpenCV's BGR images)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flip(-3)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize the shorter side, centre-crop, scale, reorder channels, normalise.
+
+    Attributes:
+        name: preset name (``caffe`` or ``torchvision`` for the published weights).
+        resize: image side after resizing (before the crop).
+        resize_mode: ``shorter`` scales the shorter side to ``resize`` keeping the aspect ratio;
+            ``square`` warps to ``resize`` x ``resize`` as Caffe's ``convert_imageset`` did for training.
+        crop: side of the square centre crop fed to the network.
+        mean, std: per-channel normalisation, in the network's channel order and value range.
+        channel_order: ``RGB`` or ``BGR``.
+        value_range: 1.0 for pixels in 0..1, 255.0 for Caffe's unscaled 0..255.
+        interpolation: resize filter.
+    """
+
+    name: str
+    resize: int
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    value_range: float = 1.0
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    resize_mode: Literal["shorter", "square"] = "shorter"
+
+    def __post_init__(self) -> None:
+        if not (0 < self.crop <= self.resize <= 8192):
+            raise ValueError(f"preprocessing {self.name!r}: need 0 < crop <= resize <= 8192, got {self.crop}/{self.resize}")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            raise ValueError(f"preprocessing {self.name!r}: mean and std need 3 values, std > 0")
+        if self.channel_order not in ("RGB", "BGR") or self.value_range not in (1.0, 255.0):
+            raise ValueError(f"preprocessing {self.name!r}: channel_order RGB/BGR and value_range 1 or 255 expected")
+        if self.resize_mode not in ("shorter", "square"):
+            raise ValueError(f"preprocessing {self.name!r}: resize_mode must be shorter or square, got {self.resize_mode!r}")
+        if self.interpolation not in ("bilinear", "bicubic", "nearest"):
+            raise ValueError(f"preprocessing {self.name!r}: unknown interpolation {self.interpolation!r}")
+
+    def transforms(self) -> v2.Compose:
+        """A torchvision v2 pipeline from an RGB image (PIL or uint8 tensor CxHxW) to the network's input."""
+        steps: list[nn.Module] = [
+            v2.ToImage(),
+            v2.Resize(self.resize if self.resize_mode == "shorter" else (self.resize, self.resize), interpolation=InterpolationMode(self.interpolation), antialias=True),
+            v2.CenterCrop(self.crop),
+            v2.ToDtype(torch.float32, scale=self.value_range == 1.0),
+        ]
+        if self.channel_order == "BGR":
+            steps.append(ReverseChannels())
+        steps.append(v2.Normalize(mean=list(self.mean), std=list(self.std)))
+        return v2.Compose(steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Preprocessing":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown preprocessing fields: {', '.join(sorted(unknown))}")
+        try:
+            d = dict(data)
+            d["mean"], d["std"] = tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"])
+            return cls(**d)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed preprocessing metadata: {exc}") from None
+
+
+#: The original Caffe release (and the Deep Compression model): BGR, 0..255, mean subtracted, no scaling,
+#: 227 centre crop of the image warped to 256x256 (how Caffe's ImageNet databases were built). On the 250
+#: sample images the DC model scores 0.664/0.852 top-1/top-5 this way, 0.656/0.820 with a shorter-side resize.
+CAFFE = Preprocessing("caffe", resize=256, crop=227, mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0),
+                      channel_order="BGR", value_range=255.0, resize_mode="square")
+
+#: torchvision's ImageNet weights: RGB in 0..1, ImageNet mean/std, 224 crop of a 256 resize.
+TORCHVISION = Preprocessing("torchvision", resize=256, crop=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+PRESETS = {p.name: p for p in (CAFFE, TORCHVISION)}
+
+
+def preset(name: str) -> Preprocessing:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preprocessing preset {name!r}; choose {', '.join(PRESETS)}") from None
