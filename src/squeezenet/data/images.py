@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import make_dataset
-from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -21,11 +20,7 @@ WNID_PREFIX = re.compile(r"^(n\d{8})(?:_|\.|$)")
 def load_rgb_image(path: str | Path) -> torch.Tensor:
     """A uint8 RGB tensor (3, H, W); ``ValueError`` naming the file if it cannot be decoded."""
     path = Path(path)
-    try:
-        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
-    except (RuntimeError, ValueError):
-        pass  # formats torchvision.io does not decode (BMP, TIFF): try Pillow
-    try:
+    try:  # Pillow: every common format; torchvision.io's decoders are deprecated since 0.29
         with Image.open(path) as img:
             return pil_to_tensor(img.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..models import create_model, model_from_config
-from .files import WeightsFile, WeightsMeta, read_weights_file, write_weights_file
+from .files import READ_FORMATS, WeightsFile, WeightsMeta, read_weights_file, write_weights_file
 from .imagenet import imagenet_names
 from .preprocessing import CAFFE, TORCHVISION, Preprocessing
 from .pretrained import PRETRAINED, fetch_pretrained
@@ -63,7 +64,11 @@ def resolve_weights(source: str | Path) -> tuple[Path, Preprocessing | None]:
     """A path for a weights name or path (named weights are fetched); their known preprocessing if named."""
     if isinstance(source, str) and source in PRETRAINED:
         return fetch_pretrained(source), PRETRAINED[source].preprocessing
-    return Path(source), None
+    path = Path(source)
+    if not path.exists() and path.suffix.lower() not in READ_FORMATS:
+        raise ValueError(f"{str(source)!r} is neither a weights file ({', '.join(READ_FORMATS)}) nor one of the "
+                         f"named weight sets: {', '.join(sorted(PRETRAINED))}")
+    return path, None
 
 
 def load_weights(source: str | Path) -> nn.Module:

@@ -85,7 +85,9 @@ def read_deep_compression(path: str | Path) -> list[CompressedLayer]:
             raise ValueError(f"{path}: layer {key} claims {entries:,} entries for a {numel:,}-weight tensor (corrupt header)")
         need = 4 * CODEBOOK_SIZE + 4 * n_bias + entries + (entries + 1) // 2
         if offset + need > len(data):
-            raise ValueError(f"{path}: truncated at layer {key} (needs {need:,} bytes at offset {offset:,}, file has {len(data):,})")
+            raise ValueError(
+                f"{path}: truncated at layer {key} (needs {need:,} bytes at offset {offset:,}, file has {len(data):,})"
+            )
         codebook = np.frombuffer(data, "<f4", CODEBOOK_SIZE, offset).astype(np.float32)
         offset += 4 * CODEBOOK_SIZE
         bias = np.frombuffer(data, "<f4", n_bias, offset).astype(np.float32)

@@ -13,10 +13,11 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 
@@ -49,7 +50,7 @@ class WeightsMeta:
         })
 
     @classmethod
-    def from_json(cls, text: str, where: str) -> "WeightsMeta":
+    def from_json(cls, text: str, where: str) -> WeightsMeta:
         try:
             d = json.loads(text)
             if not isinstance(d, dict):

@@ -7,8 +7,9 @@ weights in every file this toolkit writes, and ``transforms()`` builds the match
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -64,7 +65,11 @@ class Preprocessing:
         """A torchvision v2 pipeline from an RGB image (PIL or uint8 tensor CxHxW) to the network's input."""
         steps: list[nn.Module] = [
             v2.ToImage(),
-            v2.Resize(self.resize if self.resize_mode == "shorter" else (self.resize, self.resize), interpolation=InterpolationMode(self.interpolation), antialias=True),
+            v2.Resize(
+                self.resize if self.resize_mode == "shorter" else (self.resize, self.resize),
+                interpolation=InterpolationMode(self.interpolation),
+                antialias=True,
+            ),
             v2.CenterCrop(self.crop),
             v2.ToDtype(torch.float32, scale=self.value_range == 1.0),
         ]
@@ -79,7 +84,7 @@ class Preprocessing:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Preprocessing":
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
