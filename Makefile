@@ -21,8 +21,7 @@ $(VENV)/.stamp-dev: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@ $(VENV)/.stamp-run
 
 demo: $(VENV)/.stamp-run
-	$(BIN)/squeezenet models
-	$(BIN)/squeezenet info squeezenet1_0
+	$(BIN)/squeezenet demo
 
 test: $(VENV)/.stamp-dev
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -174,6 +175,49 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import load_recipe, load_run, train
+
+    overrides: dict[str, Any] = dict(args.options)
+    for key, value in (("model", args.model), ("epochs", args.epochs), ("batch_size", args.batch_size),
+                       ("optimizer.lr", args.lr)):
+        if value is not None:
+            overrides[key] = value
+    if args.resume:
+        run = load_run(args.resume)
+        from .train.recipe import Recipe, apply_overrides
+
+        recipe = Recipe.from_dict(apply_overrides(run["recipe"], overrides), f"{args.resume}/run.json").validate()
+        data, run_dir, data_root = run["data"], args.resume, args.data_root or run.get("data_root") or None
+    else:
+        if not args.output or not args.data:
+            raise ValueError("train needs --data and -o RUN_DIR (or --resume RUN_DIR)")
+        recipe, data, run_dir, data_root = load_recipe(args.recipe, overrides), args.data, args.output, args.data_root
+    metrics = train(recipe, data, run_dir, data_root=data_root, resume=bool(args.resume), accelerator=args.accelerator,
+                    devices=args.devices, compile=args.compile, progress_bar=False if args.no_progress else None).metrics
+    if metrics.get("world_size", 1) == 1 or os.environ.get("RANK", "0") == "0":
+        print(json.dumps(metrics, indent=2) if args.json else
+              f"top-1 {metrics['top1']:.4f}   top-5 {metrics['top5']:.4f}   epochs {metrics['epochs']}   "
+              f"{metrics['fit_time_s']:.0f} s   weights {run_dir}/best.safetensors")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from .train import list_recipes, load_recipe
+
+    for name in list_recipes():
+        print(f"{name:12s} {load_recipe(name).description}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import print_demo, run_demo
+
+    run_dir = args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    print_demo(run_demo(run_dir, epochs=args.epochs, data_root=args.data_root))
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -255,6 +299,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--workers", type=_nonnegative_int, default=0,
                    help="data-loading worker processes (default 0: load in the main process)")
     p.add_argument("--json", action="store_true", help='print {"top1", "top5", "n", "skipped"} as JSON')
+
+    p = add("train", cmd_train, "train a model (CIFAR-10, ImageFolder, ImageNet) with a recipe",
+            "Train with Lightning on whatever hardware is present (CPU, one or more GPUs; bf16 on GPU). "
+            "For several GPUs or nodes, launch the same command with torchrun. A checkpoint is written every "
+            "epoch; --resume RUN_DIR continues exactly. RUN_DIR gets best.safetensors, metrics.json, curves.png "
+            "and CSV/TensorBoard logs.")
+    p.add_argument("--data", help="'cifar10' (under $SQUEEZENET_DATA, downloaded if absent) or a folder with "
+                                  "train/ and val/ or test/ (one sub-folder per class)")
+    p.add_argument("-o", "--output", metavar="RUN_DIR", help="new run directory")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--recipe", default="cifar10", help="a named recipe (see `squeezenet recipes`) or a YAML file")
+    p.add_argument("--model", help="override the recipe's model (see `squeezenet models`)")
+    p.add_argument("--epochs", type=_positive_int, help="override the number of epochs")
+    p.add_argument("--batch-size", type=_positive_int, help="override the global batch size")
+    p.add_argument("--lr", type=float, help="override the peak learning rate")
+    p.add_argument("--set", dest="options", metavar="KEY=VALUE", type=parse_option, action="append", default=[],
+                   help="override any recipe field, repeatable: --set model_options.batch_norm=false "
+                        "--set data.workers=8 --set label_smoothing=0")
+    p.add_argument("--data-root", help="where named datasets live (default $SQUEEZENET_DATA)")
+    p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (default auto)")
+    p.add_argument("--devices", default="auto", help="devices per node (default auto; torchrun sets it)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
+    p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+
+    add("recipes", cmd_recipes, "list the named training recipes", "List the training recipes shipped with the package.")
+
+    p = add("demo", cmd_demo, "train, evaluate and summarise a small SqueezeNet on CIFAR-10",
+            "The main job, end to end: train the cifar10 recipe on CIFAR-10 (from $SQUEEZENET_DATA, or downloaded), "
+            "evaluate the exported weights on the test set and print a summary table.")
+    p.add_argument("-o", "--output", metavar="RUN_DIR", help="run directory (default runs/demo-TIMESTAMP)")
+    p.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
+    p.add_argument("--data-root", help="where cifar10/ lives (default $SQUEEZENET_DATA)")
     return parser
 
 

@@ -1,0 +1,216 @@
+"""Training and validation datasets: CIFAR-10 (torchvision or JPEG folders) and ImageFolder trees.
+
+Samples stay ``uint8`` until they reach the device, where the training module scales and normalises
+them (4x less memory traffic). Augmentation is seeded per (seed, epoch, sample index), so a run is
+reproducible whatever the number of processes or loader workers, and a resumed run replays the
+exact same images. Small-image datasets (CIFAR) are decoded once into memory; unreadable files are
+counted and skipped when the dataset is built, never mid-epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from .images import list_labelled_images, load_rgb_image
+
+Augment = Literal["cifar", "imagenet", "none"]
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# Per-channel statistics of the CIFAR-10 training set (0..1 scale), used to normalise CIFAR models.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+IN_MEMORY_MAX_BYTES = 4 * 2**30
+
+
+def default_data_root() -> Path:
+    """``$SQUEEZENET_DATA``, else ``~/.cache/squeezenet/data``."""
+    env = os.environ.get("SQUEEZENET_DATA")
+    return Path(env) if env else Path.home() / ".cache" / "squeezenet" / "data"
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from several integers (splitmix-style), stable across processes."""
+    h = 0x9E3779B97F4A7C15
+    for v in values:
+        h = (h ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+class SeededImages(Dataset):
+    """``(uint8 image, label, index)`` with augmentation seeded by (seed, epoch, index).
+
+    ``load(i)`` returns the uint8 image of sample i (from memory or from disk); ``None`` marks an
+    unreadable file (streaming datasets only), which :func:`collate_drop_none` removes.
+    """
+
+    def __init__(self, load: Callable[[int], torch.Tensor | None], labels: Sequence[int],
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None, seed: int = 0):
+        self.load, self.labels, self.transform, self.seed = load, list(labels), transform, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        x = self.load(i)
+        if x is None:
+            return None
+        if self.transform is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_mix(self.seed, self.epoch, i))
+                x = self.transform(x)
+        return x, self.labels[i], i
+
+
+def collate_drop_none(items: list):
+    """Stack ``(image, label, index)`` samples, dropping the ``None`` of unreadable files."""
+    items = [it for it in items if it is not None]
+    if not items:
+        return torch.empty(0, 3, 1, 1, dtype=torch.uint8), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+    return (torch.stack([x for x, _, _ in items]), torch.tensor([y for _, y, _ in items]),
+            torch.tensor([i for _, _, i in items]))
+
+
+def train_transform(augment: Augment, size: int, in_memory: bool = False) -> v2.Compose | None:
+    """Per-sample v2 augmentation; ``None`` where the training module augments whole batches instead
+    (``cifar`` on in-memory data: see :mod:`squeezenet.data.augment`)."""
+    if augment == "cifar":
+        if in_memory:
+            return None
+        return v2.Compose([v2.RandomCrop(size, padding=size // 8, padding_mode="reflect"), v2.RandomHorizontalFlip()])
+    if augment == "imagenet":
+        return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
+    if augment == "none":
+        return None
+    raise ValueError(f"augment must be cifar, imagenet or none, got {augment!r}")
+
+
+def eval_transform(resize: int, size: int) -> v2.Compose:
+    return v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(size)])
+
+
+@dataclass
+class SplitSource:
+    """Where one split's images come from: file paths with labels, or arrays already in memory."""
+
+    labels: list[int]
+    files: list[str] | None = None
+    arrays: torch.Tensor | None = None  # uint8 N x 3 x H x W
+
+
+@dataclass
+class DataSource:
+    name: str
+    classes: list[str]
+    train: SplitSource
+    val: SplitSource
+    val_name: str = "val"
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_data(data: str, root: str | Path | None = None, *, download: bool = True) -> DataSource:
+    """Find a training/validation pair for ``data``: ``cifar10`` or a folder with train/ and val/ or test/."""
+    if data == "cifar10":
+        return _cifar10(Path(root) if root else default_data_root(), download)
+    base = Path(data)
+    if not base.is_dir():
+        raise ValueError(f"{data}: not a data folder (expected 'cifar10' or a folder with train/ and val/ or test/)")
+    val_name = next((n for n in ("val", "test") if (base / n).is_dir()), None)
+    if not (base / "train").is_dir() or val_name is None:
+        raise ValueError(f"{base}: needs a train/ folder and a val/ or test/ folder, one sub-folder per class")
+    classes = sorted(d.name for d in (base / "train").iterdir() if d.is_dir() and not d.name.startswith("."))
+    train = list_labelled_images(base / "train", class_names=classes)
+    val = list_labelled_images(base / val_name, class_names=classes)
+    return DataSource(base.name, classes, _split_from(train.samples), _split_from(val.samples), val_name)
+
+
+def _split_from(samples: list[tuple[str, int]]) -> SplitSource:
+    return SplitSource(labels=[y for _, y in samples], files=[p for p, _ in samples])
+
+
+def _cifar10(root: Path, download: bool) -> DataSource:
+    folder = root / "cifar10"
+    if (folder / "train").is_dir() and any((folder / n).is_dir() for n in ("test", "val")):
+        source = resolve_data(str(folder))
+        source.name = "cifar10"
+        return source
+    from torchvision.datasets import CIFAR10
+
+    try:
+        splits = {t: CIFAR10(str(folder), train=t, download=download and not _has_batches(folder)) for t in (True, False)}
+    except (RuntimeError, OSError) as exc:
+        raise OSError(f"CIFAR-10 not found under {folder} and could not be downloaded ({exc}); set SQUEEZENET_DATA "
+                      "to a folder holding cifar10/ (train/ and test/ JPEG folders, or torchvision's cifar-10-batches-py)") from None
+    out = {t: SplitSource(labels=list(d.targets), arrays=torch.from_numpy(np.ascontiguousarray(d.data.transpose(0, 3, 1, 2))))
+           for t, d in splits.items()}
+    return DataSource("cifar10", list(CIFAR10_CLASSES), out[True], out[False], "test")
+
+
+def _has_batches(folder: Path) -> bool:
+    return (folder / "cifar-10-batches-py" / "data_batch_1").is_file()
+
+
+def load_into_memory(split: SplitSource, size: int, progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, list[int], list[str]]:
+    """Decode a split once into a uint8 tensor (images resized to ``size`` if needed); skip unreadable files."""
+    if split.arrays is not None:
+        return split.arrays, split.labels, []
+    assert split.files is not None
+    if len(split.files) * 3 * size * size > IN_MEMORY_MAX_BYTES:
+        raise ValueError(f"{len(split.files):,} images of {size}px do not fit the in-memory cache; stream them instead")
+    resize = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+    images = torch.empty(len(split.files), 3, size, size, dtype=torch.uint8)
+    labels, skipped, n = [], [], 0
+    for path, label in zip(split.files, split.labels):
+        try:
+            x = load_rgb_image(path)
+        except ValueError as exc:
+            skipped.append(str(exc))
+            continue
+        images[n] = x if x.shape[-2:] == (size, size) else resize(x)
+        labels.append(label)
+        n += 1
+        if progress is not None:
+            progress(n)
+    return images[:n].clone() if n < len(images) else images, labels, skipped
+
+
+def make_dataset(split: SplitSource, *, train: bool, size: int, resize: int, augment: Augment, in_memory: bool,
+                 seed: int) -> tuple[SeededImages, list[str]]:
+    """A :class:`SeededImages` for one split, and the messages of images skipped while building it."""
+    transform = train_transform(augment, size, in_memory) if train else None
+    if in_memory:
+        images, labels, skipped = load_into_memory(split, size if augment != "imagenet" else resize)
+        if not train and images.shape[-1] != size:
+            transform = v2.CenterCrop(size)
+        elif train and augment == "none" and images.shape[-1] != size:
+            transform = v2.CenterCrop(size)
+        return SeededImages(images.__getitem__, labels, transform, seed), skipped
+    assert split.files is not None
+    files = split.files
+    base = eval_transform(resize, size) if not train or augment == "none" else None
+
+    def load(i: int) -> torch.Tensor | None:
+        try:
+            x = load_rgb_image(files[i])
+        except ValueError:
+            return None
+        return base(x) if base is not None else x
+
+    return SeededImages(load, split.labels, transform, seed), []
+
+
+__all__ = ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "DataSource", "SeededImages", "SplitSource",
+           "collate_drop_none", "default_data_root", "make_dataset", "resolve_data"]

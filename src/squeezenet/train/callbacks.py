@@ -1,0 +1,75 @@
+"""Lightning callbacks: exact resume (RNG state), best-weights export, and per-epoch lines for logs."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from ..weights import save_weights
+
+
+class RNGState(L.Callback):
+    """Saves and restores every RNG in checkpoints, so ``--resume`` continues exactly (dropout included)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(state["numpy"])
+        random.setstate(state["python"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class BestWeights(L.Callback):
+    """Writes ``best.safetensors`` (with architecture, preprocessing and class names) when val top-1 improves."""
+
+    def __init__(self, path: Path, source: str):
+        self.path, self.source = Path(path), source
+        self.best = -1.0
+        self.best_epoch = -1
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        top1 = float(trainer.callback_metrics.get("val/top1", -1.0))
+        if top1 > self.best:
+            self.best, self.best_epoch = top1, trainer.current_epoch
+            if trainer.is_global_zero:
+                save_weights(pl_module.model, self.path, source=self.source)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+
+
+class EpochLine(L.Callback):
+    """One line per epoch on stderr: what a log file needs when there is no live progress bar."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+
+        def fmt(key: str, spec: str = ".4f") -> str:
+            return format(float(m[key]), spec) if key in m else "-"
+
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  loss {fmt('train/loss_epoch')}  "
+              f"val top-1 {fmt('val/top1')}  top-5 {fmt('val/top5')}  {pl_module.epoch_rate():.0f} img/s  "
+              f"{time.perf_counter() - self._start:.0f}s", file=sys.stderr, flush=True)

@@ -1,0 +1,161 @@
+"""The LightningModule: a classifier trained with a :class:`Recipe`."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..data.augment import pad_crop_flip
+from .recipe import Recipe
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
+    """Weight decay on conv/linear weights only (unless the recipe says otherwise, as Caffe did)."""
+    if decay_norm_and_bias:
+        return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    other = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
+
+
+def lr_at(recipe: Recipe, progress: float) -> float:
+    """Learning-rate multiplier at a point of training, ``progress`` in [0, 1].
+
+    ``onecycle``: linear rise from 1/25 of the peak over ``pct_start``, then cosine to zero;
+    ``linear``/``cosine``: optional linear warm-up, then linear or cosine decay to zero;
+    ``step``: times ``gamma`` every ``step_epochs`` epochs; ``constant``: 1.
+    """
+    s, p = recipe.schedule, min(max(progress, 0.0), 1.0)
+    if s.name == "onecycle":
+        if p < s.pct_start:
+            return 0.04 + 0.96 * p / s.pct_start
+        return 0.5 * (1 + math.cos(math.pi * (p - s.pct_start) / (1 - s.pct_start)))
+    warm = s.warmup_epochs / recipe.epochs
+    if p < warm:
+        return p / warm
+    q = (p - warm) / max(1e-12, 1 - warm)
+    if s.name == "linear":
+        return 1.0 - q
+    if s.name == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * q))
+    if s.name == "step":
+        return s.gamma ** int(p * recipe.epochs // s.step_epochs)
+    if s.name == "constant":
+        return 1.0
+    raise ValueError(f"unknown schedule {s.name!r}; choose onecycle, linear, cosine, step or constant")
+
+
+class ClassifierModule(L.LightningModule):
+    """Cross-entropy training of any registered model; inputs arrive as uint8 and are normalised on device."""
+
+    def __init__(self, model: nn.Module, recipe: Recipe, num_classes: int, channels_last: bool = True,
+                 batch_augment: bool = False):
+        super().__init__()
+        self.model = model
+        self.recipe = recipe
+        self.channels_last = channels_last
+        self.batch_augment = batch_augment  # pad-crop-flip on device (in-memory small-image data)
+        std = torch.tensor(recipe.data.std).view(1, 3, 1, 1)
+        mean = torch.tensor(recipe.data.mean).view(1, 3, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std), persistent=False)
+        self.register_buffer("shift", mean / std, persistent=False)
+        k = min(5, num_classes)
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro")
+        self.val_top1 = MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro")
+        self.val_top5 = MulticlassAccuracy(num_classes=num_classes, top_k=k, average="micro")
+        self._seen = 0
+        self._epoch_start = 0.0
+        self.train_seconds = 0.0  # training time so far, kept across resumes (time budgets)
+        self._step_start: float | None = None
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y, index = batch
+        x = x.float() * self.scale - self.shift
+        if self.batch_augment and self.trainer is not None and self.trainer.training and x.numel():
+            x = pad_crop_flip(x, index, self.current_epoch, self.recipe.seed, padding=x.shape[-1] // 8)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def on_train_epoch_start(self) -> None:
+        self._seen, self._epoch_start = 0, time.perf_counter()
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self._step_start = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self._step_start is not None:
+            self.train_seconds += time.perf_counter() - self._step_start
+        if self.progress() >= 1.0:
+            self.trainer.should_stop = True  # the time budget is spent: stop after this step
+
+    def progress(self, step: int | None = None) -> float:
+        """Fraction of training done: steps over total steps, or time over the recipe's budget if further along."""
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        done = (self.trainer.global_step if step is None else step) / total
+        budget = self.recipe.time_budget_s
+        return max(done, self.train_seconds / budget) if budget else done
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["train_seconds"] = self.train_seconds
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.train_seconds = float(checkpoint.get("train_seconds", 0.0))
+
+    def training_step(self, batch, batch_idx: int):
+        x, y = batch
+        if y.numel() == 0:
+            return None  # every image of this batch was unreadable
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.recipe.label_smoothing)
+        self.train_acc(logits.detach(), y)
+        self._seen += y.numel() * self.trainer.world_size
+        rate = self._seen / max(1e-9, time.perf_counter() - self._epoch_start)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=y.numel())
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=y.numel())
+        self.log("img/s", rate, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        return loss
+
+    def epoch_rate(self) -> float:
+        """Training images per second (all processes) in the current epoch so far."""
+        return self._seen / max(1e-9, time.perf_counter() - self._epoch_start)
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/images_per_s", self.epoch_rate(), rank_zero_only=True)
+        self.log("train/epoch_time_s", time.perf_counter() - self._epoch_start, rank_zero_only=True)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], rank_zero_only=True)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        if y.numel() == 0:
+            return
+        logits = self.model(x)
+        self.val_top1(logits, y)
+        self.val_top5(logits, y)
+        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True, batch_size=y.numel())
+        self.log("val/top1", self.val_top1, on_epoch=True, prog_bar=True, batch_size=y.numel())
+        self.log("val/top5", self.val_top5, on_epoch=True, batch_size=y.numel())
+
+    def configure_optimizers(self):
+        r = self.recipe
+        groups = parameter_groups(self.model, r.optimizer.weight_decay, r.optimizer.decay_norm_and_bias)
+        if r.optimizer.name == "sgd":
+            opt = torch.optim.SGD(groups, lr=r.optimizer.lr, momentum=r.optimizer.momentum, nesterov=r.optimizer.nesterov)
+        elif r.optimizer.name == "adamw":
+            opt = torch.optim.AdamW(groups, lr=r.optimizer.lr)
+        else:
+            raise ValueError(f"unknown optimizer {r.optimizer.name!r}; choose sgd or adamw")
+        lr_at(r, 0.0)  # validates the schedule name
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_at(r, self.progress(step)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,153 @@
+"""Training recipes: YAML files of model, data, optimiser and schedule settings.
+
+Named recipes ship with the package (``squeezenet/recipes/*.yaml``; ``recipes/`` at the repository
+root links there). Any field can be overridden with dotted keys: ``optimizer.lr=0.1``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+
+@dataclass
+class OptimizerSpec:
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.1  # peak learning rate for the global batch size
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    decay_norm_and_bias: bool = False  # apply weight decay to BN parameters and biases too (Caffe does)
+
+
+@dataclass
+class ScheduleSpec:
+    name: Literal["onecycle", "linear", "step", "cosine", "constant"] = "onecycle"
+    warmup_epochs: float = 0.0  # linear warm-up from 0 (linear, step, cosine)
+    pct_start: float = 0.25  # onecycle: fraction of training spent rising to the peak
+    step_epochs: int = 30  # step: multiply by gamma every step_epochs
+    gamma: float = 0.1
+
+
+@dataclass
+class DataSpec:
+    image_size: int = 224  # crop fed to the network
+    resize: int = 256  # evaluation: shorter side before the centre crop
+    augment: Literal["cifar", "imagenet", "none"] = "imagenet"
+    in_memory: bool | None = None  # decode everything once; default: yes for images of 64 px or less
+    workers: int = 4
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    limit_train: int | None = None  # use only the first N training images (smoke tests, subsets)
+    limit_val: int | None = None
+
+
+@dataclass
+class Recipe:
+    name: str = "custom"
+    description: str = ""
+    model: str = "squeezenet1_1"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    init: Literal["torchvision", "caffe", "msra"] = "torchvision"
+    head_bias: float = 0.0  # initial conv10 bias: > 0 keeps the ReLU after conv10 from dying early (see init.py)
+    epochs: int = 30
+    batch_size: int = 128  # global: split over all devices
+    label_smoothing: float = 0.0
+    time_budget_s: float | None = None  # also end (with the schedule annealed) once training has taken this long
+    seed: int = 0
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["data"]["mean"], d["data"]["std"] = list(self.data.mean), list(self.data.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "recipe") -> "Recipe":
+        return _build(cls, dict(data), where)
+
+    def validate(self) -> "Recipe":
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"recipe {self.name}: epochs and batch_size must be >= 1")
+        if not self.optimizer.lr > 0:
+            raise ValueError(f"recipe {self.name}: optimizer.lr must be > 0, got {self.optimizer.lr}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"recipe {self.name}: time_budget_s must be > 0")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"recipe {self.name}: label_smoothing must be in [0, 1)")
+        if self.data.image_size < 8 or self.data.resize < self.data.image_size:
+            raise ValueError(f"recipe {self.name}: need 8 <= data.image_size <= data.resize")
+        return self
+
+
+_NESTED = {"optimizer": OptimizerSpec, "schedule": ScheduleSpec, "data": DataSpec}
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
+    kwargs = {}
+    for key, value in data.items():
+        if key in _NESTED and cls is Recipe:
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{where}: {key} must be a mapping")
+            value = _build(_NESTED[key], dict(value), f"{where}.{key}")
+        elif key in ("mean", "std"):
+            value = tuple(float(v) for v in value)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("squeezenet.recipes").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``optimizer.lr``) in a recipe dict; string values are read as YAML scalars."""
+    out = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.replace("-", "_").split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {dotted}: {p} is not a section")
+        node[leaf] = _parse_value(value) if isinstance(value, str) else value
+    return out
+
+
+def load_recipe(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Recipe:
+    """A named recipe (``paper``, ``torchvision``, ``cifar10``) or a YAML file, with overrides applied."""
+    text = str(name_or_path)
+    if text in list_recipes():
+        raw = resources.files("squeezenet.recipes").joinpath(f"{text}.yaml").read_text()
+        where = f"recipe {text}"
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise ValueError(f"unknown recipe {text!r}: not a file, and named recipes are {', '.join(list_recipes())}")
+        raw, where = path.read_text(), str(path)
+    try:
+        data = yaml.safe_load(raw) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{where}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: a recipe must be a YAML mapping")
+    return Recipe.from_dict(apply_overrides(data, overrides or {}), where).validate()

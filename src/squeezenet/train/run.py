@@ -1,0 +1,266 @@
+"""``train()``: one call from a recipe and a dataset to a run directory.
+
+RUN_DIR holds ``run.json`` (what was asked), ``checkpoints/last.ckpt`` (every epoch, written atomically
+by Lightning), ``logs/`` (CSV and TensorBoard), ``best.safetensors``, ``metrics.json`` and ``curves.png``.
+Several GPUs or nodes: launch the same command with ``torchrun``; the world size comes from its
+environment and Lightning's DDP takes over (no process management of ours).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..data.training import DataSource, SeededImages, collate_drop_none, make_dataset, resolve_data
+from ..models import create_model
+from ..weights import Preprocessing, atomic_path
+from .callbacks import BestWeights, EpochLine, RNGState
+from .init import init_head_bias, init_weights
+from .module import ClassifierModule
+from .plots import plot_curves
+from .recipe import Recipe
+
+RUN_FILE = "run.json"
+LAST_CKPT = Path("checkpoints") / "last.ckpt"
+
+
+@dataclass
+class TrainResult:
+    """What ``train()`` returns: the final metrics (as in metrics.json) and the trained model (this process's copy)."""
+
+    metrics: dict[str, Any]
+    model: torch.nn.Module
+
+
+class EpochSampler(DistributedSampler):
+    """DistributedSampler yielding ``(epoch, index)`` so the dataset seeds augmentation per epoch,
+    even inside loader workers that hold their own copy of the dataset."""
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        for i in super().__iter__():
+            yield (self.epoch, i)
+
+
+class _EpochIndexed(torch.utils.data.Dataset):
+    def __init__(self, base: SeededImages):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, i = key
+        self.base.set_epoch(epoch)
+        return self.base[i]
+
+
+class DataModule(L.LightningDataModule):
+    """Builds loaders once the strategy knows this process's rank and the world size."""
+
+    def __init__(self, train: SeededImages, val: SeededImages, batch_size: int, workers: int, seed: int):
+        super().__init__()
+        self.train_set, self.val_set = train, val
+        self.batch_size, self.workers, self.seed = batch_size, workers, seed
+
+    def _per_device(self) -> int:
+        world = self.trainer.world_size if self.trainer else 1
+        if self.batch_size % world:
+            raise ValueError(f"global batch size {self.batch_size} is not divisible by {world} processes")
+        return self.batch_size // world
+
+    def _loader(self, dataset, sampler, drop_last: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self._per_device(), sampler=sampler, num_workers=self.workers,
+                          collate_fn=collate_drop_none, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
+                          persistent_workers=False)
+
+    def train_dataloader(self) -> DataLoader:
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        sampler = EpochSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True)
+        return self._loader(_EpochIndexed(self.train_set), sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        sampler = DistributedSampler(self.val_set, num_replicas=world, rank=rank, shuffle=False, drop_last=False)
+        return self._loader(self.val_set, sampler, drop_last=False)
+
+
+@dataclass
+class LaunchEnv:
+    """What torchrun (or nothing) tells this process."""
+
+    world_size: int
+    local_world_size: int
+    num_nodes: int
+
+    @classmethod
+    def detect(cls) -> "LaunchEnv":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        return cls(world, local, max(1, world // max(1, local)))
+
+
+def _limit(split, n: int | None, seed: int):
+    """A fixed random subset of ``n`` samples (folders are sorted by class, so a prefix would be one class)."""
+    if n is None or n >= len(split.labels):
+        return split
+    from dataclasses import replace
+
+    keep = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(seed))[:n].sort().values.tolist()
+    return replace(split, labels=[split.labels[i] for i in keep],
+                   files=[split.files[i] for i in keep] if split.files else None,
+                   arrays=split.arrays[keep] if split.arrays is not None else None)
+
+
+def uses_memory(recipe: Recipe) -> bool:
+    return recipe.data.in_memory if recipe.data.in_memory is not None else recipe.data.image_size <= 64
+
+
+def build_datasets(recipe: Recipe, source: DataSource) -> tuple[SeededImages, SeededImages, list[str]]:
+    d = recipe.data
+    in_memory = uses_memory(recipe)
+    common = dict(size=d.image_size, resize=d.resize, augment=d.augment, in_memory=in_memory, seed=recipe.seed)
+    train, skipped_train = make_dataset(_limit(source.train, d.limit_train, recipe.seed), train=True, **common)
+    val, skipped_val = make_dataset(_limit(source.val, d.limit_val, recipe.seed), train=False, **common)
+    return train, val, skipped_train + skipped_val
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("squeezenet", "torch", "torchvision", "lightning")}
+
+
+def _quiet_lightning() -> None:
+    """Silence Lightning's start-up chatter and warnings that do not concern our users."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                 "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*litlogger.*", ".*LeafSpec.*", ".*on_after_batch_transfer.*", ".*log_every_n_steps.*",
+                    ".*does not have many workers.*", ".*`max_epochs` was not set.*", ".*treespec.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def train(
+    recipe: Recipe,
+    data: str,
+    run_dir: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    resume: bool = False,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    compile: bool = False,
+    progress_bar: bool | None = None,
+    quiet: bool = False,
+) -> TrainResult:
+    """Train ``recipe`` on ``data`` into ``run_dir``; returns the final metrics (also in metrics.json) and the model."""
+    run_dir = Path(run_dir)
+    ckpt = run_dir / LAST_CKPT
+    if resume and not ckpt.is_file():
+        raise ValueError(f"{run_dir}: nothing to resume (no {LAST_CKPT})")
+    if not resume and (run_dir / RUN_FILE).exists():
+        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another -o")
+
+    _quiet_lightning()
+    L.seed_everything(recipe.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+    env = LaunchEnv.detect()
+    source = resolve_data(data, data_root)
+    train_set, val_set, skipped = build_datasets(recipe, source)
+    if len(train_set) < recipe.batch_size:
+        raise ValueError(f"{len(train_set)} training images are fewer than one batch of {recipe.batch_size}")
+
+    model = create_model(recipe.model, **{**recipe.model_options, "num_classes": len(source.classes)})
+    init_weights(model, recipe.init)
+    if recipe.head_bias:
+        init_head_bias(model, recipe.head_bias)
+    model.preprocessing = Preprocessing(recipe.name, resize=recipe.data.resize, crop=recipe.data.image_size,
+                                        mean=recipe.data.mean, std=recipe.data.std)
+    model.class_names = list(source.classes)
+    module = ClassifierModule(model, recipe, len(source.classes),
+                              batch_augment=recipe.data.augment == "cifar" and uses_memory(recipe))
+    if compile:
+        module.model = torch.compile(module.model)  # type: ignore[assignment]
+
+    if env.world_size == 1 or int(os.environ.get("RANK", "0")) == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            with atomic_path(run_dir / RUN_FILE) as tmp:
+                tmp.write_text(json.dumps({"recipe": recipe.to_dict(), "data": data, "data_root": str(data_root or ""),
+                                           "versions": _versions()}, indent=2))
+
+    gpu = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    best = BestWeights(run_dir / "best.safetensors", source=f"squeezenet train {recipe.name} on {source.name}")
+    show_bar = progress_bar if progress_bar is not None else (os.isatty(2) and not quiet)
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="epoch{epoch:03d}", auto_insert_metric_name=False,
+                        save_last=True, save_top_k=1, monitor="val/top1", mode="max"),
+        RNGState(), best,
+    ]
+    if not show_bar and not quiet:
+        callbacks.append(EpochLine())
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=env.local_world_size if env.world_size > 1 else devices,
+        num_nodes=env.num_nodes,
+        strategy="ddp" if env.world_size > 1 else "auto",
+        precision="bf16-mixed" if gpu else "32-true",
+        max_epochs=recipe.epochs,
+        logger=[CSVLogger(run_dir, name="logs", version="csv"), TensorBoardLogger(run_dir, name="logs", version="tb")],
+        callbacks=callbacks,
+        default_root_dir=run_dir,
+        enable_progress_bar=show_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        log_every_n_steps=10,
+    )
+    datamodule = DataModule(train_set, val_set, recipe.batch_size, recipe.data.workers, recipe.seed)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if resume else None)
+    elapsed = time.perf_counter() - start
+    if trainer.current_epoch < recipe.epochs and not trainer.interrupted:
+        # stopped by the time budget mid-epoch: measure the final weights too
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+
+    m = trainer.callback_metrics
+    metrics = {
+        "model": recipe.model, "recipe": recipe.name, "data": source.name, "epochs": trainer.current_epoch,
+        "top1": float(m.get("val/top1", float("nan"))), "top5": float(m.get("val/top5", float("nan"))),
+        "best_top1": best.best, "best_epoch": best.best_epoch + 1,
+        "params": sum(p.numel() for p in model.parameters()), "train_images": len(train_set),
+        "val_images": len(val_set), "skipped_images": len(skipped), "fit_time_s": round(elapsed, 1),
+        "train_time_s": round(module.train_seconds, 1),
+        "images_per_s": float(m.get("train/images_per_s", float("nan"))), "world_size": trainer.world_size,
+        "device": torch.cuda.get_device_name() if gpu else f"cpu ({platform.processor() or platform.machine()}, "
+                                                            f"{torch.get_num_threads()} threads)",
+    }
+    if trainer.is_global_zero:
+        with atomic_path(run_dir / "metrics.json") as tmp:
+            tmp.write_text(json.dumps(metrics, indent=2))
+        csv_path = run_dir / "logs" / "csv" / "metrics.csv"
+        if csv_path.is_file():
+            plot_curves(csv_path, run_dir / "curves.png", f"{recipe.model} / {recipe.name} on {source.name}")
+    return TrainResult(metrics, model)
+
+
+def load_run(run_dir: str | Path) -> dict[str, Any]:
+    """What ``run.json`` says about a run (for --resume)."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise ValueError(f"{run_dir}: not a run directory (no {RUN_FILE})")
+    return json.loads(path.read_text())

@@ -1,0 +1,125 @@
+"""Real training runs on small CIFAR-10 subsets: run directory, kill + resume, torchrun DDP (slow)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import require_shared
+from squeezenet.cli import main
+from squeezenet.inference import evaluate
+from squeezenet.weights import load_weights
+
+pytestmark = pytest.mark.slow
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def data_root():
+    return str(require_shared("cifar10").parent)
+
+
+def _env(data_root: str) -> dict:
+    return {**os.environ, "SQUEEZENET_DATA": data_root, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS.parent / "src")}
+
+
+SMALL = ["--set", "data.limit_train=1024", "--set", "data.limit_val=256", "--batch-size", "64",
+         "--set", "time_budget_s=null", "--no-progress"]
+
+
+def test_run_directory_is_complete_and_weights_are_usable(tmp_path, data_root, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", "cifar10", "--data-root", data_root, "-o", str(run), "--epochs", "2", *SMALL,
+                 "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    for name in ("run.json", "metrics.json", "best.safetensors", "curves.png", "checkpoints/last.ckpt",
+                 "logs/csv/metrics.csv"):
+        assert (run / name).is_file(), name
+    assert list((run / "logs" / "tb").glob("events.out.tfevents.*"))
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert metrics["epochs"] == 2 and metrics["train_images"] == 1024 and metrics["val_images"] == 256
+    assert json.loads((run / "metrics.json").read_text()) == metrics
+    assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
+
+    model = load_weights(run / "best.safetensors")  # no flags: architecture, preprocessing, classes inside
+    assert model.class_names[:2] == ["airplane", "automobile"] and model.preprocessing.crop == 32
+    test = tmp_path / "test"
+    for cls in model.class_names:  # eval the exported file on a small real test folder
+        (test / cls).mkdir(parents=True)
+        for f in sorted((Path(data_root) / "cifar10" / "test" / cls).iterdir())[:3]:
+            shutil.copy(f, test / cls / f.name)
+    result = evaluate(model, test, progress=False)
+    assert result.n == 30 and result.skipped == 0
+
+    with pytest.raises(SystemExit):  # argparse: --epochs 0 is rejected before anything runs
+        main(["train", "--data", "cifar10", "-o", str(run), "--epochs", "0"])
+    assert main(["train", "--data", "cifar10", "--data-root", data_root, "-o", str(run), *SMALL]) == 1
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def _last_weights(run: Path) -> dict:
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return ckpt["state_dict"], ckpt["epoch"]
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, data_root):
+    args = ["train", "--data", "cifar10", "-o", "{run}", "--epochs", "3", "--set", "data.limit_train=2048", *SMALL[2:]]
+    cmd = lambda run: [sys.executable, "-m", "squeezenet", *[a.format(run=run) for a in args]]
+    env = _env(data_root)
+
+    reference = tmp_path / "reference"
+    subprocess.run(cmd(reference), env=env, check=True, capture_output=True, timeout=300)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    line = ""
+    while "epoch 1/3" not in line and time.time() < deadline:  # the epoch-1 checkpoint is written before this line
+        line = proc.stderr.readline()
+    time.sleep(1.0)  # well inside epoch 2
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _, epoch = _last_weights(killed)  # loads: the checkpoint on disk is whole
+    assert epoch == 1
+    assert not (killed / "metrics.json").exists()
+
+    resumed = subprocess.run([sys.executable, "-m", "squeezenet", "train", "--resume", str(killed), "--no-progress"],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((killed / "metrics.json").read_text())["epochs"] == 3
+    weights, epoch = _last_weights(killed)
+    ref_weights, ref_epoch = _last_weights(reference)
+    assert epoch == ref_epoch == 3
+    for key in ref_weights:  # resuming continues exactly: same weights as the run that was never killed
+        torch.testing.assert_close(weights[key], ref_weights[key], rtol=0, atol=1e-6)
+
+
+def test_torchrun_two_processes_match_single_process(tmp_path, data_root):
+    env = _env(data_root)
+    single = tmp_path / "single"
+    single.mkdir()
+    subprocess.run([sys.executable, str(TESTS / "ddp_worker.py"), str(single), str(tmp_path / "run1"), data_root],
+                   env=env, check=True, capture_output=True, timeout=300)
+    double = tmp_path / "double"
+    double.mkdir()
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(TESTS / "ddp_worker.py"), str(double), str(tmp_path / "run2"), data_root],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0 = torch.load(double / "rank0.pt", weights_only=True)
+    rank1 = torch.load(double / "rank1.pt", weights_only=True)
+    alone = torch.load(single / "rank0.pt", weights_only=True)
+    initial_gap = 0.0
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key  # DDP keeps the ranks identical
+        torch.testing.assert_close(rank0[key], alone[key], rtol=0, atol=2e-5)  # same global batches, same result
+        initial_gap = max(initial_gap, (rank0[key] - alone[key]).abs().max().item())
+    assert json.loads((tmp_path / "run2" / "metrics.json").read_text())["world_size"] == 2
