@@ -140,3 +140,19 @@ def test_cifar10_download_failure_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(c, "download_and_extract_archive", offline)
     with pytest.raises(OSError, match="CIFAR-10 not found"):
         resolve_data("cifar10", tmp_path)
+
+
+def test_head_bias_keeps_every_class_unit_alive_at_start():
+    from squeezenet.train.init import init_head_bias
+
+    recipe = load_recipe("cifar10")
+    assert recipe.head_bias > 0
+    model = create_model(recipe.model, **recipe.model_options).eval()
+    x = torch.randn(64, 3, 32, 32)
+    with torch.no_grad():
+        plain = model.classifier[1](model.forward_features(x))
+        init_head_bias(model, recipe.head_bias)
+        biased = model.classifier[1](model.forward_features(x))
+    assert (plain <= 0).any()  # with a zero bias some class logits start in the ReLU's dead zone
+    assert (biased > 0).all()  # with the recipe's bias none do
+    torch.testing.assert_close(biased - plain, torch.full_like(plain, recipe.head_bias))

@@ -10,9 +10,10 @@ counted and skipped when the dataset is built, never mid-epoch.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -152,8 +153,10 @@ def _cifar10(root: Path, download: bool) -> DataSource:
     try:
         splits = {t: CIFAR10(str(folder), train=t, download=download and not _has_batches(folder)) for t in (True, False)}
     except (RuntimeError, OSError) as exc:
-        raise OSError(f"CIFAR-10 not found under {folder} and could not be downloaded ({exc}); set SQUEEZENET_DATA "
-                      "to a folder holding cifar10/ (train/ and test/ JPEG folders, or torchvision's cifar-10-batches-py)") from None
+        raise OSError(
+            f"CIFAR-10 not found under {folder} and could not be downloaded ({exc}); set SQUEEZENET_DATA to a folder "
+            "holding cifar10/ (train/ and test/ JPEG folders, or torchvision's cifar-10-batches-py)"
+        ) from None
     out = {t: SplitSource(labels=list(d.targets), arrays=torch.from_numpy(np.ascontiguousarray(d.data.transpose(0, 3, 1, 2))))
            for t, d in splits.items()}
     return DataSource("cifar10", list(CIFAR10_CLASSES), out[True], out[False], "test")
@@ -163,7 +166,7 @@ def _has_batches(folder: Path) -> bool:
     return (folder / "cifar-10-batches-py" / "data_batch_1").is_file()
 
 
-def load_into_memory(split: SplitSource, size: int, progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, list[int], list[str]]:
+def load_into_memory(split: SplitSource, size: int) -> tuple[torch.Tensor, list[int], list[str]]:
     """Decode a split once into a uint8 tensor (images resized to ``size`` if needed); skip unreadable files."""
     if split.arrays is not None:
         return split.arrays, split.labels, []
@@ -182,8 +185,6 @@ def load_into_memory(split: SplitSource, size: int, progress: Callable[[int], No
         images[n] = x if x.shape[-2:] == (size, size) else resize(x)
         labels.append(label)
         n += 1
-        if progress is not None:
-            progress(n)
     return images[:n].clone() if n < len(images) else images, labels, skipped
 
 
@@ -193,10 +194,8 @@ def make_dataset(split: SplitSource, *, train: bool, size: int, resize: int, aug
     transform = train_transform(augment, size, in_memory) if train else None
     if in_memory:
         images, labels, skipped = load_into_memory(split, size if augment != "imagenet" else resize)
-        if not train and images.shape[-1] != size:
-            transform = v2.CenterCrop(size)
-        elif train and augment == "none" and images.shape[-1] != size:
-            transform = v2.CenterCrop(size)
+        if transform is None and images.shape[-1] != size:
+            transform = v2.CenterCrop(size)  # evaluation (or no augmentation) of images cached at `resize`
         return SeededImages(images.__getitem__, labels, transform, seed), skipped
     assert split.files is not None
     files = split.files

@@ -18,15 +18,20 @@ from ..weights import save_weights
 class RNGState(L.Callback):
     """Saves and restores every RNG in checkpoints, so ``--resume`` continues exactly (dropout included)."""
 
+    # Only tensors and plain Python values: Lightning reloads checkpoints with torch.load(weights_only=True).
     def state_dict(self) -> dict[str, Any]:
-        state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        _, keys, pos, has_gauss, cached = np.random.get_state()
+        state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                 "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                           "has_gauss": int(has_gauss), "cached": float(cached)}}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         torch.set_rng_state(state["torch"])
-        np.random.set_state(state["numpy"])
+        n = state["numpy"]
+        np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
         random.setstate(state["python"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])

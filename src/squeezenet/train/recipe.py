@@ -7,10 +7,11 @@ root links there). Any field can be overridden with dotted keys: ``optimizer.lr=
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import yaml
 
@@ -58,6 +59,7 @@ class Recipe:
     epochs: int = 30
     batch_size: int = 128  # global: split over all devices
     label_smoothing: float = 0.0
+    grad_clip_norm: float | None = None  # clip the global gradient norm (tames early updates of nets without BN)
     time_budget_s: float | None = None  # also end (with the schedule annealed) once training has taken this long
     seed: int = 0
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
@@ -70,10 +72,10 @@ class Recipe:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "recipe") -> "Recipe":
+    def from_dict(cls, data: Mapping[str, Any], where: str = "recipe") -> Recipe:
         return _build(cls, dict(data), where)
 
-    def validate(self) -> "Recipe":
+    def validate(self) -> Recipe:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"recipe {self.name}: epochs and batch_size must be >= 1")
         if not self.optimizer.lr > 0:

@@ -12,9 +12,10 @@ import json
 import os
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lightning as L
 import torch
@@ -104,7 +105,7 @@ class LaunchEnv:
     num_nodes: int
 
     @classmethod
-    def detect(cls) -> "LaunchEnv":
+    def detect(cls) -> LaunchEnv:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
         return cls(world, local, max(1, world // max(1, local)))
@@ -220,6 +221,8 @@ def train(
         strategy="ddp" if env.world_size > 1 else "auto",
         precision="bf16-mixed" if gpu else "32-true",
         max_epochs=recipe.epochs,
+        gradient_clip_val=recipe.grad_clip_norm,
+        gradient_clip_algorithm="norm",
         logger=[CSVLogger(run_dir, name="logs", version="csv"), TensorBoardLogger(run_dir, name="logs", version="tb")],
         callbacks=callbacks,
         default_root_dir=run_dir,
@@ -245,7 +248,8 @@ def train(
         "params": sum(p.numel() for p in model.parameters()), "train_images": len(train_set),
         "val_images": len(val_set), "skipped_images": len(skipped), "fit_time_s": round(elapsed, 1),
         "train_time_s": round(module.train_seconds, 1),
-        "images_per_s": float(m.get("train/images_per_s", float("nan"))), "world_size": trainer.world_size,
+        "images_per_s": round(trainer.global_step * recipe.batch_size / max(1e-9, module.train_seconds), 1),
+        "world_size": trainer.world_size,
         "device": torch.cuda.get_device_name() if gpu else f"cpu ({platform.processor() or platform.machine()}, "
                                                             f"{torch.get_num_threads()} threads)",
     }
