@@ -5,8 +5,9 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from conftest import require_shared
+from squeezenet.data import ImageDataset, TensorLoader, collate_images
 from squeezenet.data.augment import pad_crop_flip, sample_hash
-from squeezenet.data.training import SeededImages, resolve_data, train_transform
+from squeezenet.data.training import resolve_data, train_transform
 from squeezenet.models import create_model
 from squeezenet.train import list_recipes, load_recipe
 from squeezenet.train.init import init_weights
@@ -92,7 +93,7 @@ def test_batched_augmentation_is_per_sample_not_per_batch():
 
 def test_seeded_per_sample_v2_augmentation_is_reproducible():
     images = torch.randint(0, 255, (4, 3, 40, 40), dtype=torch.uint8)
-    ds = SeededImages(images.__getitem__, [0, 1, 2, 3], train_transform("imagenet", 32), seed=1)
+    ds = ImageDataset(TensorLoader(images), [0, 1, 2, 3], train_transform("imagenet", 32), seed=1)
     first = ds[2][0]
     ds.set_epoch(0)
     assert torch.equal(ds[2][0], first) and ds[2][0].shape == (3, 32, 32)
@@ -122,7 +123,8 @@ def test_resolve_folder_layouts_and_errors(tmp_path):
     ds, skipped = make_dataset(source.train, train=True, size=32, resize=32, augment="cifar", in_memory=True, seed=0)
     assert len(ds) == 2 and len(skipped) == 1 and "broken.jpg" in skipped[0]
     streamed, _ = make_dataset(source.train, train=True, size=32, resize=36, augment="imagenet", in_memory=False, seed=0)
-    assert sum(streamed[i] is None for i in range(3)) == 1  # skipped in the loader, not a crash
+    images, labels, index, skipped = collate_images([streamed[i] for i in range(3)])
+    assert len(labels) == 2 and len(skipped) == 1 and "broken.jpg" in skipped[0]  # skipped in the loader, not a crash
     with pytest.raises(ValueError, match="train/ folder and a val/ or test/"):
         resolve_data(str(tmp_path / "train"))
 

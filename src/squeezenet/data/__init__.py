@@ -2,13 +2,14 @@
 
 from .images import (
     IMAGE_EXTENSIONS,
-    Batch,
-    ImageFileDataset,
+    FileLoader,
+    ImageDataset,
     LabelledImages,
-    collate_skipping,
+    TensorLoader,
+    collate_images,
     list_labelled_images,
     load_rgb_image,
 )
 
-__all__ = ["IMAGE_EXTENSIONS", "Batch", "ImageFileDataset", "LabelledImages", "collate_skipping", "list_labelled_images",
-           "load_rgb_image"]
+__all__ = ["IMAGE_EXTENSIONS", "FileLoader", "ImageDataset", "LabelledImages", "TensorLoader", "collate_images",
+           "list_labelled_images", "load_rgb_image"]

@@ -90,37 +90,73 @@ def _folder_labels(folders: list[str], wnid_index, class_names, root: Path) -> d
     return {f: i for i, f in enumerate(folders)}
 
 
-class ImageFileDataset(Dataset):
-    """(image, label) pairs from files; an undecodable file yields ``None`` instead of raising.
+class FileLoader:
+    """Load image i from a list of files (optionally through a deterministic transform); picklable for workers."""
 
-    Use :func:`collate_skipping` as the DataLoader's ``collate_fn`` to drop and count those.
+    def __init__(self, files: Sequence[str], transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        self.files, self.transform = list(files), transform
+
+    def __call__(self, i: int) -> torch.Tensor:
+        x = load_rgb_image(self.files[i])
+        return self.transform(x) if self.transform is not None else x
+
+
+class TensorLoader:
+    """Image i of a uint8 N x C x H x W tensor decoded once into memory."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __call__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+class ImageDataset(Dataset):
+    """``(image, label, index)`` samples; an unreadable file gives ``(None, message, index)`` instead of raising.
+
+    ``transform`` (random augmentation) is seeded by (seed, epoch, index), so the same sample gets the same
+    augmentation whatever the number of processes or loader workers, and a resumed run replays it exactly.
+    Use :func:`collate_images` to batch samples and collect the skipped files' messages.
     """
 
-    def __init__(self, samples: Sequence[tuple[str, int]], transform: Callable[[torch.Tensor], torch.Tensor]):
-        self.samples = list(samples)
-        self.transform = transform
+    def __init__(self, load: Callable[[int], torch.Tensor], labels: Sequence[int],
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, seed: int = 0):
+        self.load, self.labels, self.transform, self.seed = load, list(labels), transform, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | tuple[None, str]:
-        path, label = self.samples[i]
+    def __getitem__(self, i: int):
         try:
-            return self.transform(load_rgb_image(path)), label
+            x = self.load(i)
         except ValueError as exc:
-            return None, str(exc)
+            return None, str(exc), i
+        if self.transform is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_mix(self.seed, self.epoch, i))
+                x = self.transform(x)
+        return x, self.labels[i], i
 
 
-@dataclass
-class Batch:
-    images: torch.Tensor
-    labels: torch.Tensor
-    skipped: list[str]  # one message per unreadable file
+def _mix(*values: int) -> int:
+    """A 63-bit seed from several integers (splitmix-style), stable across processes."""
+    h = 0x9E3779B97F4A7C15
+    for v in values:
+        h = (h ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
 
 
-def collate_skipping(items: list[tuple]) -> Batch:
-    good = [(x, y) for x, y in items if x is not None]
-    skipped = [msg for x, msg in items if x is None]
+def collate_images(items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Stack readable samples into (images, labels, indices); list the messages of the unreadable ones."""
+    good = [it for it in items if it[0] is not None]
+    skipped = [msg for x, msg, _ in items if x is None]
     if not good:
-        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), skipped)
-    return Batch(torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good]), skipped)
+        return (torch.empty(0, 3, 1, 1, dtype=torch.uint8), torch.empty(0, dtype=torch.long),
+                torch.empty(0, dtype=torch.long), skipped)
+    return (torch.stack([x for x, _, _ in good]), torch.tensor([y for _, y, _ in good]),
+            torch.tensor([i for _, _, i in good]), skipped)

@@ -1,26 +1,24 @@
 """Training and validation datasets: CIFAR-10 (torchvision or JPEG folders) and ImageFolder trees.
 
-Samples stay ``uint8`` until they reach the device, where the training module scales and normalises
+Samples (``ImageDataset``) stay ``uint8`` until they reach the device, where the training module scales and normalises
 them (4x less memory traffic). Augmentation is seeded per (seed, epoch, sample index), so a run is
 reproducible whatever the number of processes or loader workers, and a resumed run replays the
-exact same images. Small-image datasets (CIFAR) are decoded once into memory; unreadable files are
-counted and skipped when the dataset is built, never mid-epoch.
+exact same images. Small-image datasets (CIFAR) are decoded once into memory, where unreadable files are
+skipped and counted up front; streamed images that cannot be read are dropped from their batch and counted.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from .images import list_labelled_images, load_rgb_image
+from .images import FileLoader, ImageDataset, TensorLoader, list_labelled_images, load_rgb_image
 
 Augment = Literal["cifar", "imagenet", "none"]
 
@@ -36,53 +34,6 @@ def default_data_root() -> Path:
     """``$SQUEEZENET_DATA``, else ``~/.cache/squeezenet/data``."""
     env = os.environ.get("SQUEEZENET_DATA")
     return Path(env) if env else Path.home() / ".cache" / "squeezenet" / "data"
-
-
-def _mix(*values: int) -> int:
-    """A 63-bit seed from several integers (splitmix-style), stable across processes."""
-    h = 0x9E3779B97F4A7C15
-    for v in values:
-        h = (h ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & 0x7FFFFFFFFFFFFFFF
-
-
-class SeededImages(Dataset):
-    """``(uint8 image, label, index)`` with augmentation seeded by (seed, epoch, index).
-
-    ``load(i)`` returns the uint8 image of sample i (from memory or from disk); ``None`` marks an
-    unreadable file (streaming datasets only), which :func:`collate_drop_none` removes.
-    """
-
-    def __init__(self, load: Callable[[int], torch.Tensor | None], labels: Sequence[int],
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None, seed: int = 0):
-        self.load, self.labels, self.transform, self.seed = load, list(labels), transform, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        x = self.load(i)
-        if x is None:
-            return None
-        if self.transform is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(_mix(self.seed, self.epoch, i))
-                x = self.transform(x)
-        return x, self.labels[i], i
-
-
-def collate_drop_none(items: list):
-    """Stack ``(image, label, index)`` samples, dropping the ``None`` of unreadable files."""
-    items = [it for it in items if it is not None]
-    if not items:
-        return torch.empty(0, 3, 1, 1, dtype=torch.uint8), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
-    return (torch.stack([x for x, _, _ in items]), torch.tensor([y for _, y, _ in items]),
-            torch.tensor([i for _, _, i in items]))
 
 
 def train_transform(augment: Augment, size: int, in_memory: bool = False) -> v2.Compose | None:
@@ -119,7 +70,6 @@ class DataSource:
     train: SplitSource
     val: SplitSource
     val_name: str = "val"
-    notes: list[str] = field(default_factory=list)
 
 
 def resolve_data(data: str, root: str | Path | None = None, *, download: bool = True) -> DataSource:
@@ -189,27 +139,18 @@ def load_into_memory(split: SplitSource, size: int) -> tuple[torch.Tensor, list[
 
 
 def make_dataset(split: SplitSource, *, train: bool, size: int, resize: int, augment: Augment, in_memory: bool,
-                 seed: int) -> tuple[SeededImages, list[str]]:
-    """A :class:`SeededImages` for one split, and the messages of images skipped while building it."""
+                 seed: int) -> tuple[ImageDataset, list[str]]:
+    """An :class:`ImageDataset` for one split, and the messages of images skipped while building it."""
     transform = train_transform(augment, size, in_memory) if train else None
     if in_memory:
         images, labels, skipped = load_into_memory(split, size if augment != "imagenet" else resize)
         if transform is None and images.shape[-1] != size:
             transform = v2.CenterCrop(size)  # evaluation (or no augmentation) of images cached at `resize`
-        return SeededImages(images.__getitem__, labels, transform, seed), skipped
+        return ImageDataset(TensorLoader(images), labels, transform, seed), skipped
     assert split.files is not None
-    files = split.files
     base = eval_transform(resize, size) if not train or augment == "none" else None
-
-    def load(i: int) -> torch.Tensor | None:
-        try:
-            x = load_rgb_image(files[i])
-        except ValueError:
-            return None
-        return base(x) if base is not None else x
-
-    return SeededImages(load, split.labels, transform, seed), []
+    return ImageDataset(FileLoader(split.files, base), split.labels, transform, seed), []
 
 
-__all__ = ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "DataSource", "SeededImages", "SplitSource",
-           "collate_drop_none", "default_data_root", "make_dataset", "resolve_data"]
+__all__ = ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "DataSource", "SplitSource", "default_data_root",
+           "make_dataset", "resolve_data"]

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..data import ImageFileDataset, collate_skipping, list_labelled_images
+from ..data import FileLoader, ImageDataset, collate_images, list_labelled_images
 from ..weights.imagenet import wnid_to_index
 
 
@@ -47,8 +47,9 @@ def evaluate(
     imagenet = model.num_classes == 1000
     found = list_labelled_images(data, wnid_index=wnid_to_index if imagenet else None,
                                  class_names=getattr(model, "class_names", None))
-    dataset = ImageFileDataset(found.samples, model.preprocessing.transforms())
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping)
+    files, labels = [p for p, _ in found.samples], [y for _, y in found.samples]
+    dataset = ImageDataset(FileLoader(files, model.preprocessing.transforms()), labels)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_images)
     k = min(5, model.num_classes)
     top1 = MulticlassAccuracy(num_classes=model.num_classes, top_k=1, average="micro")
     top5 = MulticlassAccuracy(num_classes=model.num_classes, top_k=k, average="micro")
@@ -60,14 +61,14 @@ def evaluate(
     columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("images"), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar:
         task = bar.add_task("eval", total=len(dataset))
-        for batch in loader:
-            skipped.extend(batch.skipped)
-            if batch.labels.numel():
-                logits = model(batch.images)
-                top1.update(logits, batch.labels)
-                top5.update(logits, batch.labels)
-                n += batch.labels.numel()
-            bar.advance(task, batch.labels.numel() + len(batch.skipped))
+        for images, labels, _, skipped_here in loader:
+            skipped.extend(skipped_here)
+            if labels.numel():
+                logits = model(images)
+                top1.update(logits, labels)
+                top5.update(logits, labels)
+                n += labels.numel()
+            bar.advance(task, labels.numel() + len(skipped_here))
     if n == 0:
         raise ValueError(f"{data}: none of the {len(dataset)} images could be read")
     return EvalResult(top1=float(top1.compute()), top5=float(top5.compute()), n=n, skipped=len(skipped),

@@ -72,12 +72,14 @@ class ClassifierModule(L.LightningModule):
         self._seen = 0
         self._epoch_start = 0.0
         self.train_seconds = 0.0  # training time so far, kept across resumes (time budgets)
+        self.skipped_images = 0  # unreadable files dropped from batches by this process
         self._step_start: float | None = None
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        x, y, index = batch
+        x, y, index, skipped = batch
+        self.skipped_images += len(skipped)
         x = x.float() * self.scale - self.shift
         if self.batch_augment and self.trainer is not None and self.trainer.training and x.numel():
             x = pad_crop_flip(x, index, self.current_epoch, self.recipe.seed, padding=x.shape[-1] // 8)

@@ -23,7 +23,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..data.training import DataSource, SeededImages, collate_drop_none, make_dataset, resolve_data
+from ..data import ImageDataset, collate_images
+from ..data.training import DataSource, make_dataset, resolve_data
 from ..models import create_model
 from ..weights import Preprocessing, atomic_path
 from .callbacks import BestWeights, EpochLine, RNGState
@@ -54,7 +55,7 @@ class EpochSampler(DistributedSampler):
 
 
 class _EpochIndexed(torch.utils.data.Dataset):
-    def __init__(self, base: SeededImages):
+    def __init__(self, base: ImageDataset):
         self.base = base
 
     def __len__(self) -> int:
@@ -69,7 +70,7 @@ class _EpochIndexed(torch.utils.data.Dataset):
 class DataModule(L.LightningDataModule):
     """Builds loaders once the strategy knows this process's rank and the world size."""
 
-    def __init__(self, train: SeededImages, val: SeededImages, batch_size: int, workers: int, seed: int):
+    def __init__(self, train: ImageDataset, val: ImageDataset, batch_size: int, workers: int, seed: int):
         super().__init__()
         self.train_set, self.val_set = train, val
         self.batch_size, self.workers, self.seed = batch_size, workers, seed
@@ -82,7 +83,7 @@ class DataModule(L.LightningDataModule):
 
     def _loader(self, dataset, sampler, drop_last: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=self._per_device(), sampler=sampler, num_workers=self.workers,
-                          collate_fn=collate_drop_none, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
+                          collate_fn=collate_images, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
                           persistent_workers=False)
 
     def train_dataloader(self) -> DataLoader:
@@ -127,7 +128,7 @@ def uses_memory(recipe: Recipe) -> bool:
     return recipe.data.in_memory if recipe.data.in_memory is not None else recipe.data.image_size <= 64
 
 
-def build_datasets(recipe: Recipe, source: DataSource) -> tuple[SeededImages, SeededImages, list[str]]:
+def build_datasets(recipe: Recipe, source: DataSource) -> tuple[ImageDataset, ImageDataset, list[str]]:
     d = recipe.data
     in_memory = uses_memory(recipe)
     common = dict(size=d.image_size, resize=d.resize, augment=d.augment, in_memory=in_memory, seed=recipe.seed)
@@ -246,7 +247,7 @@ def train(
         "top1": float(m.get("val/top1", float("nan"))), "top5": float(m.get("val/top5", float("nan"))),
         "best_top1": best.best, "best_epoch": best.best_epoch + 1,
         "params": sum(p.numel() for p in model.parameters()), "train_images": len(train_set),
-        "val_images": len(val_set), "skipped_images": len(skipped), "fit_time_s": round(elapsed, 1),
+        "val_images": len(val_set), "skipped_images": len(skipped) + module.skipped_images, "fit_time_s": round(elapsed, 1),
         "train_time_s": round(module.train_seconds, 1),
         "images_per_s": round(trainer.global_step * recipe.batch_size / max(1e-9, module.train_seconds), 1),
         "world_size": trainer.world_size,
