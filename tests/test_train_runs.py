@@ -65,6 +65,20 @@ def test_run_directory_is_complete_and_weights_are_usable(tmp_path, data_root, c
     assert "already holds a run" in capsys.readouterr().err
 
 
+def test_torchrun_time_budget_stops_all_ranks_together(tmp_path, data_root):
+    out = tmp_path / "out"
+    out.mkdir()
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(TESTS / "ddp_worker.py"), str(out), str(tmp_path / "run"), data_root, "4"],
+                          env=_env(data_root), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]  # no rank left waiting for the other
+    rank0 = torch.load(out / "rank0.pt", weights_only=True)
+    rank1 = torch.load(out / "rank1.pt", weights_only=True)
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # same clock, same learning rates
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["epochs"] < 50 and metrics["train_time_s"] >= 4.0
+
+
 def _last_weights(run: Path) -> dict:
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     return ckpt["state_dict"], ckpt["epoch"]

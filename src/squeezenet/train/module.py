@@ -99,6 +99,9 @@ class ClassifierModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self._step_start is not None:
             self.train_seconds += time.perf_counter() - self._step_start
+        if self.recipe.time_budget_s and self.trainer.world_size > 1:
+            # one clock for all ranks: the LR and the stopping step must not differ between processes
+            self.train_seconds = float(self.trainer.strategy.broadcast(self.train_seconds, src=0))
         if self.progress() >= 1.0:
             self.trainer.should_stop = True  # the time budget is spent: stop after this step
 

@@ -172,9 +172,10 @@ def train(
     """Train ``recipe`` on ``data`` into ``run_dir``; returns the final metrics (also in metrics.json) and the model."""
     run_dir = Path(run_dir)
     ckpt = run_dir / LAST_CKPT
+    first_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 owns the run directory
     if resume and not ckpt.is_file():
         raise ValueError(f"{run_dir}: nothing to resume (no {LAST_CKPT})")
-    if not resume and (run_dir / RUN_FILE).exists():
+    if first_process and not resume and (run_dir / RUN_FILE).exists():
         raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another -o")
 
     _quiet_lightning()
@@ -198,7 +199,7 @@ def train(
     if compile:
         module.model = torch.compile(module.model)  # type: ignore[assignment]
 
-    if env.world_size == 1 or int(os.environ.get("RANK", "0")) == 0:
+    if first_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
             with atomic_path(run_dir / RUN_FILE) as tmp:
