@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 PROG = "squeezenet"
@@ -85,6 +86,15 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from .report import architecture_report, print_architecture
 
+    if args.model.lower().endswith(".sqz"):
+        from .report.compression import compression_report, print_compression
+
+        sqz = compression_report(args.model)
+        if args.json:
+            print(json.dumps(sqz.to_dict(), indent=2))
+        else:
+            print_compression(sqz)
+        return 0
     report = architecture_report(args.model, args.input_size, **dict(args.options))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -124,6 +134,81 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     out = convert_weights(args.src, args.output)
     print(f"wrote {out} ({out.stat().st_size:,} bytes)")
+    if out.suffix.lower() == ".sqz":
+        from .report.compression import compression_report
+
+        raw = [r.layer for r in compression_report(out).rows if r.bits == 32 and len(r.shape) > 1]
+        if raw:
+            _warn(f"{len(raw)} weight tensors are not weight-shared and were stored raw ({', '.join(raw[:3])}...): "
+                  "`squeezenet compress` prunes and quantizes them")
+    return 0
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from .compress import CompressionSpec, compress_model
+    from .inference import evaluate
+    from .report.compression import ALEXNET_BYTES, compression_report, print_compression
+    from .weights import load_weights, save_weights
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".sqz":
+        raise ValueError(f"{out}: the output of compress is a .sqz file")
+    spec = CompressionSpec(density=args.density, quality=args.quality, bits=args.bits, schedule=args.schedule,
+                           finetune_epochs=args.finetune_epochs, centroid_epochs=args.centroid_epochs, lr=args.lr,
+                           budget_s=args.budget, init=args.init, recipe=args.recipe, overrides=dict(args.options),
+                           centroid_lr=args.centroid_lr)
+    model = load_weights(args.weights)
+    before = evaluate(model, args.eval, progress=not args.json) if args.eval else None
+    fp32 = 4 * sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
+    work = Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-runs")
+    compressed, log = compress_model(model, spec, data=args.data, data_root=args.data_root, work_dir=work,
+                                     quiet=args.json)
+    save_weights(compressed, out, source=f"squeezenet compress {Path(str(args.weights)).name}")
+    report = compression_report(out)
+    after = evaluate(load_weights(out), args.eval, progress=not args.json) if args.eval else None
+    summary = {**report.to_dict(), "input_fp32_bytes": fp32, "ratio_to_input": fp32 / report.file_bytes,
+               "ratio_to_alexnet": ALEXNET_BYTES / report.file_bytes,
+               "before": before.to_dict() if before else None, "after": after.to_dict() if after else None,
+               "phases": log.phases}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print_compression(report)
+    print(f"input weights {fp32:,} bytes -> {report.file_bytes:,} bytes: {fp32 / report.file_bytes:.1f}x smaller")
+    if before and after:
+        print(f"top-1 {before.top1:.4f} -> {after.top1:.4f} ({100 * (after.top1 - before.top1):+.2f} pt)   "
+              f"top-5 {before.top5:.4f} -> {after.top5:.4f}   on {after.n:,} images of {args.eval}")
+    return 0
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from .compress.sensitivity import load_images, plot_sensitivity, sensitivity
+    from .weights import load_weights
+
+    densities = [float(d) for d in args.densities.split(",") if d.strip()]
+    model = load_weights(args.weights)
+    images, labels = load_images(model, args.data, args.limit)
+    result = sensitivity(model, images, labels, densities, progress=not args.json)
+    plot_sensitivity(result, args.output, title=f"pruning sensitivity: {Path(str(args.weights)).name}")
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    from rich import box
+    from rich.table import Table
+
+    from .report.render import console_for_output
+
+    table = Table(title=f"top-1 with one layer pruned ({result.images} images, unpruned {result.baseline:.4f})",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("layer")
+    table.add_column("params", justify="right")
+    for d in densities:
+        table.add_column(f"{d:g}", justify="right")
+    for name, scores in result.top1.items():
+        table.add_row(name, f"{result.params[name]:,}", *[f"{s:.3f}" for s in scores])
+    console = console_for_output()
+    console.print(table)
+    console.print(f"plot: {args.output}")
     return 0
 
 
@@ -255,30 +340,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", action="store_true", help="also list each builder's options and defaults")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    p = add("info", cmd_info, "per-layer architecture report (the paper's Table 1)",
+    p = add("info", cmd_info, "per-layer report of a model or a .sqz file (the paper's Table 1)",
             "Print a per-layer table of a model: output shape, Fire dimensions (s1x1, e1x1, e3x3), "
             "parameters and multiply-accumulates, then totals and the fp32 size. Nothing is allocated: "
-            "shapes and MACs are measured on PyTorch's meta device.")
-    p.add_argument("model", help="a registered model name (see `squeezenet models`)")
+            "shapes and MACs are measured on PyTorch's meta device. Given a .sqz file: density, bits, "
+            "centroids and bytes per layer, the compression ratio and the decoding time.")
+    p.add_argument("model", help="a registered model name (see `squeezenet models`) or a .sqz file")
     p.add_argument("--input-size", type=int, default=None, metavar="H",
                    help="square input side in pixels (default: the model's native size, 224 or 32)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: model, input_size, params, macs, size_bytes, layers")
     _add_model_options(p)
 
-    weights_help = ("weights: a file (.net, .pth, .pt, .safetensors) or a named set "
+    weights_help = ("weights: a file (.sqz, .net, .pth, .pt, .safetensors) or a named set "
                     "(see `squeezenet weights`, e.g. squeezenet1_1.tv_in1k)")
     p = add("weights", cmd_weights, "list the named published weights",
             "List the named weight sets load_weights/--weights accept, their preprocessing and whether "
             "they are already in the torch hub cache.")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    p = add("convert", cmd_convert, "convert weights between formats (.net, .pth, .safetensors)",
+    p = add("convert", cmd_convert, "convert weights between formats (.sqz, .net, .pth, .safetensors)",
             "Convert weights between formats, chosen by extension: .net (Deep Compression, read only), "
-            ".pth/.pt (torchvision-style state_dict) and .safetensors. The output carries the architecture "
-            "and preprocessing, so it loads with no flags; tensors are copied bit for bit.")
+            ".pth/.pt (torchvision-style state_dict), .safetensors and .sqz (entropy-coded, weight-shared). The "
+            "output carries the architecture and preprocessing, so it loads with no flags; tensors are copied "
+            "bit for bit (.sqz too: it stores what it is given losslessly; `compress` is what makes weights small).")
     p.add_argument("src", help="input " + weights_help)
-    p.add_argument("-o", "--output", required=True, help="output file (.pth, .pt or .safetensors)")
+    p.add_argument("-o", "--output", required=True, help="output file (.sqz, .pth, .pt or .safetensors)")
 
     p = add("predict", cmd_predict, "top-k ImageNet classes of images",
             "Classify images with published or trained weights, using the preprocessing that the weights "
@@ -323,6 +410,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+
+    p = add("compress", cmd_compress, "Deep Compression: prune, share weights, entropy-code into .sqz",
+            "Deep Compression (Han et al. 2016) of any weights: magnitude pruning (--density or --quality, per "
+            "layer if you like), per-layer k-means weight sharing (--bits), then Huffman/ANS coding into a "
+            "self-describing .sqz file that every command reads. With --data, pruning happens gradually during "
+            "--finetune-epochs of fine-tuning and the centroids are fine-tuned afterwards (--centroid-epochs); "
+            "without it this is post-training compression. Prints the per-layer table (density, bits, bytes).")
+    p.add_argument("-w", "--weights", required=True, help=weights_help)
+    p.add_argument("-o", "--output", required=True, help="output .sqz file")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--density", metavar="SPEC",
+                        help="fraction of weights kept: 0.33, or per layer '0.3,conv1=1,fire9=0.5,conv10=0.2' "
+                             "(paper names or module paths; the bare number is the default)")
+    target.add_argument("--quality", metavar="SPEC",
+                        help="Han et al.'s threshold: prune |w| <= quality x std of the layer (same syntax)")
+    p.add_argument("--bits", default="6", metavar="SPEC",
+                   help="codebook index bits: 6, or per layer '5,conv1=8,conv10=6' (default 6)")
+    p.add_argument("--data", help="training data for fine-tuning, as `squeezenet train --data` takes it")
+    p.add_argument("--data-root", help="where named datasets live (default $SQUEEZENET_DATA)")
+    p.add_argument("--finetune-epochs", type=_nonnegative_int, default=0,
+                   help="epochs of fine-tuning while pruning (needs --data; default 0)")
+    p.add_argument("--centroid-epochs", type=_nonnegative_int, default=None,
+                   help="epochs of centroid fine-tuning after weight sharing (default 1 with --finetune-epochs)")
+    p.add_argument("--schedule", choices=("gradual", "oneshot"), default="gradual",
+                   help="with fine-tuning: prune along a cubic schedule, or all at once first (default gradual)")
+    p.add_argument("--lr", type=float, default=0.02, help="peak learning rate while pruning (SGD, cosine; default 0.02)")
+    p.add_argument("--centroid-lr", type=float, default=1e-4,
+                   help="learning rate of the centroid fine-tuning (Adam; default 1e-4)")
+    p.add_argument("--budget", type=float, metavar="SECONDS", help="time limit per fine-tuning phase")
+    p.add_argument("--init", choices=("linear", "optimal"),
+                   help="k-means start: linear (Han et al.; default with fine-tuning) or optimal (least squares, "
+                        "default without)")
+    p.add_argument("--recipe", help="base recipe for fine-tuning (default: cifar10 for small inputs, else torchvision)")
+    p.add_argument("--set", dest="options", metavar="KEY=VALUE", type=parse_option, action="append", default=[],
+                   help="override a fine-tuning recipe field, repeatable: --set batch_size=64 --set data.limit_train=5000")
+    p.add_argument("--eval", metavar="DIR", help="image folder to measure top-1/top-5 before and after")
+    p.add_argument("--work-dir", help="where fine-tuning runs go (default OUTPUT-runs/ beside the output)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = add("sensitivity", cmd_sensitivity, "per-layer pruning sensitivity: table and plot",
+            "Prune one layer at a time to each density (no fine-tuning), measure top-1 on an image folder, and "
+            "print the table and write the plot (Han et al. 2015, Fig. 6). Guides per-layer --density targets.")
+    p.add_argument("-w", "--weights", required=True, help=weights_help)
+    p.add_argument("-d", "--data", required=True, help="labelled image folder (as for `squeezenet eval`)")
+    p.add_argument("-o", "--output", required=True, help="plot file (.png)")
+    p.add_argument("--densities", default="0.8,0.6,0.4,0.3,0.2,0.1,0.05", help="comma-separated densities")
+    p.add_argument("--limit", type=_positive_int, help="use a fixed random subset of N images")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
 
     add("recipes", cmd_recipes, "list the named training recipes", "List the training recipes shipped with the package.")
 

@@ -7,9 +7,10 @@ from .features import FeatureExtractor, FeatureInfo
 from .fire import Fire
 from .registry import ModelEntry, create_model, get_model_entry, list_models, model_from_config, register_model
 from .squeezenet import SqueezeNet
+from .state import effective_state_dict
 
 __all__ = [
     "AlexNet", "AlexNetConfig", "FeatureExtractor", "FeatureInfo", "Fire", "FireSpec", "ModelEntry",
     "SqueezeNet", "SqueezeNetConfig", "StemSpec", "create_model", "design_space_config",
-    "design_space_fires", "get_model_entry", "list_models", "model_from_config", "register_model",
+    "design_space_fires", "effective_state_dict", "get_model_entry", "list_models", "model_from_config", "register_model",
 ]

@@ -168,8 +168,14 @@ def train(
     compile: bool = False,
     progress_bar: bool | None = None,
     quiet: bool = False,
+    model: torch.nn.Module | None = None,
+    callbacks: list[L.Callback] | None = None,
 ) -> TrainResult:
-    """Train ``recipe`` on ``data`` into ``run_dir``; returns the final metrics (also in metrics.json) and the model."""
+    """Train ``recipe`` on ``data`` into ``run_dir``; returns the final metrics (also in metrics.json) and the model.
+
+    ``model``: fine-tune this model (its classes must be the data's) instead of building the recipe's;
+    ``callbacks``: extra Lightning callbacks (compression schedules use this).
+    """
     run_dir = Path(run_dir)
     ckpt = run_dir / LAST_CKPT
     first_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 owns the run directory
@@ -187,13 +193,20 @@ def train(
     if len(train_set) < recipe.batch_size:
         raise ValueError(f"{len(train_set)} training images are fewer than one batch of {recipe.batch_size}")
 
-    model = create_model(recipe.model, **{**recipe.model_options, "num_classes": len(source.classes)})
-    init_weights(model, recipe.init)
-    if recipe.head_bias:
-        init_head_bias(model, recipe.head_bias)
-    model.preprocessing = Preprocessing(recipe.name, resize=recipe.data.resize, crop=recipe.data.image_size,
-                                        mean=recipe.data.mean, std=recipe.data.std)
-    model.class_names = list(source.classes)
+    if model is None:
+        model = create_model(recipe.model, **{**recipe.model_options, "num_classes": len(source.classes)})
+        init_weights(model, recipe.init)
+        if recipe.head_bias:
+            init_head_bias(model, recipe.head_bias)
+        model.preprocessing = Preprocessing(recipe.name, resize=recipe.data.resize, crop=recipe.data.image_size,
+                                            mean=recipe.data.mean, std=recipe.data.std)
+        model.class_names = list(source.classes)
+    else:
+        names = list(getattr(model, "class_names", None) or [])
+        if getattr(model, "num_classes", len(source.classes)) != len(source.classes) or (names and names != list(source.classes)):
+            raise ValueError(f"{data}: its {len(source.classes)} classes are not the model's "
+                             f"({getattr(model, 'num_classes', '?')} classes: {', '.join(names[:5])}...)")
+        model.train()
     module = ClassifierModule(model, recipe, len(source.classes),
                               batch_augment=recipe.data.augment == "cifar" and uses_memory(recipe))
     if compile:
@@ -212,7 +225,7 @@ def train(
     callbacks: list[L.Callback] = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="epoch{epoch:03d}", auto_insert_metric_name=False,
                         save_last=True, save_top_k=1, monitor="val/top1", mode="max"),
-        RNGState(), best,
+        RNGState(), best, *(callbacks or []),
     ]
     if not show_bar and not quiet:
         callbacks.append(EpochLine())

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models import create_model, model_from_config
+from ..models import create_model, effective_state_dict, model_from_config
 from .files import READ_FORMATS, WeightsFile, WeightsMeta, read_weights_file, write_weights_file
 from .imagenet import imagenet_names
 from .preprocessing import CAFFE, TORCHVISION, Preprocessing
@@ -95,7 +95,7 @@ def save_weights(model: nn.Module, path: str | Path, *, source: str | None = Non
         classes=getattr(model, "class_names", None),
         source=source,
     )
-    return write_weights_file(path, model.state_dict(), meta)
+    return write_weights_file(path, effective_state_dict(model), meta)
 
 
 def convert_weights(src: str | Path, dst: str | Path) -> Path:

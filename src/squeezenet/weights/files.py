@@ -1,4 +1,4 @@
-"""Weight file formats, chosen by extension: ``.net`` (read only), ``.pth``/``.pt``, ``.safetensors``.
+"""Weight file formats, chosen by extension: ``.net`` (read only), ``.pth``/``.pt``, ``.safetensors``, ``.sqz``.
 
 Files we write carry a :class:`WeightsMeta` (architecture config, preprocessing, class names) so they
 load with no flags. In ``.safetensors`` it is the header metadata entry ``squeezenet`` (JSON); in
@@ -27,8 +27,8 @@ META_KEY = "squeezenet"
 PTH_META_KEY = "__squeezenet__"
 META_VERSION = 1
 
-READ_FORMATS = (".net", ".pth", ".pt", ".safetensors")
-WRITE_FORMATS = (".pth", ".pt", ".safetensors")
+READ_FORMATS = (".net", ".pth", ".pt", ".safetensors", ".sqz")
+WRITE_FORMATS = (".pth", ".pt", ".safetensors", ".sqz")
 
 
 @dataclass
@@ -40,14 +40,17 @@ class WeightsMeta:
     classes: list[str] | None = None
     source: str | None = None
 
-    def to_json(self) -> str:
-        return json.dumps({
+    def to_dict(self) -> dict[str, Any]:
+        return {
             "version": META_VERSION,
             "config": self.config,
             "preprocessing": self.preprocessing.to_dict() if self.preprocessing else None,
             "classes": self.classes,
             "source": self.source,
-        })
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str, where: str) -> WeightsMeta:
@@ -117,7 +120,48 @@ def read_weights_file(path: str | Path) -> WeightsFile:
         return WeightsFile(state, WeightsMeta(config=config, preprocessing=CAFFE, source=f"deep-compression:{path.name}"), ".net")
     if suffix == ".safetensors":
         return _read_safetensors(path)
+    if suffix == ".sqz":
+        return read_sqz(path)[0]
     return _read_pth(path)
+
+
+def read_sqz(path: str | Path) -> tuple[WeightsFile, Any]:
+    """A ``.sqz`` file's weights and its decoded contents (records and section sizes, for reports).
+
+    The tensor records are checked against the architecture in the file's own config before decoding.
+    """
+    from .imagenet import imagenet_names
+    from .sqz import IMAGENET_CLASSES, decode_sqz, read_sqz_bytes
+
+    path, where = Path(path), str(path)
+    found: list[WeightsMeta] = []
+
+    def expect(meta_dict: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        d = dict(meta_dict)
+        imagenet = d.get("classes") == IMAGENET_CLASSES
+        if imagenet:
+            d["classes"] = None
+        meta = WeightsMeta.from_json(json.dumps(d), where)
+        if meta.config is None:
+            raise ValueError(f"{where}: .sqz metadata has no architecture config")
+        if imagenet:
+            meta.classes = list(imagenet_names())
+        found.append(meta)
+        return _expected_tensors(meta.config, where)
+
+    contents = decode_sqz(read_sqz_bytes(path), where, expect)
+    return WeightsFile(contents.state_dict, found[0], ".sqz"), contents
+
+
+def _expected_tensors(config: dict[str, Any] | None, where: str) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    from ..models import model_from_config
+
+    try:
+        with torch.device("meta"):
+            model = model_from_config(config)  # type: ignore[arg-type]
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as exc:
+        raise ValueError(f"{where}: the architecture in its metadata is invalid ({_first_line(exc)})") from None
+    return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
 
 
 def _caffe_v1_0_config() -> dict[str, Any]:
@@ -164,7 +208,15 @@ def write_weights_file(path: str | Path, state_dict: Mapping[str, torch.Tensor],
     suffix = _suffix(path, WRITE_FORMATS, "write")
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     with atomic_path(path) as tmp:
-        if suffix == ".safetensors":
+        if suffix == ".sqz":
+            from .imagenet import imagenet_names
+            from .sqz import IMAGENET_CLASSES, encode_sqz
+
+            meta_dict = meta.to_dict()
+            if meta.classes is not None and list(meta.classes) == list(imagenet_names()):
+                meta_dict["classes"] = IMAGENET_CLASSES
+            tmp.write_bytes(encode_sqz(tensors, meta_dict)[0])
+        elif suffix == ".safetensors":
             from safetensors.torch import save_file
 
             save_file({k: v.clone() for k, v in tensors.items()}, str(tmp),

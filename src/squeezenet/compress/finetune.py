@@ -1,0 +1,66 @@
+"""Fine-tuning after pruning and quantization, on the same Lightning trainer as ``squeezenet train``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch import nn
+
+from ..train import Recipe, apply_overrides, load_recipe, train
+from .prune import apply_counts, gradual_fraction
+
+
+class GradualPruning(L.Callback):
+    """Prunes from the current counts to ``final`` along Zhu & Gupta's cubic curve during the first
+    ``end`` share of training, re-ranking weights by magnitude every ``every`` steps."""
+
+    def __init__(self, initial: Mapping[str, int], final: Mapping[str, int], end: float = 0.6, every: int = 20):
+        self.initial, self.final, self.end, self.every = dict(initial), dict(final), end, every
+        self._last = -1.0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step % self.every:
+            return
+        share = gradual_fraction(pl_module.progress(), 0.0, self.end)  # type: ignore[operator]
+        if share > self._last:
+            self._last = share
+            counts = {p: round(self.initial[p] - share * (self.initial[p] - self.final[p])) for p in self.final}
+            apply_counts(pl_module.model, counts)  # type: ignore[arg-type]
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        apply_counts(pl_module.model, self.final)  # type: ignore[arg-type]  (a budget may stop training early)
+
+
+def finetune_recipe(model: nn.Module, *, epochs: int, lr: float, base: str | None = None, optimizer: str = "sgd",
+                    weight_decay: float | None = None, time_budget_s: float | None = None,
+                    overrides: Mapping[str, Any] | None = None) -> Recipe:
+    """A short cosine run on the model's own input pipeline; ``overrides`` (dotted keys) come last.
+
+    The base recipe (``cifar10`` for small inputs, ``torchvision`` otherwise) gives augmentation,
+    batch size and label smoothing; image size and normalisation come from the model's preprocessing.
+    """
+    pre = getattr(model, "preprocessing", None)
+    if pre is None:
+        raise ValueError("fine-tuning needs a model with preprocessing (load it with squeezenet.weights.load_weights)")
+    if pre.channel_order != "RGB" or pre.value_range != 1.0:
+        raise ValueError(f"fine-tuning supports RGB 0..1 preprocessing; this model's is {pre.name!r} "
+                         f"({pre.channel_order}, 0..{pre.value_range:g}): compress it without --data")
+    d = load_recipe(base or ("cifar10" if pre.crop <= 64 else "torchvision")).to_dict()
+    d.update(name=f"{d['name']}-finetune", epochs=epochs, head_bias=0.0, time_budget_s=time_budget_s)
+    d["optimizer"].update(name=optimizer, lr=lr)
+    if weight_decay is not None:
+        d["optimizer"]["weight_decay"] = weight_decay
+    d["schedule"].update(name="cosine", warmup_epochs=0.0)
+    d["data"].update(image_size=pre.crop, resize=pre.resize, mean=list(pre.mean), std=list(pre.std))
+    return Recipe.from_dict(apply_overrides(d, overrides or {}), "fine-tuning recipe").validate()
+
+
+def finetune(model: nn.Module, data: str, run_dir: str | Path, recipe: Recipe, *, data_root: str | Path | None = None,
+             callbacks: list[L.Callback] | None = None, quiet: bool = False) -> dict:
+    """Fine-tune ``model`` in place (masks and shared weights stay enforced); returns the run's metrics."""
+    result = train(recipe, data, run_dir, data_root=data_root, model=model, callbacks=callbacks, quiet=quiet)
+    model.eval()
+    return result.metrics

@@ -1,0 +1,114 @@
+"""Deep Compression end to end: prune -> fine-tune -> fold batch-norm -> share weights -> fine-tune centroids.
+
+The result is a plain model whose layers hold at most ``2**bits`` distinct non-zero values each;
+saving it as ``.sqz`` adds the entropy coding (see :mod:`squeezenet.weights.sqz`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from torch import nn
+
+from .finetune import GradualPruning, finetune, finetune_recipe
+from .fold import fold_batch_norm
+from .kmeans import Init
+from .layers import prunable_layers
+from .prune import keep_counts, parse_targets, prune, remove_masks
+from .quantize import LayerQuantization, parse_bits, quantize, remove_sharing
+
+
+@dataclass
+class CompressionSpec:
+    """What to do. Pruning targets are a density or a quality spec (see :func:`parse_targets`), bits a
+    bits spec (see :func:`parse_bits`). Fine-tuning needs training data; without it this is
+    post-training compression (k-means initialised optimally, which loses the least with no repair)."""
+
+    density: str | float | None = None
+    quality: str | float | None = None
+    bits: str | int = 6
+    schedule: Literal["gradual", "oneshot"] = "gradual"  # with fine-tuning: prune along the way or all at once
+    finetune_epochs: int = 0  # after (gradual: during) pruning
+    centroid_epochs: int | None = None  # after quantization; default 1 when fine-tuning, else 0
+    lr: float = 0.02
+    budget_s: float | None = None  # wall-clock limit per fine-tuning phase
+    init: Init | None = None  # k-means initialisation; default linear with fine-tuning, optimal without
+    recipe: str | None = None  # base recipe for fine-tuning (augmentation, batch size); default by input size
+    overrides: dict[str, Any] = field(default_factory=dict)  # dotted recipe keys for both fine-tuning phases
+    centroid_lr: float = 1e-4  # Adam: a centroid's gradient sums thousands of members', so SGD steps explode
+
+    def __post_init__(self) -> None:
+        if self.density is not None and self.quality is not None:
+            raise ValueError("give a pruning density or a quality, not both")
+        if self.finetune_epochs < 0 or (self.centroid_epochs or 0) < 0 or self.lr <= 0 or self.centroid_lr <= 0:
+            raise ValueError("fine-tuning epochs must be >= 0 and the learning rate > 0")
+        if self.schedule not in ("gradual", "oneshot"):
+            raise ValueError(f"schedule must be gradual or oneshot, got {self.schedule!r}")
+
+
+@dataclass
+class CompressionLog:
+    """What happened, phase by phase (for the CLI and the demo)."""
+
+    densities: dict[str, float] = field(default_factory=dict)
+    quantization: list[LayerQuantization] = field(default_factory=list)
+    phases: list[dict] = field(default_factory=list)
+
+
+def compress_model(model: nn.Module, spec: CompressionSpec, *, data: str | None = None,
+                   data_root: str | Path | None = None, work_dir: str | Path | None = None, quiet: bool = False,
+                   log: Callable[[str], None] | None = None) -> tuple[nn.Module, CompressionLog]:
+    """Compress ``model`` (from :func:`squeezenet.weights.load_weights`); returns the compressed model.
+
+    ``data`` (a training dataset as ``squeezenet train`` takes it) enables fine-tuning; each phase
+    writes a run directory under ``work_dir`` (logs, curves, checkpoints).
+    """
+    say = log or (lambda text: print(text, file=sys.stderr))
+    record = CompressionLog()
+    tune = data is not None and spec.finetune_epochs > 0
+    centroid_epochs = spec.centroid_epochs if spec.centroid_epochs is not None else (1 if tune else 0)
+    if (spec.finetune_epochs or centroid_epochs) and data is None:
+        raise ValueError("fine-tuning needs training data (--data)")
+    work = Path(work_dir) if work_dir is not None else None
+    if (tune or centroid_epochs) and work is None:
+        raise ValueError("fine-tuning needs a work directory for its runs")
+
+    target_spec = spec.density if spec.density is not None else spec.quality
+    if target_spec is not None:
+        targets = parse_targets(target_spec, "density" if spec.density is not None else "quality", model)
+        final = keep_counts(model, targets)
+        if tune:
+            recipe = finetune_recipe(model, epochs=spec.finetune_epochs, lr=spec.lr, base=spec.recipe,
+                                     time_budget_s=spec.budget_s, overrides=spec.overrides)
+            callbacks = []
+            if spec.schedule == "gradual":
+                initial = {p: m.weight.numel() for p, m in prunable_layers(model).items()}
+                callbacks.append(GradualPruning(initial, final))
+            else:
+                prune(model, targets)
+            say(f"pruning ({spec.schedule}) with {spec.finetune_epochs} epochs of fine-tuning")
+            metrics = finetune(model, data, work / "prune", recipe, data_root=data_root,  # type: ignore[arg-type,operator]
+                               callbacks=callbacks, quiet=quiet)
+            record.phases.append({"phase": "prune", **metrics})
+        else:
+            prune(model, targets)
+        remove_masks(model)
+
+    plain = fold_batch_norm(model)
+    bits = parse_bits(spec.bits, plain)
+    init: Init = spec.init or ("linear" if centroid_epochs else "optimal")
+    say(f"weight sharing: k-means ({init} initialisation)")
+    record.quantization = quantize(plain, bits, init=init)
+    if centroid_epochs:
+        recipe = finetune_recipe(plain, epochs=centroid_epochs, lr=spec.centroid_lr, base=spec.recipe, optimizer="adamw",
+                                 weight_decay=0.0, time_budget_s=spec.budget_s, overrides=spec.overrides)
+        say(f"fine-tuning the centroids for {centroid_epochs} epoch(s)")
+        metrics = finetune(plain, data, work / "centroids", recipe, data_root=data_root, quiet=quiet)  # type: ignore[arg-type,operator]
+        record.phases.append({"phase": "centroids", **metrics})
+    remove_sharing(plain)
+    record.densities = {p: float((m.weight != 0).float().mean()) for p, m in prunable_layers(plain).items()}
+    return plain.eval(), record

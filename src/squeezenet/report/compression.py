@@ -1,0 +1,101 @@
+"""What a ``.sqz`` file holds, layer by layer: the Deep Compression columns of the paper's Table 1."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from .render import console_for_output, human_bytes
+
+ALEXNET_BYTES = 240_000_000  # the paper's Table 2 baseline: AlexNet, 32-bit, 240 MB
+
+
+@dataclass
+class LayerRow:
+    layer: str  # the paper's name, e.g. fire2/expand3x3; the tensor key for non-layer tensors
+    key: str
+    shape: list[int]
+    params: int
+    kept: int
+    density: float
+    centroids: int
+    bits: int  # codebook index width; 32 for tensors stored raw
+    bytes: float  # file bytes spent on this tensor (its streams and its share of the side data)
+    coder: str
+
+
+@dataclass
+class CompressionReport:
+    path: str
+    rows: list[LayerRow]
+    file_bytes: int
+    params: int
+    kept: int
+    fp32_bytes: int
+    load_seconds: float
+
+    @property
+    def ratio(self) -> float:
+        return self.fp32_bytes / self.file_bytes
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "file_bytes": self.file_bytes, "params": self.params, "kept": self.kept,
+                "density": self.kept / max(1, self.params), "fp32_bytes": self.fp32_bytes, "ratio": self.ratio,
+                "ratio_to_alexnet": ALEXNET_BYTES / self.file_bytes, "load_seconds": self.load_seconds,
+                "layers": [asdict(r) for r in self.rows]}
+
+
+def compression_report(path: str | Path) -> CompressionReport:
+    """Decode a ``.sqz`` file (timed) and describe each tensor in it."""
+    import time
+
+    from ..compress.layers import paper_layer_names
+    from ..models import model_from_config
+    from ..weights.files import read_sqz
+
+    start = time.perf_counter()
+    weights, contents = read_sqz(path)
+    seconds = time.perf_counter() - start
+    with torch.device("meta"):
+        model = model_from_config(weights.meta.config)  # type: ignore[arg-type]
+    names = {f"{p}.weight": n for p, n in paper_layer_names(model).items()}
+    names.update({f"{p}.bias": f"{n} (bias)" for p, n in paper_layer_names(model).items()})
+    rows = []
+    for r in contents.records:
+        kept = r.kept if r.kind == "shared" else r.numel
+        rows.append(LayerRow(names.get(r.key, r.key), r.key, list(r.shape), r.numel, kept, kept / max(1, r.numel),
+                             r.centroids, r.bits, contents.tensor_bytes(r), "/".join(r.coders) or "lzma"))
+    params = sum(r.params for r in rows)
+    floats = sum(r.numel for r in contents.records if r.dtype == "float32")
+    return CompressionReport(str(path), rows, contents.file_bytes, params, sum(r.kept for r in rows), 4 * floats, seconds)
+
+
+def compression_table(report: CompressionReport, *, biases: bool = False) -> Table:
+    """Per-layer table; biases (stored raw, a few bytes each) are folded into the totals unless asked for."""
+    table = Table(title=f"{Path(report.path).name}: {report.file_bytes:,} bytes", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("layer", "shape", "params", "density", "bits", "centroids", "bytes", "bits/weight", "coder"):
+        table.add_column(col, justify="left" if col in ("layer", "shape", "coder") else "right")
+    for r in report.rows:
+        if r.bits == 32 and not biases and len(r.shape) <= 1:
+            continue
+        table.add_row(r.layer, "x".join(map(str, r.shape)), f"{r.params:,}", f"{100 * r.density:.1f}%",
+                      str(r.bits), f"{r.centroids:,}" if r.centroids else "", f"{r.bytes:,.0f}",
+                      f"{8 * r.bytes / max(1, r.params):.2f}", r.coder)
+    table.add_section()
+    table.add_row("total", "", f"{report.params:,}", f"{100 * report.kept / max(1, report.params):.1f}%", "", "",
+                  f"{report.file_bytes:,}", f"{8 * report.file_bytes / max(1, report.params):.2f}", "", style="bold")
+    return table
+
+
+def print_compression(report: CompressionReport, console: Console | None = None) -> None:
+    console = console or console_for_output()
+    console.print(compression_table(report))
+    console.print(f"file {report.file_bytes:,} bytes ({human_bytes(report.file_bytes)})   fp32 "
+                  f"{human_bytes(report.fp32_bytes)}   ratio {report.ratio:.1f}x   vs AlexNet's 240 MB "
+                  f"{ALEXNET_BYTES / report.file_bytes:,.0f}x   decoded in {report.load_seconds:.2f} s")

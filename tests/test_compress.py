@@ -1,0 +1,233 @@
+"""Pruning, k-means weight sharing, batch-norm folding and the compression pipeline."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import require_shared
+from squeezenet.compress import (
+    CompressionSpec,
+    compress_model,
+    fold_batch_norm,
+    kmeans_1d,
+    parse_bits,
+    parse_targets,
+    prune,
+    quantize,
+    remove_masks,
+    remove_sharing,
+)
+from squeezenet.compress.kmeans import assign, optimal_centroids
+from squeezenet.compress.layers import paper_layer_names, prunable_layers
+from squeezenet.compress.prune import apply_counts, gradual_fraction
+from squeezenet.compress.sensitivity import plot_sensitivity, sensitivity
+from squeezenet.models import create_model, effective_state_dict
+from squeezenet.weights import load_weights, read_weights_file, save_weights
+
+
+def _path(model, name: str) -> str:
+    return {v: k for k, v in paper_layer_names(model).items()}[name]
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    return create_model("squeezenet1_1_cifar", **kw)
+
+
+def test_density_targets_per_layer_by_paper_names_and_patterns() -> None:
+    model = _model()
+    targets = parse_targets("0.3,conv1=1,fire9=0.5,*/squeeze=0.2,fire2/expand3x3=0.1", "density", model)
+    names = {v: k for k, v in paper_layer_names(model).items()}
+    prune(model, targets)
+    layers = prunable_layers(model)
+
+    def density(name):
+        w = layers[names[name]].weight
+        return float((w != 0).sum()) / w.numel()
+
+    assert density("conv1") == 1.0
+    assert density("fire9/expand3x3") == pytest.approx(0.5, abs=1e-3)  # the Fire name beats the pattern
+    assert density("fire9/squeeze") == pytest.approx(0.5, abs=1e-3)
+    assert density("fire4/squeeze") == pytest.approx(0.2, abs=1e-3)
+    assert density("fire2/expand3x3") == pytest.approx(0.1, abs=1e-3)
+    assert density("fire5/expand1x1") == pytest.approx(0.3, abs=1e-3)
+    with pytest.raises(ValueError, match="no layer called fire99"):
+        parse_targets("0.3,fire99=0.1", "density", model)
+    with pytest.raises(ValueError, match="not NUMBER"):
+        parse_targets("0.3,conv1=x", "density", model)
+
+
+def test_quality_threshold_is_han_et_al_rule() -> None:
+    model = _model()
+    layer = prunable_layers(model)[_path(model, "fire2/expand3x3")]
+    w = layer.weight.detach().clone()
+    prune(model, parse_targets(0.8, "quality", model))
+    expected = int((w.abs() > 0.8 * w.std()).sum())
+    assert int((layer.weight != 0).sum()) == expected
+    kept = layer.weight[layer.weight != 0].abs()
+    assert kept.min() > 0.8 * w.std() - 1e-7
+
+
+def test_masks_hold_through_training_steps() -> None:
+    model = _model()
+    prune(model, parse_targets(0.25, "density", model))
+    masks = {p: (m.weight != 0).clone() for p, m in prunable_layers(model).items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-3)
+    for _ in range(3):
+        loss = F.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 3]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for path, layer in prunable_layers(model).items():
+        assert torch.equal(layer.weight != 0, masks[path]) or ((layer.weight != 0) <= masks[path]).all(), path
+        assert (layer.weight[~masks[path]] == 0).all()
+    saved = effective_state_dict(model)
+    assert "features.0.weight" in saved and not any("parametrizations" in k for k in saved)
+    fresh = _model()
+    fresh.load_state_dict(saved)  # a pruned model saves as the plain architecture
+    remove_masks(model)
+    assert all(torch.equal(model.state_dict()[k], saved[k]) for k in saved)
+
+
+def test_gradual_schedule_is_cubic_and_monotone_and_never_regrows() -> None:
+    values = [gradual_fraction(p / 20, 0.0, 0.75) for p in range(21)]
+    assert values[0] == 0.0 and values[-1] == 1.0 and values == sorted(values)
+    assert gradual_fraction(0.375, 0.0, 0.75) == pytest.approx(1 - 0.5**3)
+    model = _model()
+    path = _path(model, "fire3/expand3x3")
+    layer = prunable_layers(model)[path]
+    n = layer.weight.numel()
+    apply_counts(model, {path: n // 2})
+    first = layer.weight != 0
+    with torch.no_grad():
+        layer.parametrizations.weight.original.mul_(-3.0)  # magnitudes change; pruned ones must stay pruned
+    apply_counts(model, {path: n // 4})
+    assert ((layer.weight != 0) <= first).all() and int((layer.weight != 0).sum()) == n // 4
+
+
+def test_optimal_kmeans_matches_brute_force_and_beats_linear() -> None:
+    rng = np.random.default_rng(1)
+    points = np.sort(rng.standard_normal(10))
+    best = min(
+        sum(((points[a:b] - points[a:b].mean()) ** 2).sum() for a, b in zip((0, *cuts), (*cuts, 10)))
+        for cuts in itertools.combinations(range(1, 10), 3)
+    )
+    c = optimal_centroids(points, np.ones(10), 4)
+    assert ((points - c[assign(points, c)]) ** 2).sum() == pytest.approx(best)
+    x = rng.laplace(size=20_000)
+    sse = {init: ((x - (c := kmeans_1d(x, 16, init))[assign(x, c)]) ** 2).sum() for init in ("linear", "optimal")}
+    assert sse["optimal"] < sse["linear"]
+    assert kmeans_1d(np.array([0.5, -1.0, 0.5]), 8).tolist() == [-1.0, 0.5]  # few values: kept exactly
+
+
+def test_quantize_shares_weights_and_centroid_gradient_is_sum_of_members() -> None:
+    model = _model()
+    prune(model, parse_targets(0.5, "density", model))
+    report = quantize(model, parse_bits("3,conv10=2", model))
+    model.eval()  # no dropout: both forward passes below must be the same function
+    assert {r.path: r.bits for r in report}["classifier.1"] == 2
+    layer = prunable_layers(model)[_path(model, "fire2/expand3x3")]
+    sharing = layer.parametrizations.weight[0]
+    x = torch.randn(2, 3, 32, 32)
+    loss = model(x).square().sum()
+    loss.backward()
+    # gradient of the loss w.r.t. the dense weight, by hand: the same forward with the weight as a leaf
+    dense = layer.weight.detach().clone().requires_grad_(True)
+    torch.nn.utils.parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+    layer.weight = torch.nn.Parameter(dense)
+    model.zero_grad()
+    model(x).square().sum().backward()
+    g = layer.weight.grad
+    expected = torch.zeros(sharing.codebook.numel()).index_add_(0, sharing.codes[sharing.mask], g[sharing.mask])
+    assert torch.allclose(sharing.codebook.grad, expected, rtol=1e-4, atol=1e-6)
+    remove_sharing(model)
+    for path, layer in prunable_layers(model).items():
+        values = torch.unique(layer.weight[layer.weight != 0])
+        assert values.numel() <= (4 if path == "classifier.1" else 8), path
+    with pytest.raises(ValueError, match="whole numbers from 1 to 16"):
+        parse_bits("0", model)
+
+
+def test_fold_batch_norm_same_function_plain_architecture() -> None:
+    model = _model(batch_norm=True).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    plain = fold_batch_norm(model)
+    assert not plain.config.batch_norm and not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), plain(x), atol=1e-4)
+
+
+def test_post_training_compression_writes_a_loadable_sqz(tmp_path) -> None:
+    model = _model(batch_norm=True).eval()
+    model.class_names = [f"c{i}" for i in range(10)]
+    from squeezenet.weights import Preprocessing
+
+    model.preprocessing = Preprocessing("cifar", resize=32, crop=32, mean=(0.5,) * 3, std=(0.25,) * 3)
+    compressed, log = compress_model(model, CompressionSpec(density="0.3,conv1=1", bits=4), log=lambda s: None)
+    path = save_weights(compressed, tmp_path / "m.sqz")
+    loaded = load_weights(path)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), compressed(x))
+    assert log.densities[_path(compressed, "conv1")] == 1.0
+    assert log.densities[_path(compressed, "fire2/squeeze")] == pytest.approx(0.3, abs=1e-3)
+    fp32 = 4 * sum(v.numel() for v in model.state_dict().values() if v.is_floating_point())
+    assert path.stat().st_size < fp32 / 15
+    assert loaded.class_names == model.class_names and loaded.preprocessing == model.preprocessing
+
+
+def test_sensitivity_table_and_plot(tmp_path) -> None:
+    model = _model().eval()
+    images, labels = torch.randn(40, 3, 32, 32), torch.randint(0, 10, (40,))
+    with torch.no_grad():
+        labels = model(images).argmax(1)  # the unpruned model is right on every image
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = sensitivity(model, images, labels, [0.5, 0.01], progress=False)
+    assert result.baseline == 1.0 and len(result.top1) == len(prunable_layers(model))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # model left unchanged
+    assert min(min(s) for s in result.top1.values()) < 1.0  # pruning a layer to 1% changes some answers
+    png = plot_sensitivity(result, tmp_path / "s.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_compress_cli_with_fine_tuning_on_cifar_subset(tmp_path) -> None:
+    root = require_shared("cifar10").parent
+    base = tmp_path / "base.safetensors"
+    model = _model(batch_norm=True, stem_pool=True)
+    from squeezenet.data.training import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+    from squeezenet.weights import Preprocessing
+
+    model.class_names = list(CIFAR10_CLASSES)
+    model.preprocessing = Preprocessing("cifar10", resize=32, crop=32, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    save_weights(model, base)
+    out = tmp_path / "small.sqz"
+    cmd = [sys.executable, "-m", "squeezenet", "compress", "-w", str(base), "-o", str(out), "--data", "cifar10",
+           "--data-root", str(root), "--density", "0.2,conv1=1", "--bits", "4", "--finetune-epochs", "2",
+           "--set", "data.limit_train=512", "--set", "data.limit_val=128", "--json"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    assert [p["phase"] for p in summary["phases"]] == ["prune", "centroids"]
+    assert (tmp_path / "small-runs" / "prune" / "curves.png").is_file()
+    weights = read_weights_file(out).state_dict
+    conv = weights[_path(load_weights(out), "fire2/expand3x3") + ".weight"]
+    assert float((conv != 0).float().mean()) == pytest.approx(0.2, abs=1e-3)
+    assert torch.unique(conv[conv != 0]).numel() <= 16
+    assert summary["ratio_to_input"] > 15
+    info = subprocess.run([sys.executable, "-m", "squeezenet", "info", str(out)], capture_output=True, text=True)
+    assert info.returncode == 0 and "fire2/expand3x3" in info.stdout and "ratio" in info.stdout

@@ -1,0 +1,216 @@
+"""The .sqz format and its entropy coding: lossless, compact, and safe on damaged input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import require_shared
+from squeezenet.models import create_model
+from squeezenet.weights import WeightsMeta, load_weights, read_weights_file, save_weights, write_weights_file
+from squeezenet.weights.coding import ByteReader, bernoulli, decode_stream, encode_stream
+from squeezenet.weights.files import read_sqz
+from squeezenet.weights.sqz import MAGIC, decode_sqz, encode_sqz
+
+DC = ("deep-compression", "compressed_SqueezeNet.net")
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view(torch.int32) if t.dtype == torch.float32 else t
+
+
+def _roundtrip(symbols: np.ndarray, alphabet: int, model: np.ndarray | None = None):
+    stream = encode_stream(symbols, alphabet, model)
+    reader = ByteReader(stream.to_bytes())
+    decoded = decode_stream(reader, symbols.size, alphabet, model)
+    assert reader.remaining == 0
+    return stream, decoded
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 300), st.integers(0, 3000), st.floats(0.3, 3.0), st.integers(0, 2**31))
+def test_streams_round_trip_exactly(alphabet: int, n: int, spread: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    symbols = np.clip(np.rint(rng.normal(alphabet / 2, spread * alphabet / 6, n)), 0, alphabet - 1).astype(np.int64)
+    _, decoded = _roundtrip(symbols, alphabet)
+    assert np.array_equal(decoded, symbols)
+
+
+def test_stream_size_is_close_to_the_entropy() -> None:
+    rng = np.random.default_rng(0)
+    symbols = np.clip(np.rint(rng.normal(32, 6, 200_000)), 0, 63).astype(np.int64)
+    counts = np.bincount(symbols, minlength=64).astype(float)
+    p = counts[counts > 0] / counts.sum()
+    entropy_bytes = -(counts[counts > 0] * np.log2(p)).sum() / 8
+    stream, decoded = _roundtrip(symbols, 64)
+    assert np.array_equal(decoded, symbols)
+    assert stream.method_name == "ans"
+    # table included: within 0.5% of the zeroth-order entropy, far below 6 bits per symbol
+    assert len(stream.to_bytes()) < 1.005 * entropy_bytes
+    assert len(stream.table) < 100
+
+
+def test_small_dyadic_stream_picks_huffman_and_mask_model_needs_no_table() -> None:
+    symbols = np.array([0, 1] * 500, dtype=np.int64)  # p = 1/2: Huffman is exactly optimal here
+    stream, decoded = _roundtrip(symbols, 2, bernoulli(500, 1000))
+    assert np.array_equal(decoded, symbols)
+    assert stream.table == b""
+    assert stream.method_name in ("huffman", "ans") and len(stream.payload) <= 128 + 8
+    constant, decoded = _roundtrip(np.full(77, 5, dtype=np.int64), 9)
+    assert constant.method_name == "constant" and constant.payload == b"" and (decoded == 5).all()
+
+
+def _shared_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A SqueezeNet state_dict with weight-shared, pruned layers (and a -0.0 that must survive)."""
+    torch.manual_seed(seed)
+    model = create_model("squeezenet1_1_cifar")
+    state = {}
+    for k, v in model.state_dict().items():
+        if v.dim() > 1:
+            centroids = torch.linspace(-0.3, 0.3, 16)
+            v = centroids[torch.randint(0, 16, v.shape)] * (torch.rand(v.shape) < 0.3)
+        state[k] = v.clone()
+    state["features.0.weight"].view(-1)[0] = -0.0
+    return state
+
+
+def test_sqz_is_lossless_bit_for_bit(tmp_path) -> None:
+    model = create_model("squeezenet1_1_cifar")
+    state = _shared_state()
+    model.load_state_dict(state)
+    model.class_names = [f"c{i}" for i in range(10)]
+    path = save_weights(model, tmp_path / "m.sqz")
+    loaded = read_weights_file(path)
+    assert loaded.state_dict.keys() == state.keys()
+    for k, v in state.items():
+        assert torch.equal(_bits(loaded.state_dict[k]), _bits(v)), k
+    assert torch.signbit(loaded.state_dict["features.0.weight"].view(-1)[0])
+    assert loaded.meta.classes == model.class_names
+    fp32 = 4 * sum(v.numel() for v in state.values())
+    assert path.stat().st_size < fp32 / 8  # 30% density, 16 centroids: far below fp32
+
+
+def test_raw_tensors_and_int64_buffers_round_trip(tmp_path) -> None:
+    model = create_model("squeezenet1_1_cifar", batch_norm=True)  # fp32 weights: too many values to share
+    path = save_weights(model, tmp_path / "bn.sqz")
+    weights, contents = read_sqz(path)
+    kinds = {r.key: r.kind for r in contents.records}
+    assert kinds["features.0.weight"] == "raw"  # 1,728 distinct values: a codebook would be as big as the tensor
+    assert kinds["features.12.expand3x3.weight"] == "raw"
+    assert kinds["features.1.num_batches_tracked"] == "raw"
+    for k, v in model.state_dict().items():
+        assert torch.equal(_bits(weights.state_dict[k]), _bits(v)), k
+
+
+def test_published_model_converts_under_545000_bytes_and_bit_exact(tmp_path) -> None:
+    net = require_shared(*DC)
+    out = tmp_path / "dc.sqz"
+    result = subprocess.run([sys.executable, "-m", "squeezenet", "convert", str(net), "-o", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size <= 545_000
+    a, b = read_weights_file(net).state_dict, read_weights_file(out).state_dict
+    assert a.keys() == b.keys()
+    assert all(torch.equal(_bits(a[k]), _bits(b[k])) for k in a)
+    model = load_weights(out)
+    assert model.preprocessing.name == "caffe" and model.class_names[0] == "tench"
+
+
+def _file_with(header_edit, tmp_path) -> bytes:
+    """A valid small .sqz whose JSON header was edited and re-checksummed (what only a forger produces)."""
+    state = _shared_state()
+    meta = WeightsMeta(config=create_model("squeezenet1_1_cifar").config.to_dict())
+    data, _ = encode_sqz(state, json.loads(meta.to_json()))
+    header_len = struct.unpack_from("<I", data, len(MAGIC) + 2)[0]
+    start = len(MAGIC) + 6
+    header = json.loads(zlib.decompress(data[start:start + header_len]))
+    header_edit(header)
+    packed = zlib.compress(json.dumps(header).encode())
+    body = data[:len(MAGIC) + 2] + struct.pack("<I", len(packed)) + packed + data[start + header_len:-32]
+    return body + hashlib.sha256(body).digest()
+
+
+def _set_classes(header, n):
+    header["meta"]["config"]["num_classes"] = n
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: _set_classes(h, 10**7), "shape"),  # a huge architecture: rejected before any allocation
+    (lambda h: h["tensors"].pop(), "do not match"),
+    (lambda h: h["tensors"][0].update(kept=10**9), "do not fit"),
+    (lambda h: h["side"].__setitem__(1, 10**12), "side data"),
+    (lambda h: h["meta"]["config"].update(arch="nope"), "architecture"),
+])
+def test_forged_headers_are_rejected_with_one_clear_error(tmp_path, edit, message) -> None:
+    path = tmp_path / "forged.sqz"
+    path.write_bytes(_file_with(edit, tmp_path))
+    with pytest.raises(ValueError, match=message):
+        read_weights_file(path)
+
+
+@pytest.fixture(scope="module")
+def small_sqz() -> bytes:
+    state = _shared_state()
+    meta = WeightsMeta(config=create_model("squeezenet1_1_cifar").config.to_dict())
+    return encode_sqz(state, json.loads(meta.to_json()))[0]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_fuzzed_files_give_value_errors_only(small_sqz, tmp_path, data) -> None:
+    """Truncations, byte flips and flips with a recomputed checksum (exercising the decoder behind it)."""
+    blob = bytearray(small_sqz)
+    kind = data.draw(st.sampled_from(["truncate", "flip", "flip+checksum"]))
+    if kind == "truncate":
+        blob = blob[:data.draw(st.integers(0, len(blob) - 1))]
+    else:
+        for _ in range(data.draw(st.integers(1, 8))):
+            i = data.draw(st.integers(0, len(blob) - 33))
+            blob[i] ^= data.draw(st.integers(1, 255))
+        if kind == "flip+checksum":
+            blob[-32:] = hashlib.sha256(bytes(blob[:-32])).digest()
+    path = tmp_path / "fuzz.sqz"
+    path.write_bytes(bytes(blob))
+    try:
+        weights, _ = read_sqz(path)
+    except ValueError:
+        return
+    # a flip that survived decoding can only have changed values, never the structure
+    expected = create_model("squeezenet1_1_cifar").state_dict()
+    assert {k: v.shape for k, v in weights.state_dict.items()} == {k: v.shape for k, v in expected.items()}
+
+
+def test_damaged_file_cli_one_line_exit_1(tmp_path, small_sqz) -> None:
+    path = tmp_path / "bad.sqz"
+    path.write_bytes(small_sqz[:-100])
+    for cmd in (["info", str(path)], ["predict", "-w", str(path), str(path)]):
+        result = subprocess.run([sys.executable, "-m", "squeezenet", *cmd], capture_output=True, text=True)
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "checksum mismatch" in lines[0], result.stderr
+
+
+def test_decoder_without_architecture_still_bounds_work(small_sqz) -> None:
+    contents = decode_sqz(small_sqz, "mem")
+    assert sum(r.numel for r in contents.records) == sum(v.numel() for v in _shared_state().values())
+    with pytest.raises(ValueError, match="magic"):
+        decode_sqz(b"PK\x03\x04" + small_sqz[4:], "mem")
+
+
+def test_write_is_atomic_on_failure(tmp_path) -> None:
+    path = tmp_path / "keep.sqz"
+    path.write_bytes(b"previous")
+    with pytest.raises(ValueError, match="non-finite"):
+        write_weights_file(path, {"w": torch.tensor([[float("nan"), 1.0]])}, WeightsMeta())
+    assert path.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.sqz"]
