@@ -143,11 +143,15 @@ def test_torchrun_two_processes_match_single_process(tmp_path, data_root):
 def test_demo_summary_on_a_small_subset(tmp_path, data_root, capsys):
     from squeezenet.demo import print_demo, run_demo
 
-    result = run_demo(tmp_path / "demo", data_root=data_root, quiet=True,
-                      overrides={"epochs": 1, "time_budget_s": None, "data.limit_train": 512, "data.limit_val": 128})
+    small = {"time_budget_s": None, "data.limit_train": 512, "data.limit_val": 128}
+    result = run_demo(tmp_path / "demo", data_root=data_root, quiet=True, overrides={"epochs": 1, **small},
+                      compress_overrides=small, prune_epochs=1)
     assert result.test_images == 5000  # the exported weights are evaluated on the whole test folder
     assert result.params == 730_570 and result.fp32_bytes >= 4 * result.params
     assert 0 <= result.top1 <= result.top5 <= 1
+    trained, compressed = result.rows
+    assert compressed.file.suffix == ".sqz" and compressed.file_bytes * 25 < result.fp32_bytes
+    assert 0 <= compressed.top1 <= compressed.top5 <= 1
     print_demo(result)
     out = capsys.readouterr().out
-    assert "squeezenet1_1_cifar" in out and "730,570" in out and "test top-1" in out
+    assert "squeezenet1_1_cifar" in out and "730,570" in out and "test top-1" in out and "model.sqz" in out

@@ -461,9 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("recipes", cmd_recipes, "list the named training recipes", "List the training recipes shipped with the package.")
 
-    p = add("demo", cmd_demo, "train, evaluate and summarise a small SqueezeNet on CIFAR-10",
+    p = add("demo", cmd_demo, "train, compress, evaluate and summarise a small SqueezeNet on CIFAR-10",
             "The main job, end to end: train the cifar10 recipe on CIFAR-10 (from $SQUEEZENET_DATA, or downloaded), "
-            "evaluate the exported weights on the test set and print a summary table.")
+            "evaluate the exported weights on the test set, Deep-Compress them into model.sqz (pruning while "
+            "fine-tuning, 4-bit weight sharing, entropy coding), evaluate that file too and print both with their "
+            "sizes and ratios to fp32 and to AlexNet's 240 MB. About 20 minutes on a 2-core CPU.")
     p.add_argument("-o", "--output", metavar="RUN_DIR", help="run directory (default runs/demo-TIMESTAMP)")
     p.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
     p.add_argument("--data-root", help="where cifar10/ lives (default $SQUEEZENET_DATA)")
