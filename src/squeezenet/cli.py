@@ -181,8 +181,78 @@ def cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .deploy import export_onnx
+    from .inference.preloaded import load_images
+    from .weights import load_weights
+
+    if args.format != "onnx":
+        raise ValueError(f"unknown export format {args.format!r}; supported: onnx")
+    if args.int8 and not args.calibration:
+        raise ValueError("--int8 needs --calibration DIR (images the int8 ranges are measured on)")
+    model = load_weights(args.weights)
+    check_dir = args.check or args.calibration
+    if check_dir:
+        images = load_images(model, check_dir, args.check_images)[0]
+    else:
+        crop = model.preprocessing.crop
+        images = torch_randn(args.check_images, crop)
+        _warn("no --check DIR: the export is checked on random inputs, not real images")
+    calibration = load_images(model, args.calibration, args.calibration_images)[0] if args.int8 else None
+    check = export_onnx(model, args.output, check_images=images, opset=args.opset, int8=args.int8,
+                        calibration=calibration, keep_first_last_fp32=args.keep_fp32_ends, tolerance=args.tolerance)
+    size = Path(args.output).stat().st_size
+    if args.json:
+        print(json.dumps({"output": args.output, "bytes": size, **check.to_dict()}))
+    else:
+        print(f"wrote {args.output} ({size:,} bytes, {'int8' if args.int8 else 'fp32'}, opset {args.opset}); "
+              f"checked on {check.images} images: max |logit diff| {check.max_abs_diff:.3g}, "
+              f"same top-1 on {100 * check.top1_agreement:.1f}%")
+    return 0
+
+
+def torch_randn(n: int, size: int):
+    import torch
+
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .deploy.bench import bench
+
+    work = Path(args.work_dir or "bench-onnx")
+    rows = bench(args.weights, args.data, work, calibration=args.calibration, threads=args.threads,
+                 repeats=args.repeats, alexnet=not args.no_alexnet, log=lambda s: None if args.json else _note(s))
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        return 0
+    from rich import box
+    from rich.table import Table
+
+    from .report.render import console_for_output, human_bytes
+
+    base = rows[0].latency_ms
+    table = Table(title=f"{Path(str(args.weights)).name} on {args.data}: {args.threads} threads, medians",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("format", "file", "size", "top-1", "top-5", "batch-1 ms", "speed-up", "batch-32 img/s"):
+        table.add_column(col, justify="left" if col in ("format", "file") else "right")
+    for r in rows:
+        acc = (f"{r.top1:.4f}", f"{r.top5:.4f}") if r.top1 is not None else ("-", "-")
+        table.add_row(r.format, r.file, human_bytes(r.size_bytes), *acc, f"{r.latency_ms:.2f}", f"{base / r.latency_ms:.2f}x",
+                      f"{r.throughput:,.0f}")
+    console = console_for_output()
+    console.print(table)
+    console.print(f"ONNX files in {work}/")
+    return 0
+
+
+def _note(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
 def cmd_sensitivity(args: argparse.Namespace) -> int:
-    from .compress.sensitivity import load_images, plot_sensitivity, sensitivity
+    from .compress.sensitivity import plot_sensitivity, sensitivity
+    from .inference.preloaded import load_images
     from .weights import load_weights
 
     densities = [float(d) for d in args.densities.split(",") if d.strip()]
@@ -212,11 +282,21 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import predict
+def _load_any(weights: str):
+    """PyTorch for weights files, onnxruntime for .onnx (imported only then)."""
+    if weights.lower().endswith(".onnx"):
+        from .deploy.runtime import OnnxModel
+
+        return OnnxModel(weights)
     from .weights import load_weights
 
-    model = load_weights(args.weights)
+    return load_weights(weights)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import predict
+
+    model = _load_any(args.weights)
     results = predict(model, args.images, topk=args.topk)
     failed = [r for r in results if r.error]
     for r in failed:
@@ -246,9 +326,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .inference import evaluate
-    from .weights import load_weights
 
-    model = load_weights(args.weights)
+    model = _load_any(args.weights)
     result = evaluate(model, args.data, batch_size=args.batch_size, workers=args.workers,
                       progress=not args.json and sys.stderr.isatty())
     for message in result.skipped_files:
@@ -372,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
             "carry (Caffe BGR/mean or torchvision RGB/mean/std). Unreadable images are reported and skipped "
             "(exit status 1).")
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, GIF, BMP, TIFF)")
-    p.add_argument("-w", "--weights", required=True, help=weights_help)
+    p.add_argument("-w", "--weights", required=True, help=weights_help + "; or an .onnx file from `squeezenet export`")
     p.add_argument("-k", "--topk", type=_positive_int, default=5, help="how many classes to list (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
@@ -380,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Measure top-1/top-5 accuracy on an ImageFolder tree (one folder per class: ImageNet wnids or "
             "the model's class names) or a flat folder of <wnid>_<anything>.JPEG files. Unreadable images "
             "are skipped and counted.")
-    p.add_argument("-w", "--weights", required=True, help=weights_help)
+    p.add_argument("-w", "--weights", required=True, help=weights_help + "; or an .onnx file from `squeezenet export`")
     p.add_argument("-d", "--data", required=True, help="image folder")
     p.add_argument("-b", "--batch-size", type=_positive_int, default=50, help="images per batch (default 50)")
     p.add_argument("-j", "--workers", type=_nonnegative_int, default=0,
@@ -458,6 +537,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--densities", default="0.8,0.6,0.4,0.3,0.2,0.1,0.05", help="comma-separated densities")
     p.add_argument("--limit", type=_positive_int, help="use a fixed random subset of N images")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    p = add("export", cmd_export, "export to ONNX (fp32 or int8) with preprocessing metadata",
+            "Export weights to ONNX with a dynamic batch dimension. The preprocessing (resize, crop, mean/std or "
+            "Caffe mean, channel order, value range), class names and architecture go into the file's metadata, "
+            "so a client needs nothing else. The file is checked against PyTorch on real images (--check DIR) and "
+            "not written if it differs. --int8: static quantization with onnxruntime's tools, calibrated on "
+            "--calibration DIR.")
+    p.add_argument("-w", "--weights", required=True, help=weights_help)
+    p.add_argument("-o", "--output", required=True, help="output .onnx file")
+    p.add_argument("--format", default="onnx", help="export format (onnx)")
+    p.add_argument("--int8", action="store_true", help="static int8 quantization (QDQ, per-channel weights)")
+    p.add_argument("--calibration", metavar="DIR", help="images for int8 calibration (labelled or not)")
+    p.add_argument("--calibration-images", type=_positive_int, default=64, help="how many to use (default 64)")
+    p.add_argument("--keep-fp32-ends", action="store_true", help="int8: keep the first and last conv in fp32")
+    p.add_argument("--check", metavar="DIR", help="images to check the export against PyTorch (default: --calibration)")
+    p.add_argument("--check-images", type=_positive_int, default=32, help="how many (default 32)")
+    p.add_argument("--tolerance", type=float, default=1e-3, help="fp32: largest allowed |logit difference| (1e-3)")
+    p.add_argument("--opset", type=_positive_int, default=18, help="ONNX opset (default 18)")
+    p.add_argument("--json", action="store_true", help="print the check as JSON")
+
+    p = add("bench", cmd_bench, "size, accuracy and speed of PyTorch, ONNX fp32 and ONNX int8 side by side",
+            "Benchmark every deployable form of one set of weights on this machine: PyTorch eager fp32, ONNX fp32 "
+            "and ONNX int8 (onnxruntime), plus AlexNet fp32 as the paper's baseline: file size, top-1/top-5 on an "
+            "image folder, batch-1 latency and batch-32 throughput (medians), same thread count for all.")
+    p.add_argument("-w", "--weights", required=True, help=weights_help)
+    p.add_argument("-d", "--data", required=True, help="labelled image folder (as for `squeezenet eval`)")
+    p.add_argument("--calibration", metavar="DIR", help="int8 calibration images (default: 64 of --data)")
+    p.add_argument("--threads", type=_positive_int, default=2, help="intra-op threads for every runtime (default 2)")
+    p.add_argument("--repeats", type=_positive_int, default=50, help="timed batch-1 runs per format (default 50)")
+    p.add_argument("--no-alexnet", action="store_true", help="skip the AlexNet baseline row")
+    p.add_argument("--work-dir", help="where the ONNX files go (default ./bench-onnx)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
 
     add("recipes", cmd_recipes, "list the named training recipes", "List the training recipes shipped with the package.")
 

@@ -1,0 +1,105 @@
+"""``squeezenet bench``: every deployable form of a model side by side on this machine.
+
+For PyTorch eager fp32, ONNX fp32 and ONNX int8 (onnxruntime, static QDQ) of the same weights, plus
+AlexNet fp32 as the paper's baseline: file size, top-1/top-5 on an image folder, batch-1 latency
+(median ms) and batch-32 throughput (median img/s), all with the same number of threads.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..inference.preloaded import load_images
+from ..weights import load_weights
+from .onnx import _session, export_onnx, run_onnx
+
+
+@dataclass
+class BenchRow:
+    format: str
+    file: str
+    size_bytes: int
+    top1: float | None
+    top5: float | None
+    latency_ms: float  # batch 1, median
+    throughput: float  # images/s at batch 32, median
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    return float((top5[:, 0] == labels).float().mean()), float((top5 == labels[:, None]).any(1).float().mean())
+
+
+def _interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int, rounds: int = 5) -> dict[str, float]:
+    """Median seconds per call of each runner, timed in alternating rounds so that a noisy phase of the
+    machine hits every format alike (these 2-core machines vary by 2x between minutes)."""
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    for fn in runners.values():
+        for _ in range(3):
+            fn()  # warm-up: allocations, kernel selection
+    per_round = max(1, repeats // rounds)
+    for _ in range(rounds):
+        for name, fn in runners.items():
+            for _ in range(per_round):
+                start = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibration: str | Path | None = None,
+          calibration_images: int = 64, threads: int = 2, repeats: int = 50, alexnet: bool = True,
+          log: Callable[[str], None] = lambda s: None) -> list[BenchRow]:
+    """Measure the formats; ONNX files are written to ``work_dir`` (kept: they are the deployable artefacts)."""
+    torch.set_num_threads(threads)
+    model = load_weights(weights).eval()
+    images, labels = load_images(model, data)
+    calib = load_images(model, calibration, calibration_images)[0] if calibration else images[:calibration_images]
+    work = Path(work_dir)
+    one = images[:1]
+    batch = images[:32] if len(images) >= 32 else images[:1].repeat(32, 1, 1, 1)
+    weights_path = Path(str(weights))
+    rows: list[BenchRow] = []
+    single: dict[str, Callable[[], object]] = {}
+    batched: dict[str, Callable[[], object]] = {}
+
+    with torch.inference_mode():
+        logits = torch.cat([model(images[i:i + 50]) for i in range(0, len(images), 50)])
+    rows.append(BenchRow("pytorch fp32", weights_path.name, weights_path.stat().st_size if weights_path.is_file() else 0,
+                         *_accuracy(logits, labels), 0.0, 0.0))
+    single["pytorch fp32"], batched["pytorch fp32"] = (lambda: model(one)), (lambda: model(batch))
+    for name, int8 in (("onnx fp32", False), ("onnx int8", True)):
+        log(f"exporting {name}")
+        path = work / f"{weights_path.stem}{'-int8' if int8 else ''}.onnx"
+        export_onnx(model, path, check_images=images[:64], int8=int8, calibration=calib if int8 else None)
+        session = _session(path, threads, spinning=True)
+        top1, top5 = _accuracy(torch.from_numpy(run_onnx(session, images)), labels)
+        rows.append(BenchRow(name, path.name, path.stat().st_size, top1, top5, 0.0, 0.0))
+        x1, x32 = one.numpy(), batch.numpy()
+        single[name] = lambda s=session, x=x1: s.run(None, {"image": x})
+        batched[name] = lambda s=session, x=x32: s.run(None, {"image": x})
+    if alexnet:
+        from ..models import create_model
+
+        net = create_model("alexnet").eval()  # the paper's baseline architecture; its weights are not needed for speed
+        rows.append(BenchRow("alexnet fp32 (pytorch)", "(architecture only)", 4 * sum(p.numel() for p in net.parameters()),
+                             None, None, 0.0, 0.0))
+        a1, a32 = torch.randn(1, 3, 224, 224), torch.randn(32, 3, 224, 224)
+        single[rows[-1].format], batched[rows[-1].format] = (lambda: net(a1)), (lambda: net(a32))
+    log(f"timing batch 1 ({repeats} runs each, interleaved) and batch 32")
+    with torch.inference_mode():
+        latency = _interleaved_medians(single, repeats)
+        per_batch = _interleaved_medians(batched, max(5, repeats // 5))
+    for row in rows:
+        row.latency_ms = 1e3 * latency[row.format]
+        row.throughput = 32 / per_batch[row.format]
+    return rows

@@ -1,0 +1,194 @@
+"""ONNX export (fp32 and static int8) with the preprocessing written into the file's metadata.
+
+Every exported file carries, as ONNX ``metadata_props``, the preprocessing a client must apply
+(flat keys ``resize``, ``resize_mode``, ``crop``, ``mean``, ``std``, ``channel_order``, ``value_range``,
+``interpolation``, ``input_layout``), the class names and the architecture config. The export is
+checked against PyTorch on real images before the file is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..weights import Preprocessing, atomic_path
+
+META_FORMAT = "squeezenet.onnx"
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+DEFAULT_OPSET = 18
+
+
+@dataclass
+class ExportCheck:
+    """How the exported graph compares with PyTorch on real images."""
+
+    images: int
+    max_abs_diff: float
+    top1_agreement: float  # fraction of images with the same top-1 class
+
+    def to_dict(self) -> dict:
+        return {"images": self.images, "max_abs_diff": self.max_abs_diff, "top1_agreement": self.top1_agreement}
+
+
+def preprocessing_metadata(pre: Preprocessing) -> dict[str, str]:
+    """Flat, self-explanatory keys a client reads without this package."""
+    return {
+        "resize": str(pre.resize), "resize_mode": pre.resize_mode, "crop": str(pre.crop),
+        "mean": json.dumps(list(pre.mean)), "std": json.dumps(list(pre.std)), "channel_order": pre.channel_order,
+        "value_range": str(pre.value_range), "interpolation": pre.interpolation,
+        "input_layout": "NCHW float32: resize (shorter side to `resize`, or to resize x resize if resize_mode is "
+                        "square), centre-crop `crop`, scale pixels to 0..value_range, order channels as "
+                        "channel_order, subtract mean, divide by std",
+        "preprocessing": json.dumps(pre.to_dict()),
+    }
+
+
+def _metadata(model: nn.Module, precision: str) -> dict[str, str]:
+    meta = {"format": META_FORMAT, "format_version": "1", "precision": precision,
+            "config": json.dumps(model.config.to_dict()), "classes": json.dumps(list(model.class_names))}
+    meta.update(preprocessing_metadata(model.preprocessing))
+    return meta
+
+
+def _session(path: str | Path, threads: int | None = None, spinning: bool = True):
+    """A CPU session; ``spinning=False`` stops idle worker threads from busy-waiting (fair side-by-side timing)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _export_fp32(model: nn.Module, path: Path, opset: int) -> None:
+    import onnx
+
+    x = torch.zeros(2, model.config.in_chans, model.preprocessing.crop, model.preprocessing.crop)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model.eval(), (x,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                    dynamic_shapes=({0: batch},), opset_version=opset, external_data=False,
+                                    verbose=False)
+    proto = program.model_proto
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def _set_metadata(path: Path, meta: dict[str, str]) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
+
+
+def conv_node_names(path: str | Path) -> list[str]:
+    """Names of the Conv nodes in graph order (first = conv1, last = conv10 for SqueezeNet)."""
+    import onnx
+
+    return [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
+
+
+def _quantize_int8(fp32: Path, out: Path, calibration: torch.Tensor, keep_fp32: Sequence[str],
+                   method: str = "minmax", extra: dict | None = None) -> None:
+    """Static QDQ quantization (per-channel int8 weights, uint8 activations) with onnxruntime's tools."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            size = min(16, len(calibration))  # equal batches: histogram calibrators stack them
+            self.batches = [calibration[i:i + size].numpy() for i in range(0, len(calibration) - size + 1, size)]
+            self.index = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self.index >= len(self.batches):
+                return None
+            self.index += 1
+            return {INPUT_NAME: self.batches[self.index - 1]}
+
+        def rewind(self) -> None:
+            self.index = 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                                          "entropy": CalibrationMethod.Entropy}[method],
+                        nodes_to_exclude=list(keep_fp32), extra_options=extra or {})
+
+
+def run_onnx(session, images: torch.Tensor, batch: int = 64) -> np.ndarray:
+    outs = [session.run([OUTPUT_NAME], {INPUT_NAME: images[i:i + batch].numpy()})[0] for i in range(0, len(images), batch)]
+    return np.concatenate(outs)
+
+
+def check_export(model: nn.Module, path: str | Path, images: torch.Tensor) -> ExportCheck:
+    """Run the file in onnxruntime and PyTorch on the same preprocessed images."""
+    with torch.inference_mode():
+        reference = model.eval()(images).numpy()
+    got = run_onnx(_session(path), images)
+    return ExportCheck(len(images), float(np.abs(got - reference).max()),
+                       float((got.argmax(1) == reference.argmax(1)).mean()))
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, check_images: torch.Tensor, opset: int = DEFAULT_OPSET,
+                int8: bool = False, calibration: torch.Tensor | None = None, keep_first_last_fp32: bool = False,
+                tolerance: float = 1e-3, min_top1_agreement: float = 0.9) -> ExportCheck:
+    """Export ``model`` (from :func:`squeezenet.weights.load_weights`) to ONNX with a dynamic batch dimension.
+
+    fp32 files must match PyTorch within ``tolerance`` (max abs logit difference) on ``check_images``;
+    int8 files (static QDQ quantization calibrated on ``calibration`` images, first and last conv
+    optionally left in fp32) must agree on the top-1 class for ``min_top1_agreement`` of them. A file
+    that fails its check is not written: ``ValueError``.
+    """
+    if not hasattr(model, "config") or not hasattr(model, "preprocessing"):
+        raise ValueError("export needs a model loaded with squeezenet.weights.load_weights (config and preprocessing)")
+    if int8 and (calibration is None or not len(calibration)):
+        raise ValueError("int8 export needs calibration images (--calibration DIR)")
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        raise ValueError(f"{path}: the export format is ONNX; name the output *.onnx")
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        _export_fp32(model, fp32, opset)
+        final = fp32
+        if int8:
+            convs = conv_node_names(fp32)
+            keep = [convs[0], convs[-1]] if keep_first_last_fp32 and convs else []
+            final = Path(tmp) / "int8.onnx"
+            _quantize_int8(fp32, final, calibration, keep)  # type: ignore[arg-type]
+        _set_metadata(final, _metadata(model, "int8" if int8 else "fp32"))
+        check = check_export(model, final, check_images)
+        if not int8 and check.max_abs_diff > tolerance:
+            raise ValueError(f"exported graph differs from PyTorch by {check.max_abs_diff:.3g} on {check.images} images "
+                             f"(tolerance {tolerance:g}); not written")
+        if check.top1_agreement < min_top1_agreement:
+            raise ValueError(f"exported {'int8' if int8 else 'fp32'} graph agrees with PyTorch on only "
+                             f"{100 * check.top1_agreement:.1f}% of top-1 classes; not written")
+        with atomic_path(path) as out:
+            out.write_bytes(final.read_bytes())
+    return check

@@ -1,0 +1,163 @@
+"""ONNX export (fp32, int8), the runtime Classifier, and the bench command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import require_shared
+from squeezenet.deploy import Classifier, OnnxModel, export_onnx
+from squeezenet.inference.preloaded import load_images
+from squeezenet.models import create_model
+from squeezenet.weights import Preprocessing, load_weights, save_weights
+
+DC = ("deep-compression", "compressed_SqueezeNet.net")
+
+
+def _cifar_model(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    model = create_model("squeezenet1_1_cifar", batch_norm=True, stem_pool=True).eval()
+    model.class_names = [f"c{i}" for i in range(10)]
+    model.preprocessing = Preprocessing("cifar", resize=32, crop=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    return save_weights(model, tmp_path / "cifar.safetensors")
+
+
+def client_predict(onnx_path: Path, image_paths: list[Path]) -> np.ndarray:
+    """What a client with only onnxruntime, Pillow and numpy does: preprocessing from the file's metadata alone."""
+    import onnxruntime as ort
+    from PIL import Image
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    resize, crop = int(meta["resize"]), int(meta["crop"])
+    mean, std = np.array(json.loads(meta["mean"])), np.array(json.loads(meta["std"]))
+    batch = []
+    for path in image_paths:
+        img = Image.open(path).convert("RGB")
+        if meta["resize_mode"] == "square":
+            img = img.resize((resize, resize), Image.BILINEAR)
+        else:
+            w, h = img.size
+            s = resize / min(w, h)
+            img = img.resize((max(resize, round(w * s)), max(resize, round(h * s))), Image.BILINEAR)
+        w, h = img.size
+        left, top = round((w - crop) / 2), round((h - crop) / 2)
+        x = np.asarray(img.crop((left, top, left + crop, top + crop)), dtype=np.float32)
+        x = x / 255.0 * float(meta["value_range"])
+        if meta["channel_order"] == "BGR":
+            x = x[..., ::-1]
+        batch.append(((x - mean) / std).transpose(2, 0, 1))
+    logits = session.run(None, {session.get_inputs()[0].name: np.stack(batch).astype(np.float32)})[0]
+    return logits.argmax(1)
+
+
+@pytest.mark.slow
+def test_published_model_exports_with_same_top1_on_every_sample_and_client_needs_only_metadata(tmp_path) -> None:
+    net, samples = require_shared(*DC), require_shared("imagenet-samples")
+    model = load_weights(net)
+    images, labels = load_images(model, samples)
+    out = tmp_path / "dc.onnx"
+    check = export_onnx(model, out, check_images=images[:32])
+    assert check.max_abs_diff < 1e-3 and check.top1_agreement == 1.0
+    onnx_model = OnnxModel(out)
+    with torch.inference_mode():
+        torch_top1 = torch.cat([model(images[i:i + 50]) for i in range(0, len(images), 50)]).argmax(1)
+    onnx_top1 = onnx_model(images).argmax(1)
+    assert torch.equal(torch_top1, onnx_top1)  # every one of the 250 sample images
+    files = sorted(samples.glob("*.JPEG"))[:40]
+    client = client_predict(out, files)
+    ours = [p.top[0][0] for p in Classifier.load(net).predict(files, topk=1)]
+    assert (client == np.array(ours)).mean() >= 0.95  # Pillow's resize vs torchvision's: a borderline image may flip
+
+
+def test_int8_export_is_smaller_and_agrees(tmp_path) -> None:
+    weights = _cifar_model(tmp_path)
+    model = load_weights(weights)
+    calib = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    fp32, int8 = tmp_path / "m.onnx", tmp_path / "m8.onnx"
+    export_onnx(model, fp32, check_images=calib[:16])
+    check = export_onnx(model, int8, check_images=calib[:32], int8=True, calibration=calib, min_top1_agreement=0.5)
+    assert int8.stat().st_size < 0.5 * fp32.stat().st_size
+    assert OnnxModel(int8).precision == "int8" and check.top1_agreement >= 0.5
+    with pytest.raises(ValueError, match="calibration"):
+        export_onnx(model, tmp_path / "x.onnx", check_images=calib, int8=True)
+
+
+def test_classifier_loads_every_format_with_the_same_answers(tmp_path) -> None:
+    from PIL import Image
+
+    weights = _cifar_model(tmp_path)
+    model = load_weights(weights)
+    onnx_path = tmp_path / "m.onnx"
+    export_onnx(model, onnx_path, check_images=torch.randn(4, 3, 32, 32))
+    sqz = save_weights(model, tmp_path / "m.pth")
+    rng = np.random.default_rng(0)
+    images = []
+    for i, mode in enumerate(("RGB", "L", "RGBA", "P")):  # other modes are converted to RGB
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).convert(mode).save(path)
+        images.append(path)
+    answers = {}
+    for path in (weights, onnx_path, sqz):
+        clf = Classifier.load(path)
+        preds = clf.predict(images, topk=3)
+        answers[path.suffix] = [[k for k, _, _ in p.top] for p in preds]
+        assert all(p.error is None for p in preds)
+    assert answers[".onnx"] == answers[".safetensors"] == answers[".pth"]
+    assert Classifier.load(onnx_path).backend.startswith("onnxruntime")
+    with pytest.raises(ValueError, match="3 x 32 x 32"):
+        OnnxModel(onnx_path)(torch.zeros(1, 3, 64, 64))
+
+
+def test_foreign_onnx_and_mismatched_weights_are_one_line_errors(tmp_path) -> None:
+    foreign = tmp_path / "foreign.onnx"
+    torch.onnx.export(torch.nn.Conv2d(3, 4, 1).eval(), (torch.zeros(1, 3, 8, 8),), str(foreign), dynamo=True,
+                      external_data=False)
+    wrong = tmp_path / "wrong.pth"
+    state = create_model("squeezenet1_1").state_dict()
+    state["classifier.1.weight"] = torch.zeros(7, 512, 1, 1)  # 7 classes, 1000 biases: no such architecture
+    torch.save(state, wrong)
+    img = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(img)
+    for weights, message in ((foreign, "without squeezenet metadata"), (wrong, "do not match"),
+                             (tmp_path / "garbage.onnx", "not a loadable ONNX")):
+        if weights.name == "garbage.onnx":
+            weights.write_bytes(b"not onnx at all")
+        result = subprocess.run([sys.executable, "-m", "squeezenet", "predict", "-w", str(weights), str(img)],
+                                capture_output=True, text=True)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1 and message in lines[0], result.stderr
+
+
+@pytest.mark.slow
+def test_export_and_bench_cli(tmp_path) -> None:
+    test_dir = require_shared("cifar10", "test")
+    weights = _cifar_model(tmp_path)
+    data = tmp_path / "data"
+    for cls in ("airplane", "cat"):
+        (data / cls).mkdir(parents=True)
+        for p in sorted((test_dir / cls).iterdir())[:20]:
+            (data / cls / p.name).symlink_to(p)
+    out = tmp_path / "e.onnx"
+    run = subprocess.run([sys.executable, "-m", "squeezenet", "export", "-w", str(weights), "-o", str(out), "--int8",
+                          "--calibration", str(data), "--json"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-1500:]
+    assert json.loads(run.stdout)["images"] == 32 and OnnxModel(out).precision == "int8"
+    ev = subprocess.run([sys.executable, "-m", "squeezenet", "eval", "-w", str(out), "-d", str(data), "--json"],
+                        capture_output=True, text=True)
+    assert ev.returncode == 0 and json.loads(ev.stdout)["n"] == 40, ev.stderr[-1500:]
+    bench = subprocess.run([sys.executable, "-m", "squeezenet", "bench", "-w", str(weights), "-d", str(data),
+                            "--repeats", "3", "--work-dir", str(tmp_path / "b"), "--json"], capture_output=True, text=True)
+    assert bench.returncode == 0, bench.stderr[-1500:]
+    rows = json.loads(bench.stdout)
+    assert [r["format"] for r in rows] == ["pytorch fp32", "onnx fp32", "onnx int8", "alexnet fp32 (pytorch)"]
+    assert rows[1]["top1"] == rows[0]["top1"] and rows[2]["size_bytes"] < rows[1]["size_bytes"]
+    assert all(r["latency_ms"] > 0 and r["throughput"] > 0 for r in rows) and rows[3]["top1"] is None
