@@ -41,7 +41,9 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]
 
 def _interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int, rounds: int = 5) -> dict[str, float]:
     """Median seconds per call of each runner, timed in alternating rounds so that a noisy phase of the
-    machine hits every format alike (these 2-core machines vary by 2x between minutes)."""
+    machine hits every format alike (these 2-core machines vary by 2x between minutes). Each runtime keeps
+    its default thread behaviour (onnxruntime's workers spin between ops), with a pause between blocks so
+    one runtime's spinning threads do not slow the next one down."""
     samples: dict[str, list[float]] = {name: [] for name in runners}
     for fn in runners.values():
         for _ in range(3):
@@ -49,6 +51,7 @@ def _interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int,
     per_round = max(1, repeats // rounds)
     for _ in range(rounds):
         for name, fn in runners.items():
+            time.sleep(0.2)  # let the previous runtime's worker threads stop spinning before timing the next
             for _ in range(per_round):
                 start = time.perf_counter()
                 fn()
@@ -81,7 +84,7 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
         log(f"exporting {name}")
         path = work / f"{weights_path.stem}{'-int8' if int8 else ''}.onnx"
         export_onnx(model, path, check_images=images[:64], int8=int8, calibration=calib if int8 else None)
-        session = _session(path, threads, spinning=True)
+        session = _session(path, threads)
         top1, top5 = _accuracy(torch.from_numpy(run_onnx(session, images)), labels)
         rows.append(BenchRow(name, path.name, path.stat().st_size, top1, top5, 0.0, 0.0))
         x1, x32 = one.numpy(), batch.numpy()
