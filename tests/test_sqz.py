@@ -150,6 +150,7 @@ def _set_classes(header, n):
     (lambda h: h["tensors"][0].update(kept=10**9), "do not fit"),
     (lambda h: h["side"].__setitem__(1, 10**12), "side data"),
     (lambda h: h["meta"]["config"].update(arch="nope"), "architecture"),
+    (lambda h: h["tensors"][0].update(coders=5), "malformed record"),
 ])
 def test_forged_headers_are_rejected_with_one_clear_error(tmp_path, edit, message) -> None:
     path = tmp_path / "forged.sqz"

@@ -122,11 +122,6 @@ def prune(model: nn.Module, targets: Mapping[str, Target]) -> dict[str, float]:
     return apply_counts(model, keep_counts(model, targets))
 
 
-def densities(model: nn.Module) -> dict[str, float]:
-    """Fraction of non-zero weights in each prunable layer."""
-    return {path: float((layer.weight != 0).float().mean()) for path, layer in prunable_layers(model).items()}
-
-
 def remove_masks(model: nn.Module) -> nn.Module:
     """Bake the masks into the weights (zeros stay) and drop the parametrizations."""
     for layer in prunable_layers(model).values():
@@ -148,13 +143,7 @@ def gradual_fraction(progress: float, start: float = 0.0, end: float = 0.75) -> 
     return 1.0 - (1.0 - (progress - start) / (end - start)) ** 3
 
 
-def overall_density(model: nn.Module) -> float:
-    layers = prunable_layers(model).values()
-    total = sum(layer.weight.numel() for layer in layers)
-    return sum(float((layer.weight != 0).sum()) for layer in layers) / max(1, total)
-
-
 __all__ = [
-    "PruningMask", "Target", "apply_counts", "densities", "gradual_fraction", "keep_counts", "magnitude_mask",
-    "overall_density", "parse_targets", "prune", "remove_masks", "set_mask",
+    "PruningMask", "Target", "apply_counts", "gradual_fraction", "keep_counts", "magnitude_mask", "parse_targets",
+    "prune", "remove_masks", "set_mask",
 ]

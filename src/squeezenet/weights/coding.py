@@ -283,10 +283,6 @@ class ByteReader:
                 raise ValueError("malformed length field")
 
 
-def varint(value: int) -> bytes:
-    return _varint(value)
-
-
 def bits_for(centroids: int) -> int:
     """Index width a codebook of this size needs (what the paper's tables call bits)."""
     return max(1, math.ceil(math.log2(centroids))) if centroids > 1 else (1 if centroids else 0)

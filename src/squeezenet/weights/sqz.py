@@ -171,7 +171,8 @@ def _record(d: Any, index: int) -> TensorRecord:
                             side_bytes=int(np.prod(shape, dtype=np.int64)) * RAW_DTYPES[dtype].itemsize)
     kept, centroids, streams, coders = d.get("kept"), d.get("centroids"), d.get("streams"), d.get("coders", [])
     _check(dtype == "float32" and isinstance(kept, int) and isinstance(centroids, int) and isinstance(streams, list)
-           and len(streams) == 2 and all(isinstance(s, int) and s >= 0 for s in streams), f"{key}: malformed record")
+           and len(streams) == 2 and all(isinstance(s, int) and s >= 0 for s in streams)
+           and isinstance(coders, list) and all(isinstance(c, str) for c in coders), f"{key}: malformed record")
     numel = int(np.prod(shape, dtype=np.int64))
     _check(0 <= kept <= numel and 0 <= centroids <= min(kept, MAX_CENTROIDS) and (centroids > 0) == (kept > 0),
            f"{key}: {kept:,} kept entries and {centroids:,} centroids do not fit a {numel:,}-entry tensor")
