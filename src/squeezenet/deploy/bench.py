@@ -17,7 +17,7 @@ import torch
 
 from ..inference.preloaded import load_images
 from ..weights import load_weights
-from .onnx import _session, export_onnx, run_onnx
+from .onnx import export_onnx, ort_session, run_onnx
 
 
 @dataclass
@@ -39,7 +39,7 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]
     return float((top5[:, 0] == labels).float().mean()), float((top5 == labels[:, None]).any(1).float().mean())
 
 
-def _interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int, rounds: int = 5) -> dict[str, float]:
+def interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int, rounds: int = 5) -> dict[str, float]:
     """Median seconds per call of each runner, timed in alternating rounds so that a noisy phase of the
     machine hits every format alike (these 2-core machines vary by 2x between minutes). Each runtime keeps
     its default thread behaviour (onnxruntime's workers spin between ops), with a pause between blocks so
@@ -84,7 +84,7 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
         log(f"exporting {name}")
         path = work / f"{weights_path.stem}{'-int8' if int8 else ''}.onnx"
         export_onnx(model, path, check_images=images[:64], int8=int8, calibration=calib if int8 else None)
-        session = _session(path, threads)
+        session = ort_session(path, threads)
         top1, top5 = _accuracy(torch.from_numpy(run_onnx(session, images)), labels)
         rows.append(BenchRow(name, path.name, path.stat().st_size, top1, top5, 0.0, 0.0))
         x1, x32 = one.numpy(), batch.numpy()
@@ -100,8 +100,8 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
         single[rows[-1].format], batched[rows[-1].format] = (lambda: net(a1)), (lambda: net(a32))
     log(f"timing batch 1 ({repeats} runs each, interleaved) and batch 32")
     with torch.inference_mode():
-        latency = _interleaved_medians(single, repeats)
-        per_batch = _interleaved_medians(batched, max(5, repeats // 5))
+        latency = interleaved_medians(single, repeats)
+        per_batch = interleaved_medians(batched, max(5, repeats // 5))
     for row in rows:
         row.latency_ms = 1e3 * latency[row.format]
         row.throughput = 32 / per_batch[row.format]

@@ -58,7 +58,7 @@ def _metadata(model: nn.Module, precision: str) -> dict[str, str]:
     return meta
 
 
-def _session(path: str | Path, threads: int | None = None, spinning: bool = True):
+def ort_session(path: str | Path, threads: int | None = None, spinning: bool = True):
     """A CPU session; ``spinning=False`` stops idle worker threads from busy-waiting (fair side-by-side timing)."""
     import onnxruntime as ort
 
@@ -150,7 +150,7 @@ def check_export(model: nn.Module, path: str | Path, images: torch.Tensor) -> Ex
     """Run the file in onnxruntime and PyTorch on the same preprocessed images."""
     with torch.inference_mode():
         reference = model.eval()(images).numpy()
-    got = run_onnx(_session(path), images)
+    got = run_onnx(ort_session(path), images)
     return ExportCheck(len(images), float(np.abs(got - reference).max()),
                        float((got.argmax(1) == reference.argmax(1)).mean()))
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..inference.predict import Prediction, predict
 from ..weights import Preprocessing, load_weights
-from .onnx import INPUT_NAME, META_FORMAT, OUTPUT_NAME, _session
+from .onnx import INPUT_NAME, META_FORMAT, OUTPUT_NAME, ort_session
 
 
 class OnnxModel:
@@ -28,7 +28,7 @@ class OnnxModel:
         if not path.is_file():
             raise FileNotFoundError(f"no such ONNX file: {path}")
         try:
-            self.session = _session(path, threads)
+            self.session = ort_session(path, threads)
         except Exception as exc:  # onnxruntime raises its own exception types for malformed files
             raise ValueError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
