@@ -208,13 +208,7 @@ def test_sensitivity_table_and_plot(tmp_path) -> None:
 def test_compress_cli_with_fine_tuning_on_cifar_subset(tmp_path) -> None:
     root = require_shared("cifar10").parent
     base = tmp_path / "base.safetensors"
-    model = _model(batch_norm=True, stem_pool=True)
-    from squeezenet.data.training import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
-    from squeezenet.weights import Preprocessing
-
-    model.class_names = list(CIFAR10_CLASSES)
-    model.preprocessing = Preprocessing("cifar10", resize=32, crop=32, mean=CIFAR10_MEAN, std=CIFAR10_STD)
-    save_weights(model, base)
+    _cifar_base(base)
     out = tmp_path / "small.sqz"
     cmd = [sys.executable, "-m", "squeezenet", "compress", "-w", str(base), "-o", str(out), "--data", "cifar10",
            "--data-root", str(root), "--density", "0.2,conv1=1", "--bits", "4", "--finetune-epochs", "2",
@@ -231,3 +225,60 @@ def test_compress_cli_with_fine_tuning_on_cifar_subset(tmp_path) -> None:
     assert summary["ratio_to_input"] > 15
     info = subprocess.run([sys.executable, "-m", "squeezenet", "info", str(out)], capture_output=True, text=True)
     assert info.returncode == 0 and "fire2/expand3x3" in info.stdout and "ratio" in info.stdout
+
+
+def _cifar_base(path) -> None:
+    from squeezenet.data.training import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+    from squeezenet.weights import Preprocessing
+
+    model = _model(batch_norm=True, stem_pool=True)
+    model.class_names = list(CIFAR10_CLASSES)
+    model.preprocessing = Preprocessing("cifar10", resize=32, crop=32, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    save_weights(model, path)
+
+
+@pytest.mark.slow
+def test_killed_compress_resumes_to_the_same_result(tmp_path) -> None:
+    import csv
+    import signal
+    import time
+
+    root = require_shared("cifar10").parent
+    _cifar_base(tmp_path / "base.safetensors")
+    options = ["-w", str(tmp_path / "base.safetensors"), "--data", "cifar10", "--data-root", str(root),
+               "--density", "0.2,conv1=1", "--bits", "4", "--finetune-epochs", "3",
+               "--set", "data.limit_train=2048", "--set", "data.limit_val=128"]
+    cmd = lambda out, *extra: [sys.executable, "-m", "squeezenet", "compress", *options, "-o", str(out), *extra]
+    subprocess.run(cmd(tmp_path / "ref.sqz"), check=True, capture_output=True, timeout=300)
+
+    proc = subprocess.Popen(cmd(tmp_path / "killed.sqz"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline, line = time.time() + 240, ""
+    while "epoch 1/3" not in line and time.time() < deadline:  # the epoch-1 checkpoint is written before this line
+        line = proc.stderr.readline()
+    time.sleep(1.0)  # inside pruning epoch 2
+    assert proc.poll() is None, "the compression ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    work = tmp_path / "killed-runs"
+    assert not (tmp_path / "killed.sqz").exists() and not (work / "pruned.safetensors").exists()
+
+    again = subprocess.run(cmd(tmp_path / "killed.sqz"), capture_output=True, text=True)  # not over the old runs
+    assert again.returncode == 1 and "--resume" in again.stderr and "Traceback" not in again.stderr
+    other = subprocess.run(cmd(tmp_path / "killed.sqz", "--resume", "--bits", "5"), capture_output=True, text=True)
+    assert other.returncode == 1 and "other settings (bits)" in other.stderr
+
+    resumed = subprocess.run(cmd(tmp_path / "killed.sqz", "--resume"), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming pruning" in resumed.stderr
+    ref, got = read_weights_file(tmp_path / "ref.sqz").state_dict, read_weights_file(tmp_path / "killed.sqz").state_dict
+    assert list(ref) == list(got)
+    for key in ref:  # the same masks and (up to float reduction order) the same values as the run never killed
+        assert torch.equal(ref[key] != 0, got[key] != 0), key
+        torch.testing.assert_close(got[key], ref[key], rtol=0, atol=1e-5)
+    for run in (tmp_path / "ref-runs", work):
+        ckpt = torch.load(run / "prune" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        assert ckpt["epoch"] == 2  # the last epoch, whether or not it improved val/top-1
+        rows = list(csv.DictReader((run / "prune" / "logs" / "csv" / "metrics.csv").open()))
+        assert [r["epoch"] for r in rows if r["val/top1"]] == ["0", "1", "2"]  # epoch 1's log survived the kill
+        steps = [r["step"] for r in rows if r["train/loss_step"]]
+        assert len(steps) == len(set(steps))  # the interrupted epoch's rows are not doubled

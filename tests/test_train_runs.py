@@ -1,5 +1,6 @@
 """Real training runs on small CIFAR-10 subsets: run directory, kill + resume, torchrun DDP (slow)."""
 
+import csv
 import json
 import os
 import shutil
@@ -115,6 +116,8 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, data_
     assert epoch == ref_epoch == 2
     for key in ref_weights:  # resuming continues exactly: same weights as the run that was never killed
         torch.testing.assert_close(weights[key], ref_weights[key], rtol=0, atol=1e-6)
+    rows = list(csv.DictReader((killed / "logs" / "csv" / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows if r["val/top1"]] == ["0", "1", "2"]  # the curves keep the epoch before the kill
 
 
 def test_torchrun_two_processes_match_single_process(tmp_path, data_root):

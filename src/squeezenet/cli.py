@@ -162,7 +162,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     fp32 = 4 * sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
     work = Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-runs")
     compressed, log = compress_model(model, spec, data=args.data, data_root=args.data_root, work_dir=work,
-                                     quiet=args.json)
+                                     quiet=args.json, resume=args.resume)
     save_weights(compressed, out, source=f"squeezenet compress {Path(str(args.weights)).name}")
     report = compression_report(out)
     after = evaluate(load_weights(out), args.eval, progress=not args.json) if args.eval else None
@@ -526,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a fine-tuning recipe field, repeatable: --set batch_size=64 --set data.limit_train=5000")
     p.add_argument("--eval", metavar="DIR", help="image folder to measure top-1/top-5 before and after")
     p.add_argument("--work-dir", help="where fine-tuning runs go (default OUTPUT-runs/ beside the output)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed compression: the same command plus --resume picks up its work directory "
+                        "(finished phases are skipped, the running one continues from its last epoch)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = add("sensitivity", cmd_sensitivity, "per-layer pruning sensitivity: table and plot",

@@ -30,6 +30,12 @@ class GradualPruning(L.Callback):
             counts = {p: round(self.initial[p] - share * (self.initial[p] - self.final[p])) for p in self.final}
             apply_counts(pl_module.model, counts)  # type: ignore[arg-type]
 
+    def state_dict(self) -> dict:  # saved in the epoch checkpoints: a resumed run re-ranks on the same steps
+        return {"last": self._last}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._last = float(state_dict["last"])
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         apply_counts(pl_module.model, self.final)  # type: ignore[arg-type]  (a budget may stop training early)
 
@@ -59,8 +65,12 @@ def finetune_recipe(model: nn.Module, *, epochs: int, lr: float, base: str | Non
 
 
 def finetune(model: nn.Module, data: str, run_dir: str | Path, recipe: Recipe, *, data_root: str | Path | None = None,
-             callbacks: list[L.Callback] | None = None, quiet: bool = False) -> dict:
-    """Fine-tune ``model`` in place (masks and shared weights stay enforced); returns the run's metrics."""
-    result = train(recipe, data, run_dir, data_root=data_root, model=model, callbacks=callbacks, quiet=quiet)
+             callbacks: list[L.Callback] | None = None, quiet: bool = False, resume: bool = False) -> dict:
+    """Fine-tune ``model`` in place (masks and shared weights stay enforced); returns the run's metrics.
+
+    ``resume``: continue ``run_dir`` from its last epoch checkpoint; ``model`` must already carry the
+    parametrizations that checkpoint holds (see :mod:`squeezenet.compress.workdir`)."""
+    result = train(recipe, data, run_dir, data_root=data_root, model=model, callbacks=callbacks, quiet=quiet,
+                   resume=resume)
     model.eval()
     return result.metrics

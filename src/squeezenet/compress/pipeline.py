@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from torch import nn
 
 from .finetune import GradualPruning, finetune, finetune_recipe
 from .fold import fold_batch_norm
 from .kmeans import Init
 from .layers import prunable_layers
-from .prune import keep_counts, parse_targets, prune, remove_masks
+from .prune import apply_counts, keep_counts, parse_targets, prune, remove_masks, set_mask
 from .quantize import LayerQuantization, parse_bits, quantize, remove_sharing
+from .workdir import CompressionWorkDir, parametrized_layers
 
 
 @dataclass
@@ -61,11 +63,13 @@ class CompressionLog:
 
 def compress_model(model: nn.Module, spec: CompressionSpec, *, data: str | None = None,
                    data_root: str | Path | None = None, work_dir: str | Path | None = None, quiet: bool = False,
-                   log: Callable[[str], None] | None = None) -> tuple[nn.Module, CompressionLog]:
+                   resume: bool = False, log: Callable[[str], None] | None = None) -> tuple[nn.Module, CompressionLog]:
     """Compress ``model`` (from :func:`squeezenet.weights.load_weights`); returns the compressed model.
 
     ``data`` (a training dataset as ``squeezenet train`` takes it) enables fine-tuning; each phase
-    writes a run directory under ``work_dir`` (logs, curves, checkpoints).
+    writes a run directory under ``work_dir`` (logs, curves, epoch checkpoints) and its finished weights.
+    ``resume``: continue a killed compression from ``work_dir`` (finished phases are skipped, an
+    unfinished one continues from its last epoch checkpoint).
     """
     say = log or (lambda text: print(text, file=sys.stderr))
     record = CompressionLog()
@@ -73,42 +77,83 @@ def compress_model(model: nn.Module, spec: CompressionSpec, *, data: str | None 
     centroid_epochs = spec.centroid_epochs if spec.centroid_epochs is not None else (1 if tune else 0)
     if (spec.finetune_epochs or centroid_epochs) and data is None:
         raise ValueError("fine-tuning needs training data (--data)")
-    work = Path(work_dir) if work_dir is not None else None
-    if (tune or centroid_epochs) and work is None:
+    if (tune or centroid_epochs) and work_dir is None:
         raise ValueError("fine-tuning needs a work directory for its runs")
+    work = CompressionWorkDir(work_dir) if (tune or centroid_epochs) else None
+    if work is not None:
+        work.claim(model, spec, data, resume=resume)  # type: ignore[arg-type]
+    elif resume:
+        raise ValueError("only a compression with fine-tuning (--data) has anything to resume")
+    init: Init = spec.init or ("linear" if centroid_epochs else "optimal")
+
+    quantized = work.load_result("centroids") if work is not None else None
+    if quantized is not None:
+        say(f"resuming: {work.result('centroids')} holds the finished compression")  # type: ignore[union-attr]
+        record.phases = [m for m in (work.metrics("prune"), work.metrics("centroids")) if m]  # type: ignore[union-attr]
+        return _finish(quantized, parse_bits(spec.bits, quantized), record)
 
     target_spec = spec.density if spec.density is not None else spec.quality
-    if target_spec is not None:
+    pruned = work.load_result("prune") if work is not None else None
+    if pruned is not None:
+        say(f"resuming: pruned weights from {work.result('prune')}")  # type: ignore[union-attr]
+        model.load_state_dict(pruned.state_dict())
+        record.phases.append({"phase": "prune", **(work.metrics("prune") or {})})  # type: ignore[union-attr]
+    elif target_spec is not None:
         targets = parse_targets(target_spec, "density" if spec.density is not None else "quality", model)
         final = keep_counts(model, targets)
         if tune:
-            recipe = finetune_recipe(model, epochs=spec.finetune_epochs, lr=spec.lr, base=spec.recipe,
-                                     time_budget_s=spec.budget_s, overrides=spec.overrides)
-            callbacks = []
-            if spec.schedule == "gradual":
-                initial = {p: m.weight.numel() for p, m in prunable_layers(model).items()}
-                callbacks.append(GradualPruning(initial, final))
-            else:
-                prune(model, targets)
-            say(f"pruning ({spec.schedule}) with {spec.finetune_epochs} epochs of fine-tuning")
-            metrics = finetune(model, data, work / "prune", recipe, data_root=data_root,  # type: ignore[arg-type,operator]
-                               callbacks=callbacks, quiet=quiet)
-            record.phases.append({"phase": "prune", **metrics})
+            _prune_with_finetuning(model, spec, final, targets, data, data_root, work, quiet, say, record)  # type: ignore[arg-type]
         else:
             prune(model, targets)
         remove_masks(model)
+        if work is not None:
+            work.save_result("prune", model)
 
     plain = fold_batch_norm(model)
     bits = parse_bits(spec.bits, plain)
-    init: Init = spec.init or ("linear" if centroid_epochs else "optimal")
     say(f"weight sharing: k-means ({init} initialisation)")
     record.quantization = quantize(plain, bits, init=init)
     if centroid_epochs:
         recipe = finetune_recipe(plain, epochs=centroid_epochs, lr=spec.centroid_lr, base=spec.recipe, optimizer="adamw",
                                  weight_decay=0.0, time_budget_s=spec.budget_s, overrides=spec.overrides)
-        say(f"fine-tuning the centroids for {centroid_epochs} epoch(s)")
-        metrics = finetune(plain, data, work / "centroids", recipe, data_root=data_root, quiet=quiet)  # type: ignore[arg-type,operator]
+        checkpoint = work.checkpoint("centroids")  # type: ignore[union-attr]
+        say(f"{'resuming' if checkpoint else 'fine-tuning'} the centroids for {centroid_epochs} epoch(s)")
+        metrics = finetune(plain, data, work.run_dir("centroids"), recipe, data_root=data_root,  # type: ignore[arg-type,union-attr]
+                           quiet=quiet, resume=checkpoint is not None)
         record.phases.append({"phase": "centroids", **metrics})
     remove_sharing(plain)
-    record.densities = {p: float((m.weight != 0).float().mean()) for p, m in prunable_layers(plain).items()}
+    if work is not None:
+        work.save_result("centroids", plain)
+    return _finish(plain, bits, record)
+
+
+def _prune_with_finetuning(model: nn.Module, spec: CompressionSpec, final: dict[str, int], targets: dict, data: str,
+                           data_root: str | Path | None, work: CompressionWorkDir, quiet: bool,
+                           say: Callable[[str], None], record: CompressionLog) -> None:
+    recipe = finetune_recipe(model, epochs=spec.finetune_epochs, lr=spec.lr, base=spec.recipe,
+                             time_budget_s=spec.budget_s, overrides=spec.overrides)
+    callbacks = []
+    checkpoint = work.checkpoint("prune")
+    if checkpoint is not None:  # rebuild the masks the checkpoint holds, so its state loads into them
+        layers = prunable_layers(model)
+        for path in parametrized_layers(checkpoint):
+            set_mask(layers[path], torch.ones_like(layers[path].weight, dtype=torch.bool))
+    if spec.schedule == "gradual":
+        callbacks.append(GradualPruning({p: m.weight.numel() for p, m in prunable_layers(model).items()}, final))
+    elif checkpoint is None:
+        prune(model, targets)
+    say(f"{'resuming' if checkpoint else 'starting'} pruning ({spec.schedule}) with {spec.finetune_epochs} epochs "
+        "of fine-tuning")
+    metrics = finetune(model, data, work.run_dir("prune"), recipe, data_root=data_root, callbacks=callbacks,
+                       quiet=quiet, resume=checkpoint is not None)
+    apply_counts(model, final)  # a budget, or a resume with nothing left to train, may end before the schedule does
+    record.phases.append({"phase": "prune", **metrics})
+
+
+def _finish(plain: nn.Module, bits: dict[str, int], record: CompressionLog) -> tuple[nn.Module, CompressionLog]:
+    layers = prunable_layers(plain)
+    record.densities = {p: float((m.weight != 0).float().mean()) for p, m in layers.items()}
+    if not record.quantization:  # resumed from the finished weights: read the sharing back from them
+        record.quantization = [LayerQuantization(p, bits[p], int(torch.unique(w[w != 0]).numel()), int((w != 0).sum()))
+                               for p, w in ((p, layers[p].weight.detach()) for p in bits)]
     return plain.eval(), record

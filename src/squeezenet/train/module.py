@@ -16,12 +16,16 @@ from .recipe import Recipe
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
-    """Weight decay on conv/linear weights only (unless the recipe says otherwise, as Caffe did)."""
-    if decay_norm_and_bias:
-        return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
+    """Weight decay on conv/linear weights only (unless the recipe says otherwise, as Caffe did).
+
+    Always two groups, weights then the rest: a parametrization (pruning mask, shared weights) moves a
+    layer's weight after its bias in ``model.parameters()``, and an optimizer's saved state is matched by
+    position, so a checkpoint must not depend on whether the masks existed when the optimizer was made.
+    """
     decay = [p for p in model.parameters() if p.ndim > 1]
     other = [p for p in model.parameters() if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": other, "weight_decay": weight_decay if decay_norm_and_bias else 0.0}]
 
 
 def lr_at(recipe: Recipe, progress: float) -> float:

@@ -1,7 +1,8 @@
 """``train()``: one call from a recipe and a dataset to a run directory.
 
 RUN_DIR holds ``run.json`` (what was asked), ``checkpoints/last.ckpt`` (every epoch, written atomically
-by Lightning), ``logs/`` (CSV and TensorBoard), ``best.safetensors``, ``metrics.json`` and ``curves.png``.
+by Lightning; the best epoch beside it), ``logs/`` (CSV and TensorBoard, kept whole across ``--resume``),
+``best.safetensors``, ``metrics.json`` and ``curves.png``.
 Several GPUs or nodes: launch the same command with ``torchrun``; the world size comes from its
 environment and Lightning's DDP takes over (no process management of ours).
 """
@@ -20,7 +21,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..data import ImageDataset, collate_images
@@ -29,6 +30,7 @@ from ..models import create_model
 from ..weights import Preprocessing, atomic_path
 from .callbacks import BestWeights, EpochLine, RNGState
 from .init import init_head_bias, init_weights
+from .logs import ResumableCSVLogger
 from .module import ClassifierModule
 from .plots import plot_curves
 from .recipe import Recipe
@@ -152,7 +154,8 @@ def _quiet_lightning() -> None:
                  "lightning.fabric.utilities.seed"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*litlogger.*", ".*LeafSpec.*", ".*on_after_batch_transfer.*", ".*log_every_n_steps.*",
-                    ".*does not have many workers.*", ".*`max_epochs` was not set.*", ".*treespec.*"):
+                    ".*does not have many workers.*", ".*`max_epochs` was not set.*", ".*treespec.*",
+                    ".*Checkpoint directory .* exists and is not empty.*"):  # a resumed run's own checkpoints
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -219,12 +222,17 @@ def train(
                 tmp.write_text(json.dumps({"recipe": recipe.to_dict(), "data": data, "data_root": str(data_root or ""),
                                            "versions": _versions()}, indent=2))
 
+    resumed_step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]) if resume else None
     gpu = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
     best = BestWeights(run_dir / "best.safetensors", source=f"squeezenet train {recipe.name} on {source.name}")
     show_bar = progress_bar if progress_bar is not None else (os.isatty(2) and not quiet)
     callbacks: list[L.Callback] = [
+        # the best epoch, then the latest one every epoch (save_last=True would only follow the best, skipping
+        # epochs that do not improve val/top1); in this order last.ckpt holds the best-checkpoint state too
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="epoch{epoch:03d}", auto_insert_metric_name=False,
-                        save_last=True, save_top_k=1, monitor="val/top1", mode="max"),
+                        save_top_k=1, monitor="val/top1", mode="max"),
+        ModelCheckpoint(dirpath=run_dir / LAST_CKPT.parent, filename=LAST_CKPT.stem, save_top_k=1, monitor=None,
+                        enable_version_counter=False),
         RNGState(), best, *(callbacks or []),
     ]
     if not show_bar and not quiet:
@@ -238,7 +246,8 @@ def train(
         max_epochs=recipe.epochs,
         gradient_clip_val=recipe.grad_clip_norm,
         gradient_clip_algorithm="norm",
-        logger=[CSVLogger(run_dir, name="logs", version="csv"), TensorBoardLogger(run_dir, name="logs", version="tb")],
+        logger=[ResumableCSVLogger(run_dir, name="logs", version="csv", keep_before_step=resumed_step),
+                TensorBoardLogger(run_dir, name="logs", version="tb")],
         callbacks=callbacks,
         default_root_dir=run_dir,
         enable_progress_bar=show_bar,
@@ -251,8 +260,9 @@ def train(
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if resume else None)
     elapsed = time.perf_counter() - start
-    if trainer.current_epoch < recipe.epochs and not trainer.interrupted:
-        # stopped by the time budget mid-epoch: measure the final weights too
+    if not trainer.interrupted and ("val/top1" not in trainer.callback_metrics or trainer.current_epoch < recipe.epochs):
+        # stopped by the time budget mid-epoch, or resumed from the last epoch's checkpoint with nothing left
+        # to train: measure the final weights
         trainer.validate(module, datamodule=datamodule, verbose=False)
 
     m = trainer.callback_metrics

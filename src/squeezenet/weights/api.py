@@ -95,7 +95,15 @@ def save_weights(model: nn.Module, path: str | Path, *, source: str | None = Non
         classes=getattr(model, "class_names", None),
         source=source,
     )
-    return write_weights_file(path, effective_state_dict(model), meta)
+    return write_weights_file(path, _canonical_order(effective_state_dict(model), config.to_dict()), meta)
+
+
+def _canonical_order(state: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
+    """The keys in the order a freshly built model has them: removing a parametrization re-registers the
+    weight after the bias, and files of the same weights should not depend on such history."""
+    with torch.device("meta"):
+        rank = {key: i for i, key in enumerate(model_from_config(config).state_dict())}
+    return dict(sorted(state.items(), key=lambda item: rank.get(item[0], len(rank))))
 
 
 def convert_weights(src: str | Path, dst: str | Path) -> Path:
