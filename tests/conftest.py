@@ -20,3 +20,20 @@ def require_shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs {path} (the project's ../shared data); absent on this machine")
     return path
+
+
+def kill_after_line(cmd: list[str], marker: str, *, env: dict | None = None, delay_s: float = 1.0) -> None:
+    """Run ``cmd``, wait for a stderr line containing ``marker``, then ``delay_s`` more, then SIGKILL it
+    (no chance to clean up: what a crash, an OOM kill or a pulled plug leaves behind)."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline, line = time.time() + 240, ""
+    while marker not in line and time.time() < deadline:
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+    time.sleep(delay_s)
+    assert proc.poll() is None, f"{cmd[3] if len(cmd) > 3 else cmd} ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

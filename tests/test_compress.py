@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import require_shared
+from conftest import kill_after_line, require_shared
 from squeezenet.compress import (
     CompressionSpec,
     compress_model,
@@ -240,8 +240,6 @@ def _cifar_base(path) -> None:
 @pytest.mark.slow
 def test_killed_compress_resumes_to_the_same_result(tmp_path) -> None:
     import csv
-    import signal
-    import time
 
     root = require_shared("cifar10").parent
     _cifar_base(tmp_path / "base.safetensors")
@@ -251,14 +249,7 @@ def test_killed_compress_resumes_to_the_same_result(tmp_path) -> None:
     cmd = lambda out, *extra: [sys.executable, "-m", "squeezenet", "compress", *options, "-o", str(out), *extra]
     subprocess.run(cmd(tmp_path / "ref.sqz"), check=True, capture_output=True, timeout=300)
 
-    proc = subprocess.Popen(cmd(tmp_path / "killed.sqz"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline, line = time.time() + 240, ""
-    while "epoch 1/3" not in line and time.time() < deadline:  # the epoch-1 checkpoint is written before this line
-        line = proc.stderr.readline()
-    time.sleep(1.0)  # inside pruning epoch 2
-    assert proc.poll() is None, "the compression ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_line(cmd(tmp_path / "killed.sqz"), "epoch 1/3")  # inside pruning epoch 2
     work = tmp_path / "killed-runs"
     assert not (tmp_path / "killed.sqz").exists() and not (work / "pruned.safetensors").exists()
 

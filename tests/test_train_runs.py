@@ -4,16 +4,14 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import require_shared
+from conftest import kill_after_line, require_shared
 from squeezenet.cli import main
 from squeezenet.inference import evaluate
 from squeezenet.weights import load_weights
@@ -94,15 +92,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, data_
     subprocess.run(cmd(reference), env=env, check=True, capture_output=True, timeout=300)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    line = ""
-    while "epoch 1/3" not in line and time.time() < deadline:  # the epoch-1 checkpoint is written before this line
-        line = proc.stderr.readline()
-    time.sleep(1.0)  # well inside epoch 2
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_line(cmd(killed), "epoch 1/3", env=env)  # the epoch-1 checkpoint is written before this line
     _, epoch = _last_weights(killed)  # loads: the checkpoint on disk is whole
     assert epoch == 0  # Lightning's 0-based index of the last completed epoch
     assert not (killed / "metrics.json").exists()

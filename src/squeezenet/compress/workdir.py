@@ -48,8 +48,9 @@ class CompressionWorkDir:
         file = self.path / STATE_FILE
         if file.is_file():
             if not resume:
-                raise ValueError(f"{self.path} holds the runs of an earlier compression; pass --resume to continue "
-                                 f"it, or choose another --work-dir")
+                done = self.result("centroids").is_file()
+                raise ValueError(f"{self.path} holds {'a finished' if done else 'an unfinished'} compression; pass "
+                                 f"--resume to {'reuse' if done else 'continue'} it, or choose another --work-dir")
             earlier = json.loads(file.read_text())
             if earlier.get("weights_sha256") != state["weights_sha256"]:
                 raise ValueError(f"{self.path}: the compression there started from other weights; "
