@@ -8,9 +8,12 @@ run resumes from (later rows belong to the interrupted epoch, which is trained a
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+from ..weights import atomic_path
 
 
 class _KeepingWriter(ExperimentWriter):
@@ -26,8 +29,8 @@ class _KeepingWriter(ExperimentWriter):
             reader = csv.DictReader(file)
             keys = list(reader.fieldnames or [])
             rows = [row for row in reader if row.get("step", "").isdigit() and int(row["step"]) < self._keep_before_step]
-        with self._fs.open(self.metrics_file_path, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=keys)
+        with atomic_path(Path(self.metrics_file_path)) as tmp, tmp.open("w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=keys)  # a kill now leaves the old file, never half of it
             writer.writeheader()
             writer.writerows(rows)
         self.metrics_keys = sorted(keys)  # appended rows use the same columns (new ones rewrite the header)
