@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -43,7 +44,10 @@ class CompressionWorkDir:
         self.path = Path(path)
 
     def claim(self, model: nn.Module, spec: Any, data: str, *, resume: bool) -> None:
-        """Record what this run does; refuse to mix it with another compression's files."""
+        """Record what this run does; refuse to mix it with another compression's files. Under torchrun only
+        rank 0 owns the directory (the other ranks would find rank 0's file and refuse)."""
+        if not _first_process():
+            return
         state = {"weights_sha256": weights_fingerprint(model), "spec": asdict(spec), "data": data}
         file = self.path / STATE_FILE
         if file.is_file():
@@ -80,7 +84,7 @@ class CompressionWorkDir:
         ckpt = self.run_dir(phase) / LAST_CKPT
         if ckpt.is_file():
             return ckpt
-        if (self.run_dir(phase) / RUN_FILE).is_file():
+        if (self.run_dir(phase) / RUN_FILE).is_file() and _first_process():
             shutil.rmtree(self.run_dir(phase))
         return None
 
@@ -97,6 +101,10 @@ class CompressionWorkDir:
     def metrics(self, phase: str) -> dict | None:
         path = self.run_dir(phase) / "metrics.json"
         return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _first_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def parametrized_layers(checkpoint: Path, prefix: str = "model.") -> dict[str, set[str]]:
