@@ -148,3 +148,12 @@ def test_demo_summary_on_a_small_subset(tmp_path, data_root, capsys):
     print_demo(result)
     out = capsys.readouterr().out
     assert "squeezenet1_1_cifar" in out and "730,570" in out and "test top-1" in out and "model.sqz" in out
+
+    # resuming a finished demo keeps its training and compression: the same files, nothing trained again
+    sqz_bytes = compressed.file.read_bytes()
+    best_mtime = (tmp_path / "demo" / "best.safetensors").stat().st_mtime_ns
+    again = run_demo(tmp_path / "demo", data_root=data_root, quiet=True, resume=True, compress_overrides=small,
+                     prune_epochs=1)
+    assert (tmp_path / "demo" / "best.safetensors").stat().st_mtime_ns == best_mtime
+    assert again.rows[1].file.read_bytes() == sqz_bytes
+    assert [(r.top1, r.top5) for r in again.rows] == [(r.top1, r.top5) for r in result.rows]

@@ -377,8 +377,10 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import print_demo, run_demo
 
-    run_dir = args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    print_demo(run_demo(run_dir, epochs=args.epochs, data_root=args.data_root))
+    if args.resume and (args.output or args.epochs):
+        raise ValueError("demo --resume RUN_DIR continues that run as it was started: drop -o and --epochs")
+    run_dir = args.resume or args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    print_demo(run_demo(run_dir, epochs=args.epochs, data_root=args.data_root, resume=bool(args.resume)))
     return 0
 
 
@@ -583,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="RUN_DIR", help="run directory (default runs/demo-TIMESTAMP)")
     p.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
     p.add_argument("--data-root", help="where cifar10/ lives (default $SQUEEZENET_DATA)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a killed demo: finished steps are kept, training and compression continue from "
+                        "their last epoch")
     return parser
 
 

@@ -8,13 +8,14 @@ evaluate that file too, and print both rows with sizes and the ratios to fp32 an
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .data.training import default_data_root
 from .inference import evaluate
-from .train import load_recipe, train
+from .train import Recipe, load_recipe, load_run, train
 from .weights import load_weights
 
 #: The compression step: sparse 3x3 expand layers (8% kept), denser squeeze and 1x1 layers, 4-bit codes.
@@ -59,15 +60,24 @@ class DemoResult:
 
 def run_demo(run_dir: str | Path, *, epochs: int | None = None, data_root: str | Path | None = None,
              quiet: bool = False, overrides: dict | None = None, compress: bool = True,
-             compress_overrides: dict | None = None, prune_epochs: int = DEMO_PRUNE_EPOCHS) -> DemoResult:
-    overrides = dict(overrides or {})
-    if epochs:
-        overrides["epochs"] = epochs
-    recipe = load_recipe("cifar10", overrides)
+             compress_overrides: dict | None = None, prune_epochs: int = DEMO_PRUNE_EPOCHS,
+             resume: bool = False) -> DemoResult:
+    """``resume``: continue a killed demo in ``run_dir`` (its recorded recipe; a finished training is kept,
+    an unfinished one continues from its last epoch, and so does the compression)."""
     run_dir = Path(run_dir)
     start = time.perf_counter()
-    metrics = train(recipe, "cifar10", run_dir, data_root=data_root, quiet=quiet).metrics
-    train_time = time.perf_counter() - start
+    if resume:
+        recipe = Recipe.from_dict(load_run(run_dir)["recipe"], f"{run_dir}/run.json").validate()
+        done = run_dir / "metrics.json"
+        metrics = (json.loads(done.read_text()) if done.is_file()
+                   else train(recipe, "cifar10", run_dir, data_root=data_root, quiet=quiet, resume=True).metrics)
+    else:
+        overrides = dict(overrides or {})
+        if epochs:
+            overrides["epochs"] = epochs
+        recipe = load_recipe("cifar10", overrides)
+        metrics = train(recipe, "cifar10", run_dir, data_root=data_root, quiet=quiet).metrics
+    train_time = metrics["train_time_s"] if resume else time.perf_counter() - start  # resumed: the run's total
     test_dir = Path(data_root or default_data_root()) / "cifar10" / "test"
 
     def measure(name: str, path: Path) -> DemoRow:
@@ -87,12 +97,14 @@ def run_demo(run_dir: str | Path, *, epochs: int | None = None, data_root: str |
     start = time.perf_counter()
     if compress:
         from .compress import CompressionSpec, compress_model
+        from .compress.workdir import STATE_FILE
         from .weights import save_weights
 
         spec = CompressionSpec(density=DEMO_DENSITY, bits=DEMO_BITS, finetune_epochs=prune_epochs, lr=DEMO_LR,
                                overrides=dict(compress_overrides or {}))
-        compressed, _ = compress_model(model, spec, data="cifar10", data_root=data_root, work_dir=run_dir / "compress",
-                                       quiet=quiet, log=(lambda s: None) if quiet else None)
+        work = run_dir / "compress"
+        compressed, _ = compress_model(model, spec, data="cifar10", data_root=data_root, work_dir=work, quiet=quiet,
+                                       resume=resume and (work / STATE_FILE).is_file(), log=(lambda s: None) if quiet else None)
         sqz = save_weights(compressed, run_dir / "model.sqz", source="squeezenet demo")
         rows.append(measure("Deep Compression (.sqz)", sqz))
     return DemoResult(recipe.model, params, 4 * floats, rows[0].images, train_time, time.perf_counter() - start,
