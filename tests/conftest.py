@@ -33,7 +33,9 @@ def kill_after_line(cmd: list[str], marker: str, *, env: dict | None = None, del
     deadline, line = time.time() + 240, ""
     while marker not in line and time.time() < deadline:
         line = proc.stderr.readline()  # type: ignore[union-attr]
+        if not line and proc.poll() is not None:
+            break  # it ended (or failed) before printing the marker
     time.sleep(delay_s)
-    assert proc.poll() is None, f"{cmd[3] if len(cmd) > 3 else cmd} ended before it could be killed"
+    assert proc.poll() is None, f"{' '.join(cmd)} ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
