@@ -137,6 +137,8 @@ def _prune_with_finetuning(model: nn.Module, spec: CompressionSpec, final: dict[
     if checkpoint is not None:  # rebuild the masks the checkpoint holds, so its state loads into them
         layers = prunable_layers(model)
         for path in parametrized_layers(checkpoint):
+            if path not in layers:
+                raise ValueError(f"{checkpoint}: holds a mask for {path}, which is no prunable layer of this model")
             set_mask(layers[path], torch.ones_like(layers[path].weight, dtype=torch.bool))
     if spec.schedule == "gradual":
         callbacks.append(GradualPruning({p: m.weight.numel() for p, m in prunable_layers(model).items()}, final))
