@@ -158,3 +158,27 @@ def test_head_bias_keeps_every_class_unit_alive_at_start():
     assert (plain <= 0).any()  # with a zero bias some class logits start in the ReLU's dead zone
     assert (biased > 0).all()  # with the recipe's bias none do
     torch.testing.assert_close(biased - plain, torch.full_like(plain, recipe.head_bias))
+
+
+def test_csv_log_keeps_rows_before_the_resumed_step(tmp_path) -> None:
+    import csv
+
+    from squeezenet.train.logs import ResumableCSVLogger
+
+    first = ResumableCSVLogger(tmp_path, name="logs", version="csv")
+    for step, loss in ((9, 2.0), (19, 1.5), (29, 1.2)):  # the run is killed after its checkpoint at step 20
+        first.log_metrics({"train/loss": loss, "epoch": step // 10}, step=step)
+    first.log_metrics({"val/top1": 0.5, "epoch": 1}, step=19)
+    first.save()
+    resumed = ResumableCSVLogger(tmp_path, name="logs", version="csv", keep_before_step=20)
+    resumed.log_metrics({"train/loss": 1.1, "epoch": 2}, step=29)
+    resumed.save()
+    rows = list(csv.DictReader((tmp_path / "logs" / "csv" / "metrics.csv").open()))
+    assert [(r["step"], r["train/loss"], r["val/top1"]) for r in rows] == [
+        ("9", "2.0", ""), ("19", "1.5", ""), ("19", "", "0.5"), ("29", "1.1", "")]
+
+    fresh = ResumableCSVLogger(tmp_path, name="logs", version="csv")  # not resuming: a new log, as Lightning does
+    with pytest.warns(UserWarning, match="will be deleted"):
+        fresh.log_metrics({"train/loss": 3.0, "epoch": 0}, step=9)
+    fresh.save()
+    assert len(list(csv.DictReader((tmp_path / "logs" / "csv" / "metrics.csv").open()))) == 1
