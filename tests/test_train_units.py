@@ -182,3 +182,24 @@ def test_csv_log_keeps_rows_before_the_resumed_step(tmp_path) -> None:
         fresh.log_metrics({"train/loss": 3.0, "epoch": 0}, step=9)
     fresh.save()
     assert len(list(csv.DictReader((tmp_path / "logs" / "csv" / "metrics.csv").open()))) == 1
+
+
+def test_tensorboard_log_drops_the_interrupted_steps_on_resume(tmp_path) -> None:
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def scalars(purge_step: int | None) -> list[tuple[int, float]]:
+        root = tmp_path / str(purge_step)
+        first = TensorBoardLogger(root, name="logs", version="tb")
+        for step, loss in ((9, 2.0), (19, 1.5), (29, 1.2)):  # killed after the checkpoint at step 20
+            first.log_metrics({"train/loss": loss}, step=step)
+        first.finalize("failed")
+        resumed = TensorBoardLogger(root, name="logs", version="tb", purge_step=purge_step)  # as train() builds it
+        resumed.log_metrics({"train/loss": 1.1}, step=29)
+        resumed.finalize("success")
+        events = EventAccumulator(str(root / "logs" / "tb"))
+        events.Reload()
+        return [(e.step, round(e.value, 3)) for e in events.Scalars("train/loss")]
+
+    assert scalars(purge_step=20) == [(9, 2.0), (19, 1.5), (29, 1.1)]
+    assert scalars(purge_step=None) == [(9, 2.0), (19, 1.5), (29, 1.2), (29, 1.1)]  # without it: step 29 twice

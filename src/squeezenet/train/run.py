@@ -247,7 +247,8 @@ def train(
         gradient_clip_val=recipe.grad_clip_norm,
         gradient_clip_algorithm="norm",
         logger=[ResumableCSVLogger(run_dir, name="logs", version="csv", keep_before_step=resumed_step),
-                TensorBoardLogger(run_dir, name="logs", version="tb")],
+                # purge_step: TensorBoard drops the interrupted epoch's steps that the resumed run logs again
+                TensorBoardLogger(run_dir, name="logs", version="tb", purge_step=resumed_step)],
         callbacks=callbacks,
         default_root_dir=run_dir,
         enable_progress_bar=show_bar,
