@@ -215,3 +215,18 @@ def test_write_is_atomic_on_failure(tmp_path) -> None:
         write_weights_file(path, {"w": torch.tensor([[float("nan"), 1.0]])}, WeightsMeta())
     assert path.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.sqz"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_usual_permissions(tmp_path, umask) -> None:
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:  # mkstemp alone would leave every file we write readable by its owner only
+        write_weights_file(tmp_path / "w.sqz", {"w": torch.ones(2, 2)}, WeightsMeta())
+        write_weights_file(tmp_path / "w.safetensors", {"w": torch.ones(2, 2)}, WeightsMeta())
+    finally:
+        os.umask(old)
+    for name in ("w.sqz", "w.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask

@@ -87,11 +87,18 @@ def _suffix(path: Path, allowed: tuple[str, ...], verb: str) -> str:
     return suffix
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it, then put it back
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
 
-    A run killed mid-write leaves the previous file intact and at worst a stray ``.tmp`` file.
+    A run killed mid-write leaves the previous file intact and at worst a stray ``.tmp`` file. The file gets
+    the permissions ``open()`` would give it (``mkstemp`` makes it private to its owner).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +106,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
