@@ -49,6 +49,37 @@ def test_info_table_and_options(capsys):
     assert {r["name"]: r.get("squeeze") for r in json.loads(out)["layers"]}["fire2"] == 32
 
 
+def test_info_on_weights_and_onnx_files(tmp_path, capsys):
+    import torch
+
+    from squeezenet import create_model
+    from squeezenet.deploy import export_onnx
+    from squeezenet.weights import Preprocessing, save_weights
+
+    model = create_model("squeezenet1_1_cifar", num_classes=10)
+    model.preprocessing = Preprocessing("cifar", resize=32, crop=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    with torch.no_grad():
+        model.features[0].weight[:32] = 0  # prune a known number of weights
+    pruned = model.features[0].weight[:32].numel()
+    total = sum(p.numel() for name, p in model.named_parameters() if name.endswith("weight") and p.dim() > 1)
+    save_weights(model, tmp_path / "m.safetensors")
+    code, out, _ = run(capsys, "info", str(tmp_path / "m.safetensors"), "--json")
+    d = json.loads(out)
+    assert code == 0 and d["input_size"] == 32 and d["params"] == sum(p.numel() for p in model.parameters())
+    assert d["file"]["weights"] == total and d["file"]["nonzero_weights"] == total - pruned
+    assert d["file"]["classes"] == 10
+    code, out, _ = run(capsys, "info", str(tmp_path / "m.safetensors"))
+    assert f"non-zero weights {total - pruned:,} of {total:,}" in out and "fire9" in out
+
+    export_onnx(model.eval(), tmp_path / "m.onnx", check_images=torch.rand(2, 3, 32, 32))
+    code, out, _ = run(capsys, "info", str(tmp_path / "m.onnx"), "--json")
+    d2 = json.loads(out)
+    assert d2["file"]["precision"] == "fp32" and d2["file"]["classes"] == 10
+    assert d2["layers"] == d["layers"] and d2["macs"] == d["macs"]
+    code, _, err = run(capsys, "info", str(tmp_path / "m.onnx"), "--set", "sr=0.5")
+    assert code == 1 and "carries its own architecture" in err
+
+
 def test_models_lists_registry(capsys):
     code, out, _ = run(capsys, "models", "--json")
     names = {r["name"]: r for r in json.loads(out)}

@@ -95,12 +95,51 @@ def cmd_info(args: argparse.Namespace) -> int:
         else:
             print_compression(sqz)
         return 0
+    if Path(args.model).suffix.lower() in (".net", ".pth", ".pt", ".safetensors", ".onnx"):
+        if args.options:
+            raise ValueError("--set changes a model name's builder options; a file carries its own architecture")
+        from .report.render import human_bytes
+
+        report, file_info = _file_architecture(args.model, args.input_size)
+        if args.json:
+            print(json.dumps({**report.to_dict(), "file": file_info}, indent=2))
+        else:
+            print_architecture(report)
+            extra = (f"precision {file_info['precision']}" if "precision" in file_info else
+                     f"non-zero weights {file_info['nonzero_weights']:,} of {file_info['weights']:,} "
+                     f"({file_info['nonzero_weights'] / max(file_info['weights'], 1):.1%})")
+            print(f"file {file_info['file']} ({human_bytes(file_info['bytes'])})   preprocessing "
+                  f"{file_info['preprocessing']}, {file_info['crop']} crop   {file_info['classes']} classes   {extra}")
+        return 0
     report = architecture_report(args.model, args.input_size, **dict(args.options))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print_architecture(report)
     return 0
+
+
+def _file_architecture(path: str, input_size: int | None) -> tuple[Any, dict[str, Any]]:
+    """The architecture report of the model a weights or ONNX file holds, at the file's own crop size."""
+    from .deploy import load_model
+    from .models import model_from_config
+    from .report import architecture_report
+
+    model = load_model(path)
+    config = model.config if isinstance(model.config, dict) else model.config.to_dict()
+    report = architecture_report(model_from_config(config), input_size or model.preprocessing.crop)
+    info: dict[str, Any] = {"file": path, "bytes": Path(path).stat().st_size,
+                            "preprocessing": model.preprocessing.name, "crop": model.preprocessing.crop,
+                            "classes": len(model.class_names or []) or model.num_classes}
+    if hasattr(model, "precision"):  # onnxruntime
+        info["precision"] = model.precision
+    else:  # pruned files: how many weights are left
+        import torch
+
+        weights = [p for name, p in model.named_parameters() if name.endswith("weight") and p.dim() > 1]
+        info["weights"] = sum(p.numel() for p in weights)
+        info["nonzero_weights"] = sum(int(torch.count_nonzero(p)) for p in weights)
+    return report, info
 
 
 def _warn(message: str) -> None:
@@ -421,12 +460,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", action="store_true", help="also list each builder's options and defaults")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    p = add("info", cmd_info, "per-layer report of a model or a .sqz file (the paper's Table 1)",
+    p = add("info", cmd_info, "per-layer report of a model or a file (the paper's Table 1)",
             "Print a per-layer table of a model: output shape, Fire dimensions (s1x1, e1x1, e3x3), "
             "parameters and multiply-accumulates, then totals and the fp32 size. Nothing is allocated: "
             "shapes and MACs are measured on PyTorch's meta device. Given a .sqz file: density, bits, "
-            "centroids and bytes per layer, the compression ratio and the decoding time.")
-    p.add_argument("model", help="a registered model name (see `squeezenet models`) or a .sqz file")
+            "centroids and bytes per layer, the compression ratio and the decoding time. Given another weights "
+            "file (.net, .pth, .pt, .safetensors) or an exported .onnx: the table of the architecture it holds at "
+            "its own crop size, then its preprocessing, classes and remaining (non-zero) weights.")
+    p.add_argument("model", help="a registered model name (see `squeezenet models`), a weights file or an .onnx file")
     p.add_argument("--input-size", type=int, default=None, metavar="H",
                    help="square input side in pixels (default: the model's native size, 224 or 32)")
     p.add_argument("--json", action="store_true",

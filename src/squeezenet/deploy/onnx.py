@@ -51,9 +51,14 @@ def preprocessing_metadata(pre: Preprocessing) -> dict[str, str]:
     }
 
 
+def _class_names(model: nn.Module) -> list[str]:
+    names = getattr(model, "class_names", None)  # absent on a model built with create_model and trained by hand
+    return list(names) if names else [f"class {i}" for i in range(model.num_classes)]
+
+
 def _metadata(model: nn.Module, precision: str) -> dict[str, str]:
     meta = {"format": META_FORMAT, "format_version": "1", "precision": precision,
-            "config": json.dumps(model.config.to_dict()), "classes": json.dumps(list(model.class_names))}
+            "config": json.dumps(model.config.to_dict()), "classes": json.dumps(_class_names(model))}
     meta.update(preprocessing_metadata(model.preprocessing))
     return meta
 
