@@ -24,13 +24,18 @@ _EXPORTS = {
     "list_models": "squeezenet.models",
     "model_from_config": "squeezenet.models",
     "architecture_report": "squeezenet.report",
+    "load_weights": "squeezenet.weights",
+    "save_weights": "squeezenet.weights",
+    "Classifier": "squeezenet.deploy",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from .deploy import Classifier  # noqa: F401
     from .models import Fire, SqueezeNet, SqueezeNetConfig, create_model, list_models, model_from_config  # noqa: F401
     from .report import architecture_report  # noqa: F401
+    from .weights import load_weights, save_weights  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:
