@@ -107,6 +107,55 @@ def test_predict_is_independent_of_batching(dc_model, small_flat_folder):
         assert all(abs(x - y) < 1e-5 for (_, _, x), (_, _, y) in zip(a.top, b.top))
 
 
+def test_predict_on_folders_and_pil_images_matches_files(dc_model, small_flat_folder, tmp_path):
+    from PIL import Image
+
+    nested = small_flat_folder / "more"
+    nested.mkdir()
+    shutil.copy(small_flat_folder / "n01440764_tench.JPEG", nested / "again.jpg")
+    (small_flat_folder / "notes.txt").write_text("not an image, and not listed: folders yield image files only")
+    files = sorted(p for p in small_flat_folder.rglob("*") if p.suffix in (".JPEG", ".jpg"))
+    by_file = predict(dc_model, files, topk=3)
+    by_folder = predict(dc_model, [small_flat_folder], topk=3)
+    assert [r.image for r in by_folder] == [str(p) for p in files]
+    assert [(r.top, r.error) for r in by_folder] == [(r.top, r.error) for r in by_file]
+
+    with Image.open(small_flat_folder / "n01843383_toucan.JPEG") as img:
+        from_pil = predict(dc_model, [img.copy()], topk=3)[0]
+    assert from_pil.image == "<image 0>"
+    assert from_pil.top == next(r.top for r in by_file if r.image.endswith("toucan.JPEG"))
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="a folder with no images"):
+        predict(dc_model, [tmp_path / "empty"])
+
+
+def test_predict_decodes_one_batch_at_a_time(dc_model, small_flat_folder, monkeypatch):
+    import importlib
+
+    module = importlib.import_module("squeezenet.inference.predict")  # the attribute is the function
+
+    decoded: list[int] = []
+    decoded_before_each_call: list[int] = []
+    real_load = module.load_rgb_image
+    monkeypatch.setattr(module, "load_rgb_image", lambda path: decoded.append(1) or real_load(path))
+
+    class Spy(torch.nn.Module):  # the model, noting how many images were decoded before each forward
+        def __init__(self):
+            super().__init__()
+            self.inner, self.num_classes = dc_model, dc_model.num_classes
+            self.preprocessing, self.class_names = dc_model.preprocessing, dc_model.class_names
+
+        def forward(self, x):
+            decoded_before_each_call.append(len(decoded))
+            return self.inner(x)
+
+    files = sorted(small_flat_folder.iterdir()) * 2  # 10 files, 2 of them unreadable
+    results = predict(Spy(), files, batch_size=3)
+    assert decoded_before_each_call == [3, 6, 9, 10] and len(results) == 10
+    assert sum(r.error is not None for r in results) == 2
+
+
 def test_cli_eval_predict_convert(tmp_path, small_flat_folder, capsys):
     net = require_shared(*NET)
     assert main(["eval", "--weights", str(net), "--data", str(small_flat_folder), "--json"]) == 0
@@ -125,6 +174,13 @@ def test_cli_eval_predict_convert(tmp_path, small_flat_folder, capsys):
     assert main(["predict", str(tench), "--weights", str(converted), "--topk", "2", "--json"]) == 0
     pred = json.loads(capsys.readouterr().out)
     assert pred[0]["top"][0]["label"] == "tench" and len(pred[0]["top"]) == 2
+
+    assert main(["predict", str(small_flat_folder), "--weights", str(converted), "--topk", "1"]) == 1  # one broken
+    out, err = capsys.readouterr()
+    assert "tench" in out and "toucan" in out and "peacock" in out and "n01443537_broken.JPEG: unreadable" in err
+    assert main(["predict", str(small_flat_folder / "n01443537_broken.JPEG"), "--weights", str(converted)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip().splitlines()[-1] == "squeezenet: error: none of the 1 images could be read"
 
 
 @pytest.mark.parametrize("argv_tail, words", [

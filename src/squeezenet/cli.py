@@ -336,30 +336,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict
 
     model = _load_any(args.weights)
-    results = predict(model, args.images, topk=args.topk)
+    results = predict(model, args.images, topk=args.topk, progress=not args.json and sys.stderr.isatty())
     failed = [r for r in results if r.error]
     for r in failed:
         _warn(r.error or "")
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
-    else:
+    elif len(failed) < len(results):
         from rich import box
         from rich.table import Table
 
         from .report.render import console_for_output
 
-        console = console_for_output()
-        for r in results:
-            if r.error:
-                continue
-            table = Table(title=r.image, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-            table.add_column("#", justify="right")
-            table.add_column("class")
-            table.add_column("index", justify="right")
-            table.add_column("probability", justify="right")
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)  # one table, a section per image
+        for column, justify in (("image", "left"), ("#", "right"), ("class", "left"), ("index", "right"),
+                                ("probability", "right")):
+            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        for r in (r for r in results if not r.error):
             for rank, (index, name, prob) in enumerate(r.top, 1):
-                table.add_row(str(rank), name, str(index), f"{prob:.4f}")
-            console.print(table)
+                table.add_row(r.image if rank == 1 else "", str(rank), name, str(index), f"{prob:.4f}",
+                              end_section=rank == len(r.top))
+        console_for_output().print(table)
+    if len(failed) == len(results):
+        raise ValueError(f"none of the {len(results)} images could be read")
     return 1 if failed else 0
 
 
@@ -489,11 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="input " + weights_help)
     p.add_argument("-o", "--output", required=True, help="output file (.sqz, .pth, .pt or .safetensors)")
 
-    p = add("predict", cmd_predict, "top-k ImageNet classes of images",
+    p = add("predict", cmd_predict, "top-k classes of images",
             "Classify images with published or trained weights, using the preprocessing that the weights "
-            "carry (Caffe BGR/mean or torchvision RGB/mean/std). Unreadable images are reported and skipped "
+            "carry (Caffe BGR/mean or torchvision RGB/mean/std). Images are read one batch at a time; a "
+            "folder stands for every image below it. Unreadable images are reported and skipped "
             "(exit status 1).")
-    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, GIF, BMP, TIFF)")
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, GIF, BMP, TIFF) or folders of them")
     p.add_argument("-w", "--weights", required=True, help=weights_help + "; or an .onnx file from `squeezenet export`")
     p.add_argument("-k", "--topk", type=_positive_int, default=5, help="how many classes to list (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")

@@ -7,9 +7,10 @@ from .images import (
     LabelledImages,
     TensorLoader,
     collate_images,
+    expand_image_paths,
     list_labelled_images,
     load_rgb_image,
 )
 
 __all__ = ["IMAGE_EXTENSIONS", "FileLoader", "ImageDataset", "LabelledImages", "TensorLoader", "collate_images",
-           "list_labelled_images", "load_rgb_image"]
+           "expand_image_paths", "list_labelled_images", "load_rgb_image"]

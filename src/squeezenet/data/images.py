@@ -27,6 +27,20 @@ def load_rgb_image(path: str | Path) -> torch.Tensor:
         raise ValueError(f"{path}: unreadable image ({exc})") from None
 
 
+def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders replaced by the image files below them (sorted); an empty folder is an error."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            out.append(path)  # a missing or unreadable file is reported by whoever reads it, with its name
+            continue
+        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not found:
+            raise ValueError(f"{path}: a folder with no images ({', '.join(IMAGE_EXTENSIONS)})")
+        out.extend(found)
+    return out
+
+
 @dataclass
 class LabelledImages:
     """Image files with integer labels, and the name of each label found."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from ..inference.predict import Prediction, predict
@@ -92,6 +93,7 @@ class Classifier:
     def backend(self) -> str:
         return f"onnxruntime ({self.model.precision})" if isinstance(self.model, OnnxModel) else "pytorch"
 
-    def predict(self, images: Sequence[str | Path], topk: int = 5, batch_size: int = 32) -> list[Prediction]:
-        """Top-k (index, label, probability) per image file; unreadable files get ``error`` set instead."""
+    def predict(self, images: Sequence[str | Path | Image.Image], topk: int = 5, batch_size: int = 32) -> list[Prediction]:
+        """Top-k (index, label, probability) per image (file, folder of files or PIL image); unreadable files
+        get ``error`` set instead."""
         return predict(self.model, images, topk=topk, batch_size=batch_size)  # type: ignore[arg-type]

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
+from torchvision.transforms.v2.functional import pil_to_tensor
 
-from ..data import load_rgb_image
+from ..data import expand_image_paths, load_rgb_image
 
 
 @dataclass
@@ -27,27 +29,41 @@ class Prediction:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: Sequence[str | Path], topk: int = 5, batch_size: int = 32) -> list[Prediction]:
-    """Classify image files with a model from :func:`squeezenet.weights.load_weights`.
+def predict(model: nn.Module, images: Sequence[str | Path | Image.Image], topk: int = 5, batch_size: int = 32,
+            progress: bool = False) -> list[Prediction]:
+    """Classify images with a model from :func:`squeezenet.weights.load_weights`.
 
-    Unreadable images get a :class:`Prediction` with ``error`` set; the others are classified.
+    ``images`` are files, folders (standing for the image files below them) or PIL images. They are
+    decoded one batch at a time, so memory does not grow with their number. Unreadable images get a
+    :class:`Prediction` with ``error`` set; the others are classified.
     """
-    if topk < 1:
-        raise ValueError(f"topk must be >= 1, got {topk}")
+    if topk < 1 or batch_size < 1:
+        raise ValueError(f"topk and batch size must be >= 1, got {topk} and {batch_size}")
     topk = min(topk, model.num_classes)
     transform = model.preprocessing.transforms()
     model.eval()
-    results = [Prediction(str(p)) for p in images]
-    ready: list[tuple[int, torch.Tensor]] = []
-    for i, path in enumerate(images):
-        try:
-            ready.append((i, transform(load_rgb_image(path))))
-        except ValueError as exc:
-            results[i].error = str(exc)
-    for start in range(0, len(ready), batch_size):
-        chunk = ready[start:start + batch_size]
-        probs = model(torch.stack([x for _, x in chunk])).softmax(dim=1)
-        values, indices = probs.topk(topk, dim=1)
-        for (i, _), vals, idxs in zip(chunk, values.tolist(), indices.tolist()):
-            results[i].top = [(k, model.class_names[k], v) for k, v in zip(idxs, vals)]
+    paths: list[Path | Image.Image] = []
+    for item in images:
+        paths.extend([item] if isinstance(item, Image.Image) else expand_image_paths([item]))
+    results = [Prediction(f"<image {i}>" if isinstance(p, Image.Image) else str(p)) for i, p in enumerate(paths)]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("images"), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task("predict", total=len(paths))
+        for start in range(0, len(paths), batch_size):
+            ready: list[tuple[int, torch.Tensor]] = []
+            for i in range(start, min(start + batch_size, len(paths))):
+                try:
+                    item = paths[i]
+                    pixels = pil_to_tensor(item.convert("RGB")) if isinstance(item, Image.Image) else load_rgb_image(item)
+                    ready.append((i, transform(pixels)))
+                except ValueError as exc:
+                    results[i].error = str(exc)
+            if ready:
+                probs = model(torch.stack([x for _, x in ready])).softmax(dim=1)
+                values, indices = probs.topk(topk, dim=1)
+                for (i, _), vals, idxs in zip(ready, values.tolist(), indices.tolist()):
+                    results[i].top = [(k, model.class_names[k], v) for k, v in zip(idxs, vals)]
+            bar.advance(task, min(batch_size, len(paths) - start))
     return results
