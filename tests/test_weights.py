@@ -65,6 +65,18 @@ def test_preprocessing_round_trip_and_validation():
         Preprocessing.from_dict({**CAFFE.to_dict(), "gamma": 2})
 
 
+def test_models_without_preprocessing_get_one_that_fits_their_stem(tmp_path):
+    from squeezenet.train.recipe import load_recipe
+    from squeezenet.weights import CIFAR
+
+    data = load_recipe("cifar10").data  # the small-image default is how the cifar10 recipe feeds its models
+    assert (CIFAR.crop, CIFAR.resize, CIFAR.mean, CIFAR.std) == (data.image_size, data.resize, tuple(data.mean), tuple(data.std))
+    for name, kwargs, expected in (("squeezenet1_1_cifar", {}, CIFAR), ("squeezenet_design", {"small_stem": True}, CIFAR),
+                                   ("squeezenet1_1", {}, TORCHVISION), ("squeezenet1_0", {"caffe_compat": True}, CAFFE)):
+        save_weights(create_model(name, **kwargs), tmp_path / "m.safetensors")  # no .preprocessing set
+        assert load_weights(tmp_path / "m.safetensors").preprocessing == expected, name
+
+
 # --- formats ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, kwargs", [("squeezenet1_1", {}), ("squeezenet1_0_complex_bypass", {"batch_norm": True}),

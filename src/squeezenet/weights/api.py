@@ -12,7 +12,7 @@ from torch import nn
 from ..models import create_model, effective_state_dict, model_from_config
 from .files import READ_FORMATS, WeightsFile, WeightsMeta, read_weights_file, write_weights_file
 from .imagenet import imagenet_names
-from .preprocessing import CAFFE, TORCHVISION, Preprocessing
+from .preprocessing import CAFFE, CIFAR, TORCHVISION, Preprocessing
 from .pretrained import PRETRAINED, fetch_pretrained
 
 
@@ -36,8 +36,13 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 
 def default_preprocessing(config: Mapping[str, Any]) -> Preprocessing:
-    """Caffe preset for Caffe-compatible v1.0 (conv10 pad=1), torchvision's otherwise."""
-    return CAFFE if config.get("classifier_padding") == 1 else TORCHVISION
+    """For a model that does not say: Caffe's for Caffe-compatible v1.0 (conv10 pad=1), 32x32 CIFAR's for
+    small-stem models (a 3x3/1 stem without max-pool: fed 224 crops they would run, and answer wrongly),
+    torchvision's otherwise."""
+    if config.get("classifier_padding") == 1:
+        return CAFFE
+    stem = config.get("stem") or {}
+    return CIFAR if stem.get("stride") == 1 and not stem.get("pool", True) else TORCHVISION
 
 
 def build_model(weights: WeightsFile, where: str) -> nn.Module:

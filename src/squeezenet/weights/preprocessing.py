@@ -106,7 +106,10 @@ CAFFE = Preprocessing("caffe", resize=256, crop=227, mean=(104.0, 117.0, 123.0),
 #: torchvision's ImageNet weights: RGB in 0..1, ImageNet mean/std, 224 crop of a 256 resize.
 TORCHVISION = Preprocessing("torchvision", resize=256, crop=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
-PRESETS = {p.name: p for p in (CAFFE, TORCHVISION)}
+#: 32x32 images as the ``cifar10`` recipe trains on them (CIFAR-10 mean/std): the default for small-stem models.
+CIFAR = Preprocessing("cifar", resize=32, crop=32, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+
+PRESETS = {p.name: p for p in (CAFFE, TORCHVISION, CIFAR)}
 
 
 def preset(name: str) -> Preprocessing:
