@@ -29,6 +29,7 @@ def plot_curves(csv_path: Path, out: Path, title: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     s = read_epoch_metrics(csv_path)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
@@ -42,6 +43,7 @@ def plot_curves(csv_path: Path, out: Path, title: str) -> Path:
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.legend()
     fig.suptitle(title)
     with atomic_path(out) as tmp:
