@@ -576,10 +576,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("sensitivity", cmd_sensitivity, "per-layer pruning sensitivity: table and plot",
             "Prune one layer at a time to each density (no fine-tuning), measure top-1 on an image folder, and "
-            "print the table and write the plot (Han et al. 2015, Fig. 6). Guides per-layer --density targets.")
+            "print the table and write a heat map of the top-1 lost per layer and density (Han et al. 2015, Fig. 6, "
+            "as a grid: 26 curves cannot be told apart). Guides per-layer --density targets.")
     p.add_argument("-w", "--weights", required=True, help=weights_help)
     p.add_argument("-d", "--data", required=True, help="labelled image folder (as for `squeezenet eval`)")
-    p.add_argument("-o", "--output", required=True, help="plot file (.png)")
+    p.add_argument("-o", "--output", required=True, help="heat map file (.png)")
     p.add_argument("--densities", default="0.8,0.6,0.4,0.3,0.2,0.1,0.05", help="comma-separated densities")
     p.add_argument("--limit", type=_positive_int, help="use a fixed random subset of N images")
     p.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -1,7 +1,7 @@
 """Per-layer pruning sensitivity (Han et al. 2015, Fig. 6): accuracy when only one layer is pruned.
 
 Each layer in turn is masked to each density with no fine-tuning while every other layer stays
-intact; the curves show which layers tolerate pruning and guide per-layer ``--density`` targets.
+intact; the grid shows which layers tolerate pruning and guides per-layer ``--density`` targets.
 """
 
 from __future__ import annotations
@@ -66,25 +66,34 @@ def sensitivity(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, de
 
 
 def plot_sensitivity(result: Sensitivity, path: str | Path, title: str = "pruning sensitivity") -> Path:
-    """Accuracy vs density, one line per layer (Han et al.'s Fig. 6), written atomically as PNG."""
+    """A layer x density heat map of the top-1 lost when only that layer is pruned, written atomically as PNG.
+
+    Han et al.'s Fig. 6 draws one line per layer; with SqueezeNet's 26 prunable layers such lines cannot
+    be told apart, so each cell is coloured by the loss (points of top-1 below the unpruned model) and
+    labelled with the top-1 itself.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     from ..weights import atomic_path
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    cmap = plt.get_cmap("viridis", max(2, len(result.top1)))
-    for i, (name, scores) in enumerate(result.top1.items()):
-        ax.plot(result.densities, scores, marker="o", markersize=3, color=cmap(i), label=name)
-    ax.axhline(result.baseline, color="black", linestyle="--", linewidth=1, label="unpruned")
-    ax.set_xlabel("density (fraction of weights kept, this layer only)")
-    ax.set_ylabel(f"top-1 on {result.images} images")
-    ax.set_title(title)
-    ax.invert_xaxis()
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2, loc="lower left")
+    names = list(result.top1)
+    top1 = np.array([result.top1[n] for n in names], dtype=float).reshape(len(names), len(result.densities))
+    loss = np.clip((result.baseline - top1) * 100, 0, None)
+    vmax = max(1.0, float(loss.max()))
+    fig, ax = plt.subplots(figsize=(1.6 + 0.75 * len(result.densities), 1.4 + 0.28 * len(names)), dpi=120)
+    image = ax.imshow(loss, cmap="YlOrRd", vmin=0, vmax=vmax, aspect="auto")
+    for (row, col), value in np.ndenumerate(top1):
+        ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                color="white" if loss[row, col] > 0.6 * vmax else "black")
+    ax.set_xticks(range(len(result.densities)), [f"{d:g}" for d in result.densities])
+    ax.set_yticks(range(len(names)), [f"{n} ({result.params.get(n, 0):,})" for n in names], fontsize=7)
+    ax.set_xlabel("density (fraction of this layer's weights kept)")
+    ax.set_title(f"{title}\ntop-1 on {result.images} images, unpruned {result.baseline:.3f}", fontsize=10)
+    fig.colorbar(image, ax=ax, label="top-1 lost (points)", shrink=0.8)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
