@@ -113,6 +113,32 @@ def test_gradual_schedule_is_cubic_and_monotone_and_never_regrows() -> None:
     assert ((layer.weight != 0) <= first).all() and int((layer.weight != 0).sum()) == n // 4
 
 
+@pytest.mark.parametrize("total_steps", [8, 40, 1000])
+def test_gradual_pruning_reaches_its_target_with_training_left_however_short_the_run(total_steps) -> None:
+    from types import SimpleNamespace
+
+    from squeezenet.compress.finetune import GradualPruning
+
+    model = _model()
+    layers = prunable_layers(model)
+    final = {p: m.weight.numel() // 5 for p, m in layers.items()}
+    pruning = GradualPruning({p: m.weight.numel() for p, m in layers.items()}, final, end=0.6)
+    trainer = SimpleNamespace(estimated_stepping_batches=total_steps, global_step=0)
+    module = SimpleNamespace(model=model, progress=lambda: trainer.global_step / total_steps)
+    pruning.on_train_start(trainer, module)  # type: ignore[arg-type]
+    reached = None
+    for step in range(total_steps):  # as Lightning calls it, before each optimizer step
+        trainer.global_step = step
+        pruning.on_train_batch_start(trainer, module, None, step)  # type: ignore[arg-type]
+        kept = {p: int((m.weight != 0).sum()) for p, m in layers.items()}
+        if reached is None and kept == final:
+            reached = step
+    # the target is reached within the pruning window (plus one interval), leaving a third of the run to recover;
+    # a fixed 20-step interval reached it only in on_train_end for runs of 8 steps
+    assert reached is not None and reached <= 0.6 * total_steps + pruning.every
+    assert total_steps - reached >= 0.3 * total_steps
+
+
 def test_optimal_kmeans_matches_brute_force_and_beats_linear() -> None:
     rng = np.random.default_rng(1)
     points = np.sort(rng.standard_normal(10))
@@ -225,6 +251,27 @@ def test_compress_cli_with_fine_tuning_on_cifar_subset(tmp_path) -> None:
     assert summary["ratio_to_input"] > 15
     info = subprocess.run([sys.executable, "-m", "squeezenet", "info", str(out)], capture_output=True, text=True)
     assert info.returncode == 0 and "fire2/expand3x3" in info.stdout and "ratio" in info.stdout
+
+
+@pytest.mark.slow
+def test_compress_under_torchrun_prunes_during_training_and_writes_once(tmp_path) -> None:
+    root = require_shared("cifar10").parent
+    base = tmp_path / "base.safetensors"
+    _cifar_base(base)
+    out = tmp_path / "ddp.sqz"
+    # 2 epochs x 4 steps: the masks change on steps 0-4, after DDP has wrapped the model
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "squeezenet",
+           "compress", "-w", str(base), "-o", str(out), "--data", "cifar10", "--data-root", str(root),
+           "--density", "0.2,conv1=1", "--bits", "4", "--finetune-epochs", "2",
+           "--set", "data.limit_train=512", "--set", "data.limit_val=128"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("smaller") == 1 and result.stderr.count("starting pruning") == 1  # rank 0 speaks
+    assert json.loads((tmp_path / "ddp-runs" / "prune" / "metrics.json").read_text())["world_size"] == 2
+    weights = read_weights_file(out).state_dict
+    conv = weights[_path(load_weights(out), "fire2/expand3x3") + ".weight"]
+    assert float((conv != 0).float().mean()) == pytest.approx(0.2, abs=1e-3)
+    assert torch.unique(conv[conv != 0]).numel() <= 16
 
 
 def _cifar_base(path) -> None:

@@ -197,11 +197,15 @@ def cmd_compress(args: argparse.Namespace) -> int:
                            budget_s=args.budget, init=args.init, recipe=args.recipe, overrides=dict(args.options),
                            centroid_lr=args.centroid_lr)
     model = load_weights(args.weights)
-    before = evaluate(model, args.eval, progress=not args.json) if args.eval else None
+    first_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun the other ranks only help fine-tune
+    before = evaluate(model, args.eval, progress=not args.json) if args.eval and first_process else None
     fp32 = 4 * sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
     work = Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-runs")
     compressed, log = compress_model(model, spec, data=args.data, data_root=args.data_root, work_dir=work,
-                                     quiet=args.json, resume=args.resume)
+                                     quiet=args.json or not first_process, resume=args.resume,
+                                     log=None if first_process else (lambda _: None))
+    if not first_process:
+        return 0
     save_weights(compressed, out, source=f"squeezenet compress {Path(str(args.weights)).name}")
     report = compression_report(out)
     after = evaluate(load_weights(out), args.eval, progress=not args.json) if args.eval else None

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from ..train import Recipe, apply_overrides, load_recipe, train
@@ -15,11 +16,22 @@ from .prune import apply_counts, gradual_fraction
 
 class GradualPruning(L.Callback):
     """Prunes from the current counts to ``final`` along Zhu & Gupta's cubic curve during the first
-    ``end`` share of training, re-ranking weights by magnitude every ``every`` steps."""
+    ``end`` share of training, re-ranking weights by magnitude every ``every`` steps.
 
-    def __init__(self, initial: Mapping[str, int], final: Mapping[str, int], end: float = 0.6, every: int = 20):
-        self.initial, self.final, self.end, self.every = dict(initial), dict(final), end, every
+    Short runs re-rank more often (at least ``min_updates`` times inside the pruning window), so the
+    target is always reached with the last ``1 - end`` of training left to recover; with a fixed
+    interval, a run shorter than it would prune everything at its very end, untrained and unvalidated.
+    """
+
+    def __init__(self, initial: Mapping[str, int], final: Mapping[str, int], end: float = 0.6, every: int = 20,
+                 min_updates: int = 10):
+        self.initial, self.final, self.end, self.max_every, self.min_updates = dict(initial), dict(final), end, every, min_updates
+        self.every = every
         self._last = -1.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        window = self.end * max(1, int(trainer.estimated_stepping_batches))  # steps in which pruning happens
+        self.every = max(1, min(self.max_every, int(window // self.min_updates)))
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         if trainer.global_step % self.every:
@@ -37,7 +49,10 @@ class GradualPruning(L.Callback):
         self._last = float(state_dict["last"])
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        apply_counts(pl_module.model, self.final)  # type: ignore[arg-type]  (a budget may stop training early)
+        if self._last < 1.0:  # a time budget stopped training before the schedule ended
+            rank_zero_warn(f"pruning stopped {self._last:.0%} of the way to its target; the rest is pruned now, "
+                           "without fine-tuning: give it more epochs or time")
+        apply_counts(pl_module.model, self.final)  # type: ignore[arg-type]
 
 
 def finetune_recipe(model: nn.Module, *, epochs: int, lr: float, base: str | None = None, optimizer: str = "sgd",

@@ -19,7 +19,7 @@ from .finetune import GradualPruning, finetune, finetune_recipe
 from .fold import fold_batch_norm
 from .kmeans import Init
 from .layers import prunable_layers
-from .prune import apply_counts, keep_counts, parse_targets, prune, remove_masks, set_mask
+from .prune import apply_counts, current_mask, keep_counts, parse_targets, prune, remove_masks, set_mask
 from .quantize import LayerQuantization, parse_bits, quantize, remove_sharing
 from .workdir import CompressionWorkDir, parametrized_layers
 
@@ -141,6 +141,12 @@ def _prune_with_finetuning(model: nn.Module, spec: CompressionSpec, final: dict[
                 raise ValueError(f"{checkpoint}: holds a mask for {path}, which is no prunable layer of this model")
             set_mask(layers[path], torch.ones_like(layers[path].weight, dtype=torch.bool))
     if spec.schedule == "gradual":
+        # every mask exists (all ones) before training starts: installing one later swaps a module's class and
+        # weight under DDP, which then waits for gradients that never come
+        layers = prunable_layers(model)
+        for path in final:
+            if current_mask(layers[path]) is None:
+                set_mask(layers[path], torch.ones_like(layers[path].weight, dtype=torch.bool))
         callbacks.append(GradualPruning({p: m.weight.numel() for p, m in prunable_layers(model).items()}, final))
     elif checkpoint is None:
         prune(model, targets)

@@ -75,6 +75,8 @@ def quantize(model: nn.Module, bits: Mapping[str, int], *, init: Init = "linear"
             sharing = SharedWeights(torch.from_numpy(centroids if centroids.size else np.zeros(1, np.float32)),
                                     torch.from_numpy(codes).view(weight.shape), mask)
             parametrize.register_parametrization(layer, "weight", sharing.to(weight.device), unsafe=True)
+            # the stored weight only lends its shape: frozen, so DDP does not wait for a gradient it never gets
+            layer.parametrizations.weight.original.requires_grad_(False)
             report.append(LayerQuantization(path, b, int(centroids.size), int(mask.sum())))
     return report
 
