@@ -76,6 +76,37 @@ def test_published_model_exports_with_same_top1_on_every_sample_and_client_needs
     assert (client == np.array(ours)).mean() >= 0.95  # Pillow's resize vs torchvision's: a borderline image may flip
 
 
+@pytest.mark.parametrize("opset", [11, 13, 17, 18, 21])
+def test_requested_opset_is_the_one_written_with_dynamic_batch(tmp_path, opset) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    model = load_weights(_cifar_model(tmp_path))
+    images = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = tmp_path / f"m{opset}.onnx"
+    check = export_onnx(model, out, check_images=images, opset=opset)  # below 18: the TorchScript exporter
+    proto = onnx.load(str(out))
+    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [opset]
+    assert check.max_abs_diff < 1e-4
+    pools = [n for n in proto.graph.node if n.op_type == "MaxPool"]
+    assert pools and all(any(a.name == "ceil_mode" and a.i == 1 for a in n.attribute) for n in pools)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):  # the batch dimension is free
+        logits = session.run(None, {"image": images[:batch].numpy()})[0]
+        torch.testing.assert_close(torch.from_numpy(logits), model(images[:batch]).detach(), rtol=0, atol=1e-4)
+
+
+def test_unsupported_opsets_are_refused_before_exporting(tmp_path) -> None:
+    model = load_weights(_cifar_model(tmp_path))
+    images = torch.randn(2, 3, 32, 32)
+    for opset, words in ((9, "choose 10 to"), (99, "choose 10 to")):
+        with pytest.raises(ValueError, match=words):
+            export_onnx(model, tmp_path / "x.onnx", check_images=images, opset=opset)
+    with pytest.raises(ValueError, match="int8 export needs --opset 13"):
+        export_onnx(model, tmp_path / "x.onnx", check_images=images, opset=11, int8=True, calibration=images)
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_int8_export_is_smaller_and_agrees(tmp_path) -> None:
     weights = _cifar_model(tmp_path)
     model = load_weights(weights)

@@ -605,7 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", metavar="DIR", help="images to check the export against PyTorch (default: --calibration)")
     p.add_argument("--check-images", type=_positive_int, default=32, help="how many (default 32)")
     p.add_argument("--tolerance", type=float, default=1e-3, help="fp32: largest allowed |logit difference| (1e-3)")
-    p.add_argument("--opset", type=_positive_int, default=18, help="ONNX opset (default 18)")
+    p.add_argument("--opset", type=_positive_int, default=18,
+                   help="ONNX opset (default 18; 10-17 for older runtimes, written by PyTorch's TorchScript exporter; "
+                        "int8 needs 13+)")
     p.add_argument("--json", action="store_true", help="print the check as JSON")
 
     p = add("bench", cmd_bench, "size, accuracy and speed of PyTorch, ONNX fp32 and ONNX int8 side by side",

@@ -77,17 +77,36 @@ def ort_session(path: str | Path, threads: int | None = None, spinning: bool = T
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+MIN_OPSET = 10  # MaxPool(ceil_mode=1), which v1.0/v1.1 need, arrived in opset 10
+INT8_MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute)
+DYNAMO_MIN_OPSET = 18  # the dynamo exporter writes 18+; older runtimes (opset 10-17) get the TorchScript exporter
+
+
 def _export_fp32(model: nn.Module, path: Path, opset: int) -> None:
     import onnx
 
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise ValueError(f"--opset {opset}: choose {MIN_OPSET} to {newest} (this onnx package's newest)")
     x = torch.zeros(2, model.config.in_chans, model.preprocessing.crop, model.preprocessing.crop)
-    batch = torch.export.Dim("batch", min=1, max=4096)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(model.eval(), (x,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                    dynamic_shapes=({0: batch},), opset_version=opset, external_data=False,
-                                    verbose=False)
-    proto = program.model_proto
+        if opset >= DYNAMO_MIN_OPSET:
+            batch = torch.export.Dim("batch", min=1, max=4096)
+            program = torch.onnx.export(model.eval(), (x,), dynamo=True, input_names=[INPUT_NAME],
+                                        output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), opset_version=opset,
+                                        external_data=False, verbose=False)
+            proto = program.model_proto
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                legacy = Path(tmp) / "legacy.onnx"
+                torch.onnx.export(model.eval(), (x,), str(legacy), dynamo=False, input_names=[INPUT_NAME],
+                                  output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                                  opset_version=opset)
+                proto = onnx.load(str(legacy))
+    written = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if written != opset:  # the exporter may silently keep another opset when it cannot convert
+        raise ValueError(f"--opset {opset}: the exporter wrote opset {written} instead; not written")
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
 
@@ -174,6 +193,8 @@ def export_onnx(model: nn.Module, path: str | Path, *, check_images: torch.Tenso
         raise ValueError("export needs a model loaded with squeezenet.weights.load_weights (config and preprocessing)")
     if int8 and (calibration is None or not len(calibration)):
         raise ValueError("int8 export needs calibration images (--calibration DIR)")
+    if int8 and opset < INT8_MIN_OPSET:
+        raise ValueError(f"int8 export needs --opset {INT8_MIN_OPSET} or newer (per-channel DequantizeLinear), got {opset}")
     path = Path(path)
     if path.suffix.lower() != ".onnx":
         raise ValueError(f"{path}: the export format is ONNX; name the output *.onnx")
