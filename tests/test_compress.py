@@ -182,6 +182,25 @@ def test_quantize_shares_weights_and_centroid_gradient_is_sum_of_members() -> No
         parse_bits("0", model)
 
 
+def test_fine_tuning_problems_are_refused_before_any_work(tmp_path) -> None:
+    from squeezenet.compress import compress_model
+    from squeezenet.weights import CAFFE, Preprocessing
+
+    model = _model()
+    model.preprocessing = CAFFE  # BGR 0..255: the trainer cannot fine-tune it
+    work = tmp_path / "runs"
+    with pytest.raises(ValueError, match="RGB 0..1"):
+        compress_model(model, CompressionSpec(density=0.5, bits=4, finetune_epochs=1), data="cifar10", work_dir=work)
+    model.preprocessing = Preprocessing("cifar", resize=32, crop=32, mean=(0.5,) * 3, std=(0.25,) * 3)
+    with pytest.raises(ValueError, match="not a data folder"):
+        compress_model(model, CompressionSpec(density=0.5, bits=4, finetune_epochs=1), data=str(tmp_path / "nowhere"),
+                       work_dir=work)
+    assert not work.exists()  # refused before the work directory was claimed, no pruning done
+    said: list[str] = []
+    compress_model(model, CompressionSpec(density=0.5, bits=2), data="cifar10", log=said.append)
+    assert any("only used for fine-tuning" in line for line in said)
+
+
 def test_fold_batch_norm_same_function_plain_architecture() -> None:
     model = _model(batch_norm=True).eval()
     for m in model.modules():

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ..data.training import resolve_data
 from .finetune import GradualPruning, finetune, finetune_recipe
 from .fold import fold_batch_norm
 from .kmeans import Init
@@ -79,6 +80,13 @@ def compress_model(model: nn.Module, spec: CompressionSpec, *, data: str | None 
         raise ValueError("fine-tuning needs training data (--data)")
     if (tune or centroid_epochs) and work_dir is None:
         raise ValueError("fine-tuning needs a work directory for its runs")
+    if data is not None and not (tune or centroid_epochs):
+        say("warning: --data is only used for fine-tuning; without --finetune-epochs or --centroid-epochs this is "
+            "post-training compression")
+    if tune or centroid_epochs:  # what fine-tuning will refuse, refused now rather than after pruning
+        finetune_recipe(model, epochs=max(1, spec.finetune_epochs), lr=spec.lr, base=spec.recipe, overrides=spec.overrides)
+        if data != "cifar10":  # (cifar10 may still be downloaded)
+            resolve_data(data, data_root, download=False)  # type: ignore[arg-type]
     work = CompressionWorkDir(work_dir) if (tune or centroid_epochs) else None
     if work is not None:
         work.claim(model, spec, data, resume=resume)  # type: ignore[arg-type]
