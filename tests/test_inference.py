@@ -124,6 +124,13 @@ def test_predict_on_folders_and_pil_images_matches_files(dc_model, small_flat_fo
         from_pil = predict(dc_model, [img.copy()], topk=3)[0]
     assert from_pil.image == "<image 0>"
     assert from_pil.top == next(r.top for r in by_file if r.image.endswith("toucan.JPEG"))
+    import numpy as np
+
+    with Image.open(small_flat_folder / "n01843383_toucan.JPEG") as img:
+        frame = np.asarray(img.convert("RGB"))
+    assert predict(dc_model, [frame], topk=3)[0].top == from_pil.top
+    with pytest.raises(ValueError, match="uint8"):
+        predict(dc_model, [frame.astype(np.float32)])
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="a folder with no images"):

@@ -93,7 +93,8 @@ class Classifier:
     def backend(self) -> str:
         return f"onnxruntime ({self.model.precision})" if isinstance(self.model, OnnxModel) else "pytorch"
 
-    def predict(self, images: Sequence[str | Path | Image.Image], topk: int = 5, batch_size: int = 32) -> list[Prediction]:
-        """Top-k (index, label, probability) per image (file, folder of files or PIL image); unreadable files
-        get ``error`` set instead."""
+    def predict(self, images: Sequence[str | Path | Image.Image | np.ndarray], topk: int = 5,
+                batch_size: int = 32) -> list[Prediction]:
+        """Top-k (index, label, probability) per image (file, folder of files, PIL image or uint8 RGB array);
+        unreadable files get ``error`` set instead."""
         return predict(self.model, images, topk=topk, batch_size=batch_size)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -29,11 +30,12 @@ class Prediction:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: Sequence[str | Path | Image.Image], topk: int = 5, batch_size: int = 32,
+def predict(model: nn.Module, images: Sequence[str | Path | Image.Image | np.ndarray], topk: int = 5, batch_size: int = 32,
             progress: bool = False) -> list[Prediction]:
     """Classify images with a model from :func:`squeezenet.weights.load_weights`.
 
-    ``images`` are files, folders (standing for the image files below them) or PIL images. They are
+    ``images`` are files, folders (standing for the image files below them), PIL images or uint8
+    RGB arrays (H x W x 3, as a camera or OpenCV frame after BGR -> RGB). They are
     decoded one batch at a time, so memory does not grow with their number. Unreadable images get a
     :class:`Prediction` with ``error`` set; the others are classified.
     """
@@ -44,6 +46,11 @@ def predict(model: nn.Module, images: Sequence[str | Path | Image.Image], topk: 
     model.eval()
     paths: list[Path | Image.Image] = []
     for item in images:
+        if isinstance(item, np.ndarray):  # a decoded frame: H x W x 3 (RGB) or H x W, uint8
+            if item.dtype != np.uint8 or item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in (3, 4)):
+                raise ValueError(f"arrays must be H x W x 3 (RGB), H x W x 4 or H x W uint8, got {item.dtype} "
+                                 f"{list(item.shape)}")
+            item = Image.fromarray(item)
         paths.extend([item] if isinstance(item, Image.Image) else expand_image_paths([item]))
     results = [Prediction(f"<image {i}>" if isinstance(p, Image.Image) else str(p)) for i, p in enumerate(paths)]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
