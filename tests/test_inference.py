@@ -206,3 +206,20 @@ def test_cli_eval_bad_inputs_are_one_line(tmp_path, small_flat_folder, capsys, a
     code = main(["eval", *[a.format(**fill) for a in argv_tail]])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and words in err and "Traceback" not in err
+
+
+def test_preloading_too_many_images_is_refused_before_decoding(dc_model, small_flat_folder, monkeypatch):
+    import importlib
+
+    from squeezenet.inference.preloaded import load_images
+
+    per_image = 2 * 4 * 3 * 227 * 227
+    decoded: list[str] = []
+    data_module = importlib.import_module("squeezenet.data.images")
+    real_load = data_module.load_rgb_image
+    monkeypatch.setattr(data_module, "load_rgb_image", lambda path: decoded.append(path) or real_load(path))
+    with pytest.raises(ValueError, match=r"5 images of 227x227 would take .* use --limit 3 or fewer"):
+        load_images(dc_model, small_flat_folder, max_bytes=3 * per_image + 1)
+    assert decoded == []  # nothing decoded before the refusal
+    images, labels = load_images(dc_model, small_flat_folder, limit=3, max_bytes=3 * per_image + 1)
+    assert len(decoded) == 3 and len(images) == len(labels) <= 3 and images.shape[1:] == (3, 227, 227)

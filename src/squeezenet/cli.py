@@ -265,7 +265,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     work = Path(args.work_dir or "bench-onnx")
     rows = bench(args.weights, args.data, work, calibration=args.calibration, threads=args.threads,
-                 repeats=args.repeats, alexnet=not args.no_alexnet, log=lambda s: None if args.json else _note(s))
+                 repeats=args.repeats, limit=args.limit, alexnet=not args.no_alexnet,
+                 log=lambda s: None if args.json else _note(s))
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
         return 0
@@ -619,6 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", metavar="DIR", help="int8 calibration images (default: 64 of --data)")
     p.add_argument("--threads", type=_positive_int, default=2, help="intra-op threads for every runtime (default 2)")
     p.add_argument("--repeats", type=_positive_int, default=50, help="timed batch-1 runs per format (default 50)")
+    p.add_argument("--limit", type=_positive_int, help="accuracy on a fixed random subset of N images (default: all)")
     p.add_argument("--no-alexnet", action="store_true", help="skip the AlexNet baseline row")
     p.add_argument("--work-dir", help="where the ONNX files go (default ./bench-onnx)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")

@@ -60,12 +60,12 @@ def interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int, 
 
 
 def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibration: str | Path | None = None,
-          calibration_images: int = 64, threads: int = 2, repeats: int = 50, alexnet: bool = True,
+          calibration_images: int = 64, threads: int = 2, repeats: int = 50, alexnet: bool = True, limit: int | None = None,
           log: Callable[[str], None] = lambda s: None) -> list[BenchRow]:
     """Measure the formats; ONNX files are written to ``work_dir`` (kept: they are the deployable artefacts)."""
     torch.set_num_threads(threads)
     model = load_weights(weights).eval()
-    images, labels = load_images(model, data)
+    images, labels = load_images(model, data, limit)
     calib = load_images(model, calibration, calibration_images)[0] if calibration else images[:calibration_images]
     work = Path(work_dir)
     one = images[:1]
