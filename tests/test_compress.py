@@ -180,6 +180,8 @@ def test_quantize_shares_weights_and_centroid_gradient_is_sum_of_members() -> No
         assert values.numel() <= (4 if path == "classifier.1" else 8), path
     with pytest.raises(ValueError, match="whole numbers from 1 to 16"):
         parse_bits("0", model)
+    with pytest.raises(ValueError, match="20 bits for fire2/squeeze;"):  # the paper's name, not the module path
+        parse_bits("4,fire2/squeeze=20", model)
 
 
 def test_fine_tuning_problems_are_refused_before_any_work(tmp_path) -> None:
@@ -247,6 +249,10 @@ def test_sensitivity_table_and_plot(tmp_path) -> None:
     assert min(min(s) for s in result.top1.values()) < 1.0  # pruning a layer to 1% changes some answers
     png = plot_sensitivity(result, tmp_path / "s.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_sensitivity(result, tmp_path / "s.svg").read_text().lstrip().startswith("<?xml")
+    with pytest.raises(ValueError, match="written as .png, .svg, .pdf"):
+        plot_sensitivity(result, tmp_path / "s.txt")
+    assert not (tmp_path / "s.txt").exists()
 
 
 @pytest.mark.slow

@@ -295,10 +295,12 @@ def _note(message: str) -> None:
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
-    from .compress.sensitivity import plot_sensitivity, sensitivity
+    from .compress.sensitivity import PLOT_SUFFIXES, plot_sensitivity, sensitivity
     from .inference.preloaded import load_images
     from .weights import load_weights
 
+    if Path(args.output).suffix.lower() not in PLOT_SUFFIXES:  # before minutes of measuring, not after
+        raise ValueError(f"{args.output}: the plot is written as {', '.join(PLOT_SUFFIXES)}; name the file accordingly")
     densities = [float(d) for d in args.densities.split(",") if d.strip()]
     model = load_weights(args.weights)
     images, labels = load_images(model, args.data, args.limit)
@@ -585,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
             "as a grid: 26 curves cannot be told apart). Guides per-layer --density targets.")
     p.add_argument("-w", "--weights", required=True, help=weights_help)
     p.add_argument("-d", "--data", required=True, help="labelled image folder (as for `squeezenet eval`)")
-    p.add_argument("-o", "--output", required=True, help="heat map file (.png)")
+    p.add_argument("-o", "--output", required=True, help="heat map file (.png, .svg or .pdf)")
     p.add_argument("--densities", default="0.8,0.6,0.4,0.3,0.2,0.1,0.05", help="comma-separated densities")
     p.add_argument("--limit", type=_positive_int, help="use a fixed random subset of N images")
     p.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .kmeans import Init, assign, kmeans_1d
-from .layers import layer_values, prunable_layers
+from .layers import layer_values, paper_layer_names, prunable_layers
 from .prune import remove_masks
 
 MAX_BITS = 16
@@ -48,10 +48,11 @@ class LayerQuantization:
 def parse_bits(spec: str | int | Mapping[str, int], model: nn.Module, default: int = 8) -> dict[str, int]:
     """Bits per layer from ``6`` or ``"6,conv1=8,conv10=8"`` (paper names or module paths)."""
     bits: dict[str, int] = {}
+    names = paper_layer_names(model)
     for path, value in layer_values(spec if not isinstance(spec, int) else float(spec), model, "bits").items():
         b = default if value is None else value
         if b != int(b) or not 1 <= b <= MAX_BITS:
-            raise ValueError(f"--bits: {b} bits for {path}; use whole numbers from 1 to {MAX_BITS}")
+            raise ValueError(f"--bits: {b:g} bits for {names.get(path, path)}; use whole numbers from 1 to {MAX_BITS}")
         bits[path] = int(b)
     return bits
 

@@ -17,6 +17,8 @@ from torch.nn.utils import parametrize
 from .layers import paper_layer_names, prunable_layers
 from .prune import magnitude_mask, set_mask
 
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
 
 @dataclass
 class Sensitivity:
@@ -66,12 +68,15 @@ def sensitivity(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, de
 
 
 def plot_sensitivity(result: Sensitivity, path: str | Path, title: str = "pruning sensitivity") -> Path:
-    """A layer x density heat map of the top-1 lost when only that layer is pruned, written atomically as PNG.
+    """A layer x density heat map of the top-1 lost when only that layer is pruned, written atomically
+    (PNG, SVG or PDF by the file's suffix).
 
     Han et al.'s Fig. 6 draws one line per layer; with SqueezeNet's 26 prunable layers such lines cannot
     be told apart, so each cell is coloured by the loss (points of top-1 below the unpruned model) and
     labelled with the top-1 itself.
     """
+    if Path(path).suffix.lower() not in PLOT_SUFFIXES:
+        raise ValueError(f"{path}: the plot is written as {', '.join(PLOT_SUFFIXES)}; name the file accordingly")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,6 +102,6 @@ def plot_sensitivity(result: Sensitivity, path: str | Path, title: str = "prunin
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format=path.suffix.lower().lstrip("."))
     plt.close(fig)
     return path
