@@ -295,12 +295,11 @@ def _note(message: str) -> None:
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
-    from .compress.sensitivity import PLOT_SUFFIXES, plot_sensitivity, sensitivity
+    from .compress.sensitivity import check_plot_path, plot_sensitivity, sensitivity
     from .inference.preloaded import load_images
     from .weights import load_weights
 
-    if Path(args.output).suffix.lower() not in PLOT_SUFFIXES:  # before minutes of measuring, not after
-        raise ValueError(f"{args.output}: the plot is written as {', '.join(PLOT_SUFFIXES)}; name the file accordingly")
+    check_plot_path(args.output)  # before minutes of measuring, not after
     densities = [float(d) for d in args.densities.split(",") if d.strip()]
     model = load_weights(args.weights)
     images, labels = load_images(model, args.data, args.limit)

@@ -20,6 +20,12 @@ from .prune import magnitude_mask, set_mask
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
+def check_plot_path(path: str | Path) -> None:
+    """``ValueError`` unless matplotlib will write ``path`` in the format its suffix names."""
+    if Path(path).suffix.lower() not in PLOT_SUFFIXES:
+        raise ValueError(f"{path}: the plot is written as {', '.join(PLOT_SUFFIXES)}; name the file accordingly")
+
+
 @dataclass
 class Sensitivity:
     densities: list[float]
@@ -75,8 +81,7 @@ def plot_sensitivity(result: Sensitivity, path: str | Path, title: str = "prunin
     be told apart, so each cell is coloured by the loss (points of top-1 below the unpruned model) and
     labelled with the top-1 itself.
     """
-    if Path(path).suffix.lower() not in PLOT_SUFFIXES:
-        raise ValueError(f"{path}: the plot is written as {', '.join(PLOT_SUFFIXES)}; name the file accordingly")
+    check_plot_path(path)
     import matplotlib
 
     matplotlib.use("Agg")
