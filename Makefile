@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.stamp-run: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install -q -c constraints.txt -e .
+	$(PIP) install -q -c constraints.txt -e '.[all]'
 	touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml constraints.txt | $(BIN)/python
@@ -28,11 +28,12 @@ test: $(VENV)/.stamp-dev
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src
 
 lock: $(VENV)/.stamp-dev
 	{ echo "# Exact versions used by make/CI (pip -c). Library users get the ranges in pyproject.toml."; \
 	  echo "# Regenerate with: make lock"; \
-	  $(PIP) freeze --exclude-editable | grep -v '^squeezenet'; } > constraints.txt
+	  $(PIP) freeze --exclude-editable | grep -v '^squeezenet-toolkit'; } > constraints.txt
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -14,5 +14,5 @@ recipe = load_recipe("cifar10", {
     "model_options": {"batch_norm": False, "stem_pool": True, "dropout": 0.0},  # no BN: per-rank statistics would differ
     "data.limit_train": 256, "data.limit_val": 64,
 })
-result = train(recipe, "cifar10", run_dir, data_root=data_root, progress_bar=False, quiet=True)
+result = train(recipe, "cifar10", run_dir, data_root=data_root, progress_bar=False)
 torch.save(result.model.state_dict(), os.path.join(out_dir, f"rank{os.environ.get('RANK', '0')}.pt"))

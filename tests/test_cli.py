@@ -57,7 +57,7 @@ def test_info_on_weights_and_onnx_files(tmp_path, capsys):
     from squeezenet.weights import Preprocessing, save_weights
 
     model = create_model("squeezenet1_1_cifar", num_classes=10)
-    model.preprocessing = Preprocessing("cifar", resize=32, crop=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    model.meta = model.meta.replace(preprocessing=Preprocessing("cifar", resize=32, crop=32, mean=(0.5,) * 3, std=(0.25,) * 3))
     with torch.no_grad():
         model.features[0].weight[:32] = 0  # prune a known number of weights
     pruned = model.features[0].weight[:32].numel()
@@ -115,3 +115,73 @@ def test_console_script_exit_codes():
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and len(bad.stderr.splitlines()) == 1
     usage = subprocess.run([exe, "info"], capture_output=True, text=True)
     assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+# --- the error policy: user errors are one line, bugs keep their traceback -----------------------------------
+
+def test_a_bug_inside_a_command_shows_its_traceback(monkeypatch):
+    import squeezenet.models
+
+    def broken(pattern="*"):
+        raise KeyError("a bug, not a user error")
+
+    monkeypatch.setattr(squeezenet.models, "list_models", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["models"])
+
+
+def test_a_bug_in_a_subprocess_prints_a_traceback_and_a_bad_input_one_line():
+    code = ("import sys, squeezenet.models as m\n"
+            "m.list_models = lambda pattern='*': {}['missing']\n"
+            "from squeezenet.cli import main\nsys.exit(main(sys.argv[1:]))")
+    bug = subprocess.run([sys.executable, "-c", code, "models"], capture_output=True, text=True)
+    assert bug.returncode == 1 and "Traceback" in bug.stderr and "KeyError: 'missing'" in bug.stderr
+    bad = subprocess.run([sys.executable, "-c", code, "info", "squeezenet9"], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "unknown model" in bad.stderr
+
+
+def test_library_parameter_names_become_this_verbs_flags():
+    from squeezenet.cli.main import build_parser, flag_spelling
+
+    parser, _ = build_parser()
+    compress = parser._subparsers._group_actions[0].choices["compress"]  # type: ignore[union-attr]
+    message = ("x holds an unfinished compression; pass resume=True to continue it, or choose another work_dir=; "
+               "needs training data (data=); use limit=3 or fewer")
+    assert flag_spelling(message, compress) == ("x holds an unfinished compression; pass --resume to continue it, or "
+                                                "choose another --work-dir; needs training data (--data); use limit=3 "
+                                                "or fewer")  # compress has no --limit: left as the library says it
+    sensitivity = parser._subparsers._group_actions[0].choices["sensitivity"]  # type: ignore[union-attr]
+    assert flag_spelling("use limit=3 or fewer", sensitivity) == "use --limit 3 or fewer"
+    assert flag_spelling("data_root=/x and mydata=1", compress) == "--data-root /x and mydata=1"
+
+
+def test_a_verb_whose_extra_is_missing_names_it_even_for_help(monkeypatch, capsys):
+    import squeezenet.common.extras as extras
+
+    real = extras.find_spec
+    monkeypatch.setattr(extras, "find_spec", lambda name: None if name == "lightning" else real(name))
+    for argv in (["train", "--help"], ["demo", "-o", "x"], ["recipes"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "[train] extra" in err and "pip install 'squeezenet-toolkit[train]'" in err
+    assert main(["models", "squeezenet1_1"]) == 0  # the core verbs do not care
+    from squeezenet.errors import MissingExtraError
+
+    with pytest.raises(MissingExtraError, match=r"squeezenet.train needs the \[train\] extra"):
+        import squeezenet.train as train_package
+
+        train_package.__dict__.pop("train", None)
+        train_package.train  # noqa: B018  (the lazy attribute checks the extra)
+
+
+def test_warnings_are_logged_as_one_line_each(tmp_path, capsys):
+    """Library warnings reach the terminal through the CLI's logging handler, unwrapped however long."""
+    import logging
+
+    from squeezenet.cli.main import setup_logging
+
+    setup_logging(quiet=False)
+    logging.getLogger("squeezenet.test").warning("w" * 300)
+    logging.getLogger("squeezenet.test").info("an info line")
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["squeezenet: warning: " + "w" * 300, "an info line"]

@@ -26,10 +26,9 @@ from squeezenet.compress import (
     remove_sharing,
 )
 from squeezenet.compress.kmeans import assign, optimal_centroids
-from squeezenet.compress.layers import paper_layer_names, prunable_layers
 from squeezenet.compress.prune import apply_counts, gradual_fraction
 from squeezenet.compress.sensitivity import plot_sensitivity, sensitivity
-from squeezenet.models import create_model, effective_state_dict
+from squeezenet.models import create_model, effective_state_dict, paper_layer_names, prunable_layers
 from squeezenet.weights import load_weights, read_weights_file, save_weights
 
 
@@ -184,23 +183,25 @@ def test_quantize_shares_weights_and_centroid_gradient_is_sum_of_members() -> No
         parse_bits("4,fire2/squeeze=20", model)
 
 
-def test_fine_tuning_problems_are_refused_before_any_work(tmp_path) -> None:
+def test_fine_tuning_problems_are_refused_before_any_work(tmp_path, caplog) -> None:
+    import logging
+
     from squeezenet.compress import compress_model
     from squeezenet.weights import CAFFE, Preprocessing
 
     model = _model()
-    model.preprocessing = CAFFE  # BGR 0..255: the trainer cannot fine-tune it
+    model.meta = model.meta.replace(preprocessing=CAFFE)  # BGR 0..255: the trainer cannot fine-tune it
     work = tmp_path / "runs"
     with pytest.raises(ValueError, match="RGB 0..1"):
         compress_model(model, CompressionSpec(density=0.5, bits=4, finetune_epochs=1), data="cifar10", work_dir=work)
-    model.preprocessing = Preprocessing("cifar", resize=32, crop=32, mean=(0.5,) * 3, std=(0.25,) * 3)
+    model.meta = model.meta.replace(preprocessing=Preprocessing("cifar", resize=32, crop=32, mean=(0.5,) * 3, std=(0.25,) * 3))
     with pytest.raises(ValueError, match="not a data folder"):
         compress_model(model, CompressionSpec(density=0.5, bits=4, finetune_epochs=1), data=str(tmp_path / "nowhere"),
                        work_dir=work)
     assert not work.exists()  # refused before the work directory was claimed, no pruning done
-    said: list[str] = []
-    compress_model(model, CompressionSpec(density=0.5, bits=2), data="cifar10", log=said.append)
-    assert any("only used for fine-tuning" in line for line in said)
+    with caplog.at_level(logging.WARNING, logger="squeezenet"):
+        compress_model(model, CompressionSpec(density=0.5, bits=2), data="cifar10")
+    assert any("only used for fine-tuning" in r.getMessage() for r in caplog.records)
 
 
 def test_fold_batch_norm_same_function_plain_architecture() -> None:
@@ -220,11 +221,11 @@ def test_fold_batch_norm_same_function_plain_architecture() -> None:
 
 def test_post_training_compression_writes_a_loadable_sqz(tmp_path) -> None:
     model = _model(batch_norm=True).eval()
-    model.class_names = [f"c{i}" for i in range(10)]
+    model.meta = model.meta.replace(classes=[f"c{i}" for i in range(10)])
     from squeezenet.weights import Preprocessing
 
-    model.preprocessing = Preprocessing("cifar", resize=32, crop=32, mean=(0.5,) * 3, std=(0.25,) * 3)
-    compressed, log = compress_model(model, CompressionSpec(density="0.3,conv1=1", bits=4), log=lambda s: None)
+    model.meta = model.meta.replace(preprocessing=Preprocessing("cifar", resize=32, crop=32, mean=(0.5,) * 3, std=(0.25,) * 3))
+    compressed, log = compress_model(model, CompressionSpec(density="0.3,conv1=1", bits=4))
     path = save_weights(compressed, tmp_path / "m.sqz")
     loaded = load_weights(path)
     x = torch.randn(2, 3, 32, 32)
@@ -234,7 +235,7 @@ def test_post_training_compression_writes_a_loadable_sqz(tmp_path) -> None:
     assert log.densities[_path(compressed, "fire2/squeeze")] == pytest.approx(0.3, abs=1e-3)
     fp32 = 4 * sum(v.numel() for v in model.state_dict().values() if v.is_floating_point())
     assert path.stat().st_size < fp32 / 15
-    assert loaded.class_names == model.class_names and loaded.preprocessing == model.preprocessing
+    assert loaded.meta.classes == model.meta.classes and loaded.meta.preprocessing == model.meta.preprocessing
 
 
 def test_sensitivity_table_and_plot(tmp_path) -> None:
@@ -304,8 +305,9 @@ def _cifar_base(path) -> None:
     from squeezenet.weights import Preprocessing
 
     model = _model(batch_norm=True, stem_pool=True)
-    model.class_names = list(CIFAR10_CLASSES)
-    model.preprocessing = Preprocessing("cifar10", resize=32, crop=32, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    model.meta = model.meta.replace(classes=list(CIFAR10_CLASSES))
+    model.meta = model.meta.replace(
+        preprocessing=Preprocessing("cifar10", resize=32, crop=32, mean=CIFAR10_MEAN, std=CIFAR10_STD))
     save_weights(model, path)
 
 

@@ -86,8 +86,8 @@ def test_release_density_and_sharing(decoded):
 def test_net_loads_as_caffe_v1_0_with_caffe_preprocessing(net_path):
     model = load_weights(net_path)
     assert model.config.classifier_padding == 1 and model.config.stem.kernel_size == 7
-    assert model.preprocessing.name == "caffe" and model.preprocessing.channel_order == "BGR"
-    assert model.class_names[0] == "tench" and len(model.class_names) == 1000
+    assert model.meta.preprocessing.name == "caffe" and model.meta.preprocessing.channel_order == "BGR"
+    assert model.meta.classes[0] == "tench" and len(model.meta.classes) == 1000
 
 
 @pytest.mark.parametrize("cut", [0, 50, 104, 105, 2000, RELEASE_SIZE // 2, RELEASE_SIZE - 1])

@@ -63,16 +63,16 @@ def test_eval_maps_folders_to_a_trained_models_class_names(tmp_path):
     from PIL import Image
 
     model = create_model("squeezenet1_1_cifar", num_classes=3).eval()
-    model.class_names = ["cat", "dog", "frog"]
+    model.meta = model.meta.replace(classes=["cat", "dog", "frog"])
     from squeezenet.weights import Preprocessing
 
-    model.preprocessing = Preprocessing("cifar", 32, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    model.meta = model.meta.replace(preprocessing=Preprocessing("cifar", 32, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
     for cls in ["dog", "frog"]:  # a subset of the classes, so sorted-folder order would be wrong
         (tmp_path / cls).mkdir()
         Image.fromarray(torch.randint(0, 255, (32, 32, 3), dtype=torch.uint8).numpy()).save(tmp_path / cls / "a.png")
     from squeezenet.data import list_labelled_images
 
-    found = list_labelled_images(tmp_path, class_names=model.class_names)
+    found = list_labelled_images(tmp_path, class_names=model.meta.classes)
     assert sorted(label for _, label in found.samples) == [1, 2]
     assert evaluate(model, tmp_path, progress=False).n == 2
 
@@ -107,6 +107,13 @@ def test_predict_is_independent_of_batching(dc_model, small_flat_folder):
         assert all(abs(x - y) < 1e-5 for (_, _, x), (_, _, y) in zip(a.top, b.top))
 
 
+def _same_top(a, b) -> bool:
+    """Same classes in the same order, probabilities equal up to float rounding: batch size and kernel choice
+    (AVX-512, AMX...) change the last bits."""
+    return [(i, n) for i, n, _ in a] == [(i, n) for i, n, _ in b] and all(
+        abs(x - y) <= 1e-5 for (_, _, x), (_, _, y) in zip(a, b))
+
+
 def test_predict_on_folders_and_pil_images_matches_files(dc_model, small_flat_folder, tmp_path):
     from PIL import Image
 
@@ -118,17 +125,18 @@ def test_predict_on_folders_and_pil_images_matches_files(dc_model, small_flat_fo
     by_file = predict(dc_model, files, topk=3)
     by_folder = predict(dc_model, [small_flat_folder], topk=3)
     assert [r.image for r in by_folder] == [str(p) for p in files]
-    assert [(r.top, r.error) for r in by_folder] == [(r.top, r.error) for r in by_file]
+    assert [r.error for r in by_folder] == [r.error for r in by_file]
+    assert all(_same_top(a.top, b.top) for a, b in zip(by_folder, by_file))
 
     with Image.open(small_flat_folder / "n01843383_toucan.JPEG") as img:
         from_pil = predict(dc_model, [img.copy()], topk=3)[0]
     assert from_pil.image == "<image 0>"
-    assert from_pil.top == next(r.top for r in by_file if r.image.endswith("toucan.JPEG"))
+    assert _same_top(from_pil.top, next(r.top for r in by_file if r.image.endswith("toucan.JPEG")))
     import numpy as np
 
     with Image.open(small_flat_folder / "n01843383_toucan.JPEG") as img:
         frame = np.asarray(img.convert("RGB"))
-    assert predict(dc_model, [frame], topk=3)[0].top == from_pil.top
+    assert _same_top(predict(dc_model, [frame], topk=3)[0].top, from_pil.top)
     with pytest.raises(ValueError, match="uint8"):
         predict(dc_model, [frame.astype(np.float32)])
 
@@ -150,8 +158,7 @@ def test_predict_decodes_one_batch_at_a_time(dc_model, small_flat_folder, monkey
     class Spy(torch.nn.Module):  # the model, noting how many images were decoded before each forward
         def __init__(self):
             super().__init__()
-            self.inner, self.num_classes = dc_model, dc_model.num_classes
-            self.preprocessing, self.class_names = dc_model.preprocessing, dc_model.class_names
+            self.inner, self.meta = dc_model, dc_model.meta
 
         def forward(self, x):
             decoded_before_each_call.append(len(decoded))
@@ -218,7 +225,7 @@ def test_preloading_too_many_images_is_refused_before_decoding(dc_model, small_f
     data_module = importlib.import_module("squeezenet.data.images")
     real_load = data_module.load_rgb_image
     monkeypatch.setattr(data_module, "load_rgb_image", lambda path: decoded.append(path) or real_load(path))
-    with pytest.raises(ValueError, match=r"5 images of 227x227 would take .* use --limit 3 or fewer"):
+    with pytest.raises(ValueError, match=r"5 images of 227x227 would take .* use limit=3 or fewer"):
         load_images(dc_model, small_flat_folder, max_bytes=3 * per_image + 1)
     assert decoded == []  # nothing decoded before the refusal
     images, labels = load_images(dc_model, small_flat_folder, limit=3, max_bytes=3 * per_image + 1)

@@ -180,7 +180,9 @@ def test_config_round_trips_through_json():
 @pytest.mark.parametrize(
     "data, match",
     [({"arch": "resnet"}, "unknown architecture"), ({"arch": "squeezenet", "fires": [], "bogus": 1}, "unknown"),
-     ({"arch": "squeezenet"}, "malformed"), ({"arch": "squeezenet", "fires": [{"squeeze": 1}]}, "malformed"),
+     ({"arch": "squeezenet"}, "missing field fires"), ({"arch": "squeezenet", "fires": [{"squeeze": 1}]}, "missing field"),
+     ({"arch": "squeezenet", "fires": [{"squeeze": 1.5, "expand1x1": 1, "expand3x3": 1}]}, "whole number"),
+     ({"arch": "squeezenet", "version": 2, "fires": []}, "newer squeezenet"),
      ({"arch": "squeezenet", "fires": [{"squeeze": 1, "expand1x1": 1, "expand3x3": 1}], "pool_after": [5]},
       "pool_after")],
 )

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import require_shared
-from squeezenet.models import create_model
-from squeezenet.weights import WeightsMeta, load_weights, read_weights_file, save_weights, write_weights_file
+from squeezenet.models import ModelMeta, create_model
+from squeezenet.weights import load_weights, read_weights_file, save_weights, write_weights_file
 from squeezenet.weights.coding import ByteReader, bernoulli, decode_stream, encode_stream
 from squeezenet.weights.files import read_sqz
 from squeezenet.weights.sqz import MAGIC, decode_sqz, encode_sqz
@@ -88,14 +88,14 @@ def test_sqz_is_lossless_bit_for_bit(tmp_path) -> None:
     model = create_model("squeezenet1_1_cifar")
     state = _shared_state()
     model.load_state_dict(state)
-    model.class_names = [f"c{i}" for i in range(10)]
+    model.meta = model.meta.replace(classes=[f"c{i}" for i in range(10)])
     path = save_weights(model, tmp_path / "m.sqz")
     loaded = read_weights_file(path)
     assert loaded.state_dict.keys() == state.keys()
     for k, v in state.items():
         assert torch.equal(_bits(loaded.state_dict[k]), _bits(v)), k
     assert torch.signbit(loaded.state_dict["features.0.weight"].view(-1)[0])
-    assert loaded.meta.classes == model.class_names
+    assert loaded.meta.classes == model.meta.classes
     fp32 = 4 * sum(v.numel() for v in state.values())
     assert path.stat().st_size < fp32 / 8  # 30% density, 16 centroids: far below fp32
 
@@ -123,14 +123,17 @@ def test_published_model_converts_under_545000_bytes_and_bit_exact(tmp_path) -> 
     assert a.keys() == b.keys()
     assert all(torch.equal(_bits(a[k]), _bits(b[k])) for k in a)
     model = load_weights(out)
-    assert model.preprocessing.name == "caffe" and model.class_names[0] == "tench"
+    assert model.meta.preprocessing.name == "caffe" and model.meta.classes[0] == "tench"
+
+
+def _meta() -> ModelMeta:
+    return ModelMeta.default(create_model("squeezenet1_1_cifar").config)
 
 
 def _file_with(header_edit, tmp_path) -> bytes:
     """A valid small .sqz whose JSON header was edited and re-checksummed (what only a forger produces)."""
     state = _shared_state()
-    meta = WeightsMeta(config=create_model("squeezenet1_1_cifar").config.to_dict())
-    data, _ = encode_sqz(state, json.loads(meta.to_json()))
+    data, _ = encode_sqz(state, _meta().to_dict())
     header_len = struct.unpack_from("<I", data, len(MAGIC) + 2)[0]
     start = len(MAGIC) + 6
     header = json.loads(zlib.decompress(data[start:start + header_len]))
@@ -142,10 +145,12 @@ def _file_with(header_edit, tmp_path) -> bytes:
 
 def _set_classes(header, n):
     header["meta"]["config"]["num_classes"] = n
+    header["meta"]["classes"] = None  # default names: n of them
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda h: _set_classes(h, 10**7), "shape"),  # a huge architecture: rejected before any allocation
+    (lambda h: _set_classes(h, 10**7), "num_classes"),  # a huge architecture: rejected before any allocation
+    (lambda h: _set_classes(h, 11), "shape"),
     (lambda h: h["tensors"].pop(), "do not match"),
     (lambda h: h["tensors"][0].update(kept=10**9), "do not fit"),
     (lambda h: h["side"].__setitem__(1, 10**12), "side data"),
@@ -162,8 +167,7 @@ def test_forged_headers_are_rejected_with_one_clear_error(tmp_path, edit, messag
 @pytest.fixture(scope="module")
 def small_sqz() -> bytes:
     state = _shared_state()
-    meta = WeightsMeta(config=create_model("squeezenet1_1_cifar").config.to_dict())
-    return encode_sqz(state, json.loads(meta.to_json()))[0]
+    return encode_sqz(state, _meta().to_dict())[0]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -212,7 +216,7 @@ def test_write_is_atomic_on_failure(tmp_path) -> None:
     path = tmp_path / "keep.sqz"
     path.write_bytes(b"previous")
     with pytest.raises(ValueError, match="non-finite"):
-        write_weights_file(path, {"w": torch.tensor([[float("nan"), 1.0]])}, WeightsMeta())
+        write_weights_file(path, {"w": torch.tensor([[float("nan"), 1.0]])}, _meta())
     assert path.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.sqz"]
 
@@ -224,8 +228,8 @@ def test_written_files_get_the_usual_permissions(tmp_path, umask) -> None:
 
     old = os.umask(umask)
     try:  # mkstemp alone would leave every file we write readable by its owner only
-        write_weights_file(tmp_path / "w.sqz", {"w": torch.ones(2, 2)}, WeightsMeta())
-        write_weights_file(tmp_path / "w.safetensors", {"w": torch.ones(2, 2)}, WeightsMeta())
+        write_weights_file(tmp_path / "w.sqz", {"w": torch.ones(2, 2)}, _meta())
+        write_weights_file(tmp_path / "w.safetensors", {"w": torch.ones(2, 2)}, _meta())
     finally:
         os.umask(old)
     for name in ("w.sqz", "w.safetensors"):

@@ -49,9 +49,9 @@ def test_run_directory_is_complete_and_weights_are_usable(tmp_path, data_root, c
     assert metrics["images_per_s"] > 0 and metrics["train_time_s"] > 0
 
     model = load_weights(run / "best.safetensors")  # no flags: architecture, preprocessing, classes inside
-    assert model.class_names[:2] == ["airplane", "automobile"] and model.preprocessing.crop == 32
+    assert model.meta.classes[:2] == ("airplane", "automobile") and model.meta.preprocessing.crop == 32
     test = tmp_path / "test"
-    for cls in model.class_names:  # eval the exported file on a small real test folder
+    for cls in model.meta.classes:  # eval the exported file on a small real test folder
         (test / cls).mkdir(parents=True)
         for f in sorted((Path(data_root) / "cifar10" / "test" / cls).iterdir())[:3]:
             shutil.copy(f, test / cls / f.name)
@@ -137,7 +137,7 @@ def test_demo_summary_on_a_small_subset(tmp_path, data_root, capsys):
     from squeezenet.demo import print_demo, run_demo
 
     small = {"time_budget_s": None, "data.limit_train": 512, "data.limit_val": 128}
-    result = run_demo(tmp_path / "demo", data_root=data_root, quiet=True, overrides={"epochs": 1, **small},
+    result = run_demo(tmp_path / "demo", data_root=data_root, progress=False, overrides={"epochs": 1, **small},
                       compress_overrides=small, prune_epochs=1)
     assert result.test_images == 5000  # the exported weights are evaluated on the whole test folder
     assert result.params == 730_570 and result.fp32_bytes >= 4 * result.params
@@ -152,7 +152,7 @@ def test_demo_summary_on_a_small_subset(tmp_path, data_root, capsys):
     # resuming a finished demo keeps its training and compression: the same files, nothing trained again
     sqz_bytes = compressed.file.read_bytes()
     best_mtime = (tmp_path / "demo" / "best.safetensors").stat().st_mtime_ns
-    again = run_demo(tmp_path / "demo", data_root=data_root, quiet=True, resume=True, compress_overrides=small,
+    again = run_demo(tmp_path / "demo", data_root=data_root, progress=False, resume=True, compress_overrides=small,
                      prune_epochs=1)
     assert (tmp_path / "demo" / "best.safetensors").stat().st_mtime_ns == best_mtime
     assert again.rows[1].file.read_bytes() == sqz_bytes

@@ -203,3 +203,17 @@ def test_tensorboard_log_drops_the_interrupted_steps_on_resume(tmp_path) -> None
 
     assert scalars(purge_step=20) == [(9, 2.0), (19, 1.5), (29, 1.1)]
     assert scalars(purge_step=None) == [(9, 2.0), (19, 1.5), (29, 1.2), (29, 1.1)]  # without it: step 29 twice
+
+
+def test_final_validation_after_a_budget_stop_is_drawn_at_the_last_trained_epoch(tmp_path):
+    """A budget stop mid-epoch 3 (0-based 2): Lightning logs the final validation under epoch 3, never trained."""
+    from squeezenet.train.plots import align_final_validation, plot_curves, read_epoch_metrics
+
+    csv = tmp_path / "metrics.csv"
+    csv.write_text("epoch,step,train/loss_epoch,train/acc,val/top1,lr\n"
+                   "0,9,2.0,0.3,0.35,0.1\n1,19,1.5,0.5,0.52,0.05\n2,24,1.2,0.6,,0.01\n3,24,,,0.61,\n")
+    aligned = align_final_validation(read_epoch_metrics(csv))
+    assert sorted(aligned["val/top1"]) == [0, 1, 2] and aligned["val/top1"][2] == 0.61
+    assert sorted(aligned["train/loss"]) == [0, 1, 2] and aligned["lr"] == {0: 0.1, 1: 0.05, 2: 0.01}
+    png = plot_curves(csv, tmp_path / "curves.png", "t")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -61,7 +61,7 @@ def test_preprocessing_round_trip_and_validation():
     assert Preprocessing.from_dict(CAFFE.to_dict()) == CAFFE
     with pytest.raises(ValueError, match="crop"):
         Preprocessing("x", resize=200, crop=224, mean=(0, 0, 0), std=(1, 1, 1))
-    with pytest.raises(ValueError, match="unknown preprocessing fields"):
+    with pytest.raises(ValueError, match="unknown field"):
         Preprocessing.from_dict({**CAFFE.to_dict(), "gamma": 2})
 
 
@@ -74,7 +74,7 @@ def test_models_without_preprocessing_get_one_that_fits_their_stem(tmp_path):
     for name, kwargs, expected in (("squeezenet1_1_cifar", {}, CIFAR), ("squeezenet_design", {"small_stem": True}, CIFAR),
                                    ("squeezenet1_1", {}, TORCHVISION), ("squeezenet1_0", {"caffe_compat": True}, CAFFE)):
         save_weights(create_model(name, **kwargs), tmp_path / "m.safetensors")  # no .preprocessing set
-        assert load_weights(tmp_path / "m.safetensors").preprocessing == expected, name
+        assert load_weights(tmp_path / "m.safetensors").meta.preprocessing == expected, name
 
 
 # --- formats ----------------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def test_round_trip_is_bit_exact_and_self_describing(tmp_path, name, kwargs):
     for m in model.modules():  # make BN statistics non-trivial so they must survive too
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.normal_()
-    model.class_names = [f"c{i}" for i in range(model.num_classes)]
+    model.meta = model.meta.replace(classes=[f"c{i}" for i in range(model.num_classes)])
     a = save_weights(model, tmp_path / "a.safetensors")
     b = convert_weights(a, tmp_path / "b.pth")
     c = convert_weights(b, tmp_path / "c.pt")
@@ -94,7 +94,7 @@ def test_round_trip_is_bit_exact_and_self_describing(tmp_path, name, kwargs):
     for path in (a, b, c, d):
         loaded = load_weights(path)  # no flags: architecture and preprocessing come from the file
         assert loaded.config == model.config
-        assert loaded.class_names == model.class_names
+        assert loaded.meta.classes == model.meta.classes
         assert _bit_equal(loaded.state_dict(), model.state_dict())
     meta_a, meta_d = read_weights_file(a).meta, read_weights_file(d).meta
     assert meta_a.config == meta_d.config and meta_a.preprocessing == meta_d.preprocessing == TORCHVISION
@@ -114,7 +114,7 @@ def test_plain_torchvision_files_are_recognised(tmp_path, name):
     reference = getattr(torchvision.models, name)(num_classes=12).eval()
     torch.save(reference.state_dict(), tmp_path / "tv.pth")
     model = load_weights(tmp_path / "tv.pth")
-    assert model.preprocessing == TORCHVISION and model.num_classes == 12
+    assert model.meta.preprocessing == TORCHVISION and model.num_classes == 12
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), rtol=0, atol=1e-6)
@@ -201,7 +201,7 @@ def test_named_weights_load_from_hub_cache(tmp_path, monkeypatch):
     entry.cache_path().parent.mkdir(parents=True)
     torch.save(reference.state_dict(), entry.cache_path())
     model = load_weights("squeezenet1_1.tv_in1k")
-    assert model.preprocessing == TORCHVISION
+    assert model.meta.preprocessing == TORCHVISION
     assert _bit_equal(model.state_dict(), reference.state_dict())
 
 

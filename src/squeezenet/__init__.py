@@ -12,7 +12,7 @@ from importlib.metadata import version as _version
 from typing import TYPE_CHECKING, Any
 
 try:
-    __version__ = _version("squeezenet")
+    __version__ = _version("squeezenet-toolkit")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
@@ -20,9 +20,12 @@ _EXPORTS = {
     "Fire": "squeezenet.models",
     "SqueezeNet": "squeezenet.models",
     "SqueezeNetConfig": "squeezenet.models",
-    "create_model": "squeezenet.models",
+    "create_model": "squeezenet.weights",
     "list_models": "squeezenet.models",
     "model_from_config": "squeezenet.models",
+    "ModelMeta": "squeezenet.models",
+    "Preprocessing": "squeezenet.models",
+    "SqueezeNetError": "squeezenet.errors",
     "architecture_report": "squeezenet.report",
     "load_weights": "squeezenet.weights",
     "save_weights": "squeezenet.weights",
@@ -33,9 +36,10 @@ __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
     from .deploy import Classifier  # noqa: F401
-    from .models import Fire, SqueezeNet, SqueezeNetConfig, create_model, list_models, model_from_config  # noqa: F401
+    from .errors import SqueezeNetError  # noqa: F401
+    from .models import Fire, ModelMeta, Preprocessing, SqueezeNet, SqueezeNetConfig, list_models, model_from_config  # noqa: F401
     from .report import architecture_report  # noqa: F401
-    from .weights import load_weights, save_weights  # noqa: F401
+    from .weights import create_model, load_weights, save_weights  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

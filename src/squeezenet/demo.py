@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .data.training import default_data_root
 from .inference import evaluate
+from .report.compression import ALEXNET_BYTES
 from .train import Recipe, load_recipe, load_run, train
 from .weights import load_weights
 
@@ -24,7 +25,6 @@ DEMO_DENSITY = "0.08,conv1=0.5,conv10=0.3,*/squeeze=0.25,*/expand1x1=0.15"
 DEMO_BITS = 4
 DEMO_PRUNE_EPOCHS = 8
 DEMO_LR = 0.05
-ALEXNET_BYTES = 240_000_000
 
 
 @dataclass
@@ -59,31 +59,33 @@ class DemoResult:
 
 
 def run_demo(run_dir: str | Path, *, epochs: int | None = None, data_root: str | Path | None = None,
-             quiet: bool = False, overrides: dict | None = None, compress: bool = True,
+             progress: bool = True, overrides: dict | None = None, compress: bool = True,
              compress_overrides: dict | None = None, prune_epochs: int = DEMO_PRUNE_EPOCHS,
              resume: bool = False) -> DemoResult:
     """``resume``: continue a killed demo in ``run_dir`` (its recorded recipe; a finished training is kept,
-    an unfinished one continues from its last epoch, and so does the compression)."""
+    an unfinished one continues from its last epoch, and so does the compression). ``progress=False``: no
+    progress bars (steps are still logged, logger ``squeezenet``)."""
+    bar = None if progress else False
     run_dir = Path(run_dir)
     start = time.perf_counter()
     if resume:
         recipe = Recipe.from_dict(load_run(run_dir)["recipe"], f"{run_dir}/run.json").validate()
         done = run_dir / "metrics.json"
         metrics = (json.loads(done.read_text()) if done.is_file()
-                   else train(recipe, "cifar10", run_dir, data_root=data_root, quiet=quiet, resume=True).metrics)
+                   else train(recipe, "cifar10", run_dir, data_root=data_root, progress_bar=bar, resume=True).metrics)
     else:
         overrides = dict(overrides or {})
         if epochs:
             overrides["epochs"] = epochs
         recipe = load_recipe("cifar10", overrides)
-        metrics = train(recipe, "cifar10", run_dir, data_root=data_root, quiet=quiet).metrics
+        metrics = train(recipe, "cifar10", run_dir, data_root=data_root, progress_bar=bar).metrics
     train_time = metrics["train_time_s"] if resume else time.perf_counter() - start  # resumed: the run's total
     test_dir = Path(data_root or default_data_root()) / "cifar10" / "test"
 
     def measure(name: str, path: Path) -> DemoRow:
         model = load_weights(path)
         if test_dir.is_dir():
-            result = evaluate(model, test_dir, batch_size=500, progress=not quiet)
+            result = evaluate(model, test_dir, batch_size=500, progress=progress)
             top1, top5, n = result.top1, result.top5, result.n
         else:  # torchvision's binary CIFAR-10: the training run's own test-set evaluation
             top1, top5, n = metrics["best_top1"], float("nan"), metrics["val_images"]
@@ -103,8 +105,8 @@ def run_demo(run_dir: str | Path, *, epochs: int | None = None, data_root: str |
         spec = CompressionSpec(density=DEMO_DENSITY, bits=DEMO_BITS, finetune_epochs=prune_epochs, lr=DEMO_LR,
                                overrides=dict(compress_overrides or {}))
         work = run_dir / "compress"
-        compressed, _ = compress_model(model, spec, data="cifar10", data_root=data_root, work_dir=work, quiet=quiet,
-                                       resume=resume and (work / STATE_FILE).is_file(), log=(lambda s: None) if quiet else None)
+        compressed, _ = compress_model(model, spec, data="cifar10", data_root=data_root, work_dir=work,
+                                       progress_bar=bar, resume=resume and (work / STATE_FILE).is_file())
         sqz = save_weights(compressed, run_dir / "model.sqz", source="squeezenet demo")
         rows.append(measure("Deep Compression (.sqz)", sqz))
     return DemoResult(recipe.model, params, 4 * floats, rows[0].images, train_time, time.perf_counter() - start,

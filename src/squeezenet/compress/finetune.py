@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_warn
-from torch import nn
 
+from ..errors import SqueezeNetError
+from ..models import Network
 from ..train import Recipe, apply_overrides, load_recipe, train
 from .prune import apply_counts, gradual_fraction
+
+logger = logging.getLogger(__name__)
 
 
 class GradualPruning(L.Callback):
@@ -50,12 +53,12 @@ class GradualPruning(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._last < 1.0:  # a time budget stopped training before the schedule ended
-            rank_zero_warn(f"pruning stopped {self._last:.0%} of the way to its target; the rest is pruned now, "
+            logger.warning(f"pruning stopped {self._last:.0%} of the way to its target; the rest is pruned now, "
                            "without fine-tuning: give it more epochs or time")
         apply_counts(pl_module.model, self.final)  # type: ignore[arg-type]
 
 
-def finetune_recipe(model: nn.Module, *, epochs: int, lr: float, base: str | None = None, optimizer: str = "sgd",
+def finetune_recipe(model: Network, *, epochs: int, lr: float, base: str | None = None, optimizer: str = "sgd",
                     weight_decay: float | None = None, time_budget_s: float | None = None,
                     overrides: Mapping[str, Any] | None = None) -> Recipe:
     """A short cosine run on the model's own input pipeline; ``overrides`` (dotted keys) come last.
@@ -63,12 +66,10 @@ def finetune_recipe(model: nn.Module, *, epochs: int, lr: float, base: str | Non
     The base recipe (``cifar10`` for small inputs, ``torchvision`` otherwise) gives augmentation,
     batch size and label smoothing; image size and normalisation come from the model's preprocessing.
     """
-    pre = getattr(model, "preprocessing", None)
-    if pre is None:
-        raise ValueError("fine-tuning needs a model with preprocessing (load it with squeezenet.weights.load_weights)")
+    pre = model.meta.preprocessing
     if pre.channel_order != "RGB" or pre.value_range != 1.0:
-        raise ValueError(f"fine-tuning supports RGB 0..1 preprocessing; this model's is {pre.name!r} "
-                         f"({pre.channel_order}, 0..{pre.value_range:g}): compress it without --data")
+        raise SqueezeNetError(f"fine-tuning supports RGB 0..1 preprocessing; this model's is {pre.name!r} "
+                              f"({pre.channel_order}, 0..{pre.value_range:g}): compress it without data")
     d = load_recipe(base or ("cifar10" if pre.crop <= 64 else "torchvision")).to_dict()
     d.update(name=f"{d['name']}-finetune", epochs=epochs, head_bias=0.0, time_budget_s=time_budget_s)
     d["optimizer"].update(name=optimizer, lr=lr)
@@ -79,13 +80,13 @@ def finetune_recipe(model: nn.Module, *, epochs: int, lr: float, base: str | Non
     return Recipe.from_dict(apply_overrides(d, overrides or {}), "fine-tuning recipe").validate()
 
 
-def finetune(model: nn.Module, data: str, run_dir: str | Path, recipe: Recipe, *, data_root: str | Path | None = None,
-             callbacks: list[L.Callback] | None = None, quiet: bool = False, resume: bool = False) -> dict:
+def finetune(model: Network, data: str, run_dir: str | Path, recipe: Recipe, *, data_root: str | Path | None = None,
+             callbacks: list[L.Callback] | None = None, progress_bar: bool | None = None, resume: bool = False) -> dict:
     """Fine-tune ``model`` in place (masks and shared weights stay enforced); returns the run's metrics.
 
     ``resume``: continue ``run_dir`` from its last epoch checkpoint; ``model`` must already carry the
     parametrizations that checkpoint holds (see :mod:`squeezenet.compress.workdir`)."""
-    result = train(recipe, data, run_dir, data_root=data_root, model=model, callbacks=callbacks, quiet=quiet,
-                   resume=resume)
+    result = train(recipe, data, run_dir, data_root=data_root, model=model, callbacks=callbacks,
+                   progress_bar=progress_bar, resume=resume)
     model.eval()
     return result.metrics

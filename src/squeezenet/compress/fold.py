@@ -12,7 +12,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from ..models import model_from_config
+from ..errors import SqueezeNetError
+from ..models import Network, model_from_config
 
 
 def _conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
@@ -27,15 +28,16 @@ def _conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | N
     return pairs
 
 
-def fold_batch_norm(model: nn.Module) -> nn.Module:
-    """A new model without batch-norm computing the same function (eval mode); returns ``model`` if it has none."""
-    config = getattr(model, "config", None)
-    if config is None or not getattr(config, "batch_norm", False):
+def fold_batch_norm(model: Network) -> Network:
+    """A new model without batch-norm computing the same function (eval mode), with the same meta but for
+    ``batch_norm``; returns ``model`` if it has none."""
+    config = model.meta.config
+    if not getattr(config, "batch_norm", False):  # AlexNet's config has no such field
         return model
-    plain = model_from_config(dataclasses.replace(config, batch_norm=False).to_dict())
+    plain: Network = model_from_config(dataclasses.replace(config, batch_norm=False))  # type: ignore[assignment]
     source, target = _conv_bn_pairs(model), _conv_bn_pairs(plain)
     if len(source) != len(target):
-        raise ValueError(f"cannot fold batch-norm: {len(source)} convolutions vs {len(target)} in the plain model")
+        raise SqueezeNetError(f"cannot fold batch-norm: {len(source)} convolutions vs {len(target)} in the plain model")
     with torch.no_grad():
         for (conv, bn), (dst, _) in zip(source, target):
             weight = conv.weight.detach().double()
@@ -46,7 +48,5 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
                 bias = bn.bias.double() + (bias - bn.running_mean.double()) * scale
             dst.weight.copy_(weight.float())
             dst.bias.copy_(bias.float())
-    for attr in ("preprocessing", "class_names"):
-        if hasattr(model, attr):
-            setattr(plain, attr, getattr(model, attr))
+    plain.meta = model.meta.replace(config=plain.config)
     return plain.eval()

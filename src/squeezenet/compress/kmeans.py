@@ -17,6 +17,8 @@ from typing import Literal
 
 import numpy as np
 
+from ..errors import SqueezeNetError
+
 Init = Literal["linear", "optimal"]
 MAX_DP_POINTS = 1024
 
@@ -66,7 +68,7 @@ def optimal_centroids(points: np.ndarray, weights: np.ndarray, k: int) -> np.nda
 def kmeans_1d(values: np.ndarray, k: int, init: Init = "linear", iterations: int = 50) -> np.ndarray:
     """At most ``k`` sorted float32 centroids for ``values``; their own values if there are no more than ``k``."""
     if k < 1:
-        raise ValueError(f"need at least one centroid, got {k}")
+        raise SqueezeNetError(f"need at least one centroid, got {k}")
     values = np.asarray(values, dtype=np.float64).ravel()
     if values.size == 0:
         return np.zeros(0, dtype=np.float32)
@@ -85,7 +87,7 @@ def kmeans_1d(values: np.ndarray, k: int, init: Init = "linear", iterations: int
             points = np.array([(distinct[g] * counts[g]).sum() for g in groups]) / mass
         start = optimal_centroids(points, mass, k)
     else:
-        raise ValueError(f"unknown k-means initialisation {init!r}; choose linear or optimal")
+        raise SqueezeNetError(f"unknown k-means initialisation {init!r}; choose linear or optimal")
     return lloyd(distinct, counts.astype(np.float64), start, iterations).astype(np.float32)
 
 

@@ -1,4 +1,4 @@
-"""Which layers compression acts on, their names, and per-layer settings from the command line."""
+"""Per-layer settings (``0.3,conv1=1,*/squeeze=0.25``) resolved to the layers compression acts on."""
 
 from __future__ import annotations
 
@@ -7,24 +7,8 @@ from collections.abc import Mapping
 
 from torch import nn
 
-
-def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Conv and linear layers by module path, in definition order: the weights compression touches."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-
-
-def paper_layer_names(model: nn.Module) -> dict[str, str]:
-    """Module path -> the paper's name (``features.3.squeeze`` -> ``fire2/squeeze``); the path if unknown."""
-    layers = prunable_layers(model)
-    names: dict[str, str] = {}
-    for paper, paths in getattr(model, "layer_names", {}).items():
-        for path in paths:
-            for name in layers:
-                if name == path:
-                    names[name] = paper
-                elif name.startswith(path + "."):
-                    names[name] = f"{paper}/{name[len(path) + 1:]}"
-    return {name: names.get(name, name) for name in layers}
+from ..errors import SqueezeNetError
+from ..models.layers import paper_layer_names, prunable_layers
 
 
 def layer_values(spec: str | float | Mapping[str, float], model: nn.Module, option: str) -> dict[str, float | None]:
@@ -45,7 +29,7 @@ def layer_values(spec: str | float | Mapping[str, float], model: nn.Module, opti
             try:
                 entries[key.strip() or "*"] = float(value)
             except ValueError:
-                raise ValueError(f"--{option} {spec!r}: {part!r} is not NUMBER or LAYER=NUMBER") from None
+                raise SqueezeNetError(f"{option}={spec!r}: {part!r} is not NUMBER or LAYER=NUMBER") from None
     paper = paper_layer_names(model)
     used: set[str] = set()
     values: dict[str, float | None] = {}
@@ -61,6 +45,6 @@ def layer_values(spec: str | float | Mapping[str, float], model: nn.Module, opti
                 break
     unknown = set(entries) - used - {"*"}
     if unknown:
-        raise ValueError(f"--{option}: no layer called {', '.join(sorted(unknown))} "
+        raise SqueezeNetError(f"{option}=: no layer called {', '.join(sorted(unknown))} "
                          f"(layers: {', '.join(dict.fromkeys(n.split('/')[0] for n in paper.values()))})")
     return values

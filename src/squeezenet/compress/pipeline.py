@@ -6,23 +6,24 @@ saving it as ``.sqz`` adds the entropy coding (see :mod:`squeezenet.weights.sqz`
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch import nn
 
+from ..common.extras import require_extra
 from ..data.training import resolve_data
-from .finetune import GradualPruning, finetune, finetune_recipe
+from ..errors import SqueezeNetError
+from ..models import Network, prunable_layers
 from .fold import fold_batch_norm
 from .kmeans import Init
-from .layers import prunable_layers
 from .prune import apply_counts, current_mask, keep_counts, parse_targets, prune, remove_masks, set_mask
 from .quantize import LayerQuantization, parse_bits, quantize, remove_sharing
 from .workdir import CompressionWorkDir, parametrized_layers
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,11 +47,11 @@ class CompressionSpec:
 
     def __post_init__(self) -> None:
         if self.density is not None and self.quality is not None:
-            raise ValueError("give a pruning density or a quality, not both")
+            raise SqueezeNetError("give a pruning density or a quality, not both")
         if self.finetune_epochs < 0 or (self.centroid_epochs or 0) < 0 or self.lr <= 0 or self.centroid_lr <= 0:
-            raise ValueError("fine-tuning epochs must be >= 0 and the learning rate > 0")
+            raise SqueezeNetError("fine-tuning epochs must be >= 0 and the learning rate > 0")
         if self.schedule not in ("gradual", "oneshot"):
-            raise ValueError(f"schedule must be gradual or oneshot, got {self.schedule!r}")
+            raise SqueezeNetError(f"schedule must be gradual or oneshot, got {self.schedule!r}")
 
 
 @dataclass
@@ -62,28 +63,31 @@ class CompressionLog:
     phases: list[dict] = field(default_factory=list)
 
 
-def compress_model(model: nn.Module, spec: CompressionSpec, *, data: str | None = None,
-                   data_root: str | Path | None = None, work_dir: str | Path | None = None, quiet: bool = False,
-                   resume: bool = False, log: Callable[[str], None] | None = None) -> tuple[nn.Module, CompressionLog]:
-    """Compress ``model`` (from :func:`squeezenet.weights.load_weights`); returns the compressed model.
+def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = None,
+                   data_root: str | Path | None = None, work_dir: str | Path | None = None,
+                   progress_bar: bool | None = None, resume: bool = False) -> tuple[Network, CompressionLog]:
+    """Compress ``model`` (from :func:`squeezenet.weights.load_weights`); returns the compressed model, whose
+    ``meta`` is the input's (but for ``batch_norm``, which is folded away). Progress is logged
+    (``logging.getLogger("squeezenet")``).
 
     ``data`` (a training dataset as ``squeezenet train`` takes it) enables fine-tuning; each phase
     writes a run directory under ``work_dir`` (logs, curves, epoch checkpoints) and its finished weights.
     ``resume``: continue a killed compression from ``work_dir`` (finished phases are skipped, an
     unfinished one continues from its last epoch checkpoint).
     """
-    say = log or (lambda text: print(text, file=sys.stderr))
     record = CompressionLog()
     tune = data is not None and spec.finetune_epochs > 0
     centroid_epochs = spec.centroid_epochs if spec.centroid_epochs is not None else (1 if tune else 0)
     if (spec.finetune_epochs or centroid_epochs) and data is None:
-        raise ValueError("fine-tuning needs training data (--data)")
+        raise SqueezeNetError("fine-tuning needs training data (data=)")
     if (tune or centroid_epochs) and work_dir is None:
-        raise ValueError("fine-tuning needs a work directory for its runs")
+        raise SqueezeNetError("fine-tuning needs a work directory for its runs")
     if data is not None and not (tune or centroid_epochs):
-        say("warning: --data is only used for fine-tuning; without --finetune-epochs or --centroid-epochs this is "
-            "post-training compression")
+        logger.warning("the training data is only used for fine-tuning; without fine-tuning or centroid epochs "
+                       "this is post-training compression")
     if tune or centroid_epochs:  # what fine-tuning will refuse, refused now rather than after pruning
+        require_extra("train", "fine-tuning during compression")
+        from .finetune import finetune, finetune_recipe
         finetune_recipe(model, epochs=max(1, spec.finetune_epochs), lr=spec.lr, base=spec.recipe, overrides=spec.overrides)
         if data != "cifar10":  # (cifar10 may still be downloaded)
             resolve_data(data, data_root, download=False)  # type: ignore[arg-type]
@@ -91,26 +95,26 @@ def compress_model(model: nn.Module, spec: CompressionSpec, *, data: str | None 
     if work is not None:
         work.claim(model, spec, data, resume=resume)  # type: ignore[arg-type]
     elif resume:
-        raise ValueError("only a compression with fine-tuning (--data) has anything to resume")
+        raise SqueezeNetError("only a compression with fine-tuning (data=) has anything to resume")
     init: Init = spec.init or ("linear" if centroid_epochs else "optimal")
 
     quantized = work.load_result("centroids") if work is not None else None
     if quantized is not None:
-        say(f"resuming: {work.result('centroids')} holds the finished compression")  # type: ignore[union-attr]
+        logger.info(f"resuming: {work.result('centroids')} holds the finished compression")  # type: ignore[union-attr]
         record.phases = [m for m in (work.metrics("prune"), work.metrics("centroids")) if m]  # type: ignore[union-attr]
         return _finish(quantized, parse_bits(spec.bits, quantized), record)
 
     target_spec = spec.density if spec.density is not None else spec.quality
     pruned = work.load_result("prune") if work is not None else None
     if pruned is not None:
-        say(f"resuming: pruned weights from {work.result('prune')}")  # type: ignore[union-attr]
+        logger.info(f"resuming: pruned weights from {work.result('prune')}")  # type: ignore[union-attr]
         model.load_state_dict(pruned.state_dict())
         record.phases.append({"phase": "prune", **(work.metrics("prune") or {})})  # type: ignore[union-attr]
     elif target_spec is not None:
         targets = parse_targets(target_spec, "density" if spec.density is not None else "quality", model)
         final = keep_counts(model, targets)
         if tune:
-            _prune_with_finetuning(model, spec, final, targets, data, data_root, work, quiet, say, record)  # type: ignore[arg-type]
+            _prune_with_finetuning(model, spec, final, targets, data, data_root, work, progress_bar, record)  # type: ignore[arg-type]
         else:
             prune(model, targets)
         remove_masks(model)
@@ -119,15 +123,15 @@ def compress_model(model: nn.Module, spec: CompressionSpec, *, data: str | None 
 
     plain = fold_batch_norm(model)
     bits = parse_bits(spec.bits, plain)
-    say(f"weight sharing: k-means ({init} initialisation)")
+    logger.info(f"weight sharing: k-means ({init} initialisation)")
     record.quantization = quantize(plain, bits, init=init)
     if centroid_epochs:
         recipe = finetune_recipe(plain, epochs=centroid_epochs, lr=spec.centroid_lr, base=spec.recipe, optimizer="adamw",
                                  weight_decay=0.0, time_budget_s=spec.budget_s, overrides=spec.overrides)
         checkpoint = work.checkpoint("centroids")  # type: ignore[union-attr]
-        say(f"{'resuming' if checkpoint else 'fine-tuning'} the centroids for {centroid_epochs} epoch(s)")
+        logger.info(f"{'resuming' if checkpoint else 'fine-tuning'} the centroids for {centroid_epochs} epoch(s)")
         metrics = finetune(plain, data, work.run_dir("centroids"), recipe, data_root=data_root,  # type: ignore[arg-type,union-attr]
-                           quiet=quiet, resume=checkpoint is not None)
+                           progress_bar=progress_bar, resume=checkpoint is not None)
         record.phases.append({"phase": "centroids", **metrics})
     remove_sharing(plain)
     if work is not None:
@@ -135,9 +139,11 @@ def compress_model(model: nn.Module, spec: CompressionSpec, *, data: str | None 
     return _finish(plain, bits, record)
 
 
-def _prune_with_finetuning(model: nn.Module, spec: CompressionSpec, final: dict[str, int], targets: dict, data: str,
-                           data_root: str | Path | None, work: CompressionWorkDir, quiet: bool,
-                           say: Callable[[str], None], record: CompressionLog) -> None:
+def _prune_with_finetuning(model: Network, spec: CompressionSpec, final: dict[str, int], targets: dict, data: str,
+                           data_root: str | Path | None, work: CompressionWorkDir, progress_bar: bool | None,
+                           record: CompressionLog) -> None:
+    from .finetune import GradualPruning, finetune, finetune_recipe
+
     recipe = finetune_recipe(model, epochs=spec.finetune_epochs, lr=spec.lr, base=spec.recipe,
                              time_budget_s=spec.budget_s, overrides=spec.overrides)
     callbacks = []
@@ -146,7 +152,7 @@ def _prune_with_finetuning(model: nn.Module, spec: CompressionSpec, final: dict[
         layers = prunable_layers(model)
         for path in parametrized_layers(checkpoint):
             if path not in layers:
-                raise ValueError(f"{checkpoint}: holds a mask for {path}, which is no prunable layer of this model")
+                raise SqueezeNetError(f"{checkpoint}: holds a mask for {path}, which is no prunable layer of this model")
             set_mask(layers[path], torch.ones_like(layers[path].weight, dtype=torch.bool))
     if spec.schedule == "gradual":
         # every mask exists (all ones) before training starts: installing one later swaps a module's class and
@@ -158,15 +164,15 @@ def _prune_with_finetuning(model: nn.Module, spec: CompressionSpec, final: dict[
         callbacks.append(GradualPruning({p: m.weight.numel() for p, m in prunable_layers(model).items()}, final))
     elif checkpoint is None:
         prune(model, targets)
-    say(f"{'resuming' if checkpoint else 'starting'} pruning ({spec.schedule}) with {spec.finetune_epochs} epochs "
+    logger.info(f"{'resuming' if checkpoint else 'starting'} pruning ({spec.schedule}) with {spec.finetune_epochs} epochs "
         "of fine-tuning")
     metrics = finetune(model, data, work.run_dir("prune"), recipe, data_root=data_root, callbacks=callbacks,
-                       quiet=quiet, resume=checkpoint is not None)
+                       progress_bar=progress_bar, resume=checkpoint is not None)
     apply_counts(model, final)  # a budget, or a resume with nothing left to train, may end before the schedule does
     record.phases.append({"phase": "prune", **metrics})
 
 
-def _finish(plain: nn.Module, bits: dict[str, int], record: CompressionLog) -> tuple[nn.Module, CompressionLog]:
+def _finish(plain: Network, bits: dict[str, int], record: CompressionLog) -> tuple[Network, CompressionLog]:
     layers = prunable_layers(plain)
     record.densities = {p: float((m.weight != 0).float().mean()) for p, m in layers.items()}
     if not record.quantization:  # resumed from the finished weights: read the sharing back from them

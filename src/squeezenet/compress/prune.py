@@ -15,7 +15,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .layers import layer_values, prunable_layers
+from ..errors import SqueezeNetError
+from ..models import prunable_layers
+from .layers import layer_values
 
 
 class PruningMask(nn.Module):
@@ -38,11 +40,11 @@ class Target:
 
     def __post_init__(self) -> None:
         if (self.density is None) == (self.quality is None):
-            raise ValueError("a pruning target is a density or a quality, not both")
+            raise SqueezeNetError("a pruning target is a density or a quality, not both")
         if self.density is not None and not 0.0 < self.density <= 1.0:
-            raise ValueError(f"density must be in (0, 1], got {self.density}")
+            raise SqueezeNetError(f"density must be in (0, 1], got {self.density}")
         if self.quality is not None and not 0.0 <= self.quality < 100.0:
-            raise ValueError(f"quality must be in [0, 100), got {self.quality}")
+            raise SqueezeNetError(f"quality must be in [0, 100), got {self.quality}")
 
     def keep_count(self, weight: torch.Tensor) -> int:
         """How many weights this target keeps (at least one)."""
@@ -57,7 +59,7 @@ def parse_targets(spec: str | float | Mapping[str, float], kind: str, model: nn.
     """Per-layer targets from ``0.33`` or ``"0.33,conv1=1,fire9=0.5"`` (see :func:`layer_values`); layers
     not named and without a default keep every weight."""
     if kind not in ("density", "quality"):
-        raise ValueError(f"unknown pruning target kind {kind!r}")
+        raise SqueezeNetError(f"unknown pruning target kind {kind!r}")
     values = layer_values(spec, model, kind)
     return {path: Target(density=1.0) if v is None else Target(**{kind: v}) for path, v in values.items()}
 
@@ -95,7 +97,7 @@ def keep_counts(model: nn.Module, targets: Mapping[str, Target]) -> dict[str, in
     layers = prunable_layers(model)
     unknown = set(targets) - set(layers)
     if unknown:
-        raise ValueError(f"no prunable layer {', '.join(sorted(unknown))} in this model")
+        raise SqueezeNetError(f"no prunable layer {', '.join(sorted(unknown))} in this model")
     with torch.no_grad():
         return {path: target.keep_count(layers[path].weight) for path, target in targets.items()}
 

@@ -16,8 +16,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..errors import SqueezeNetError
+from ..models import paper_layer_names, prunable_layers
 from .kmeans import Init, assign, kmeans_1d
-from .layers import layer_values, paper_layer_names, prunable_layers
+from .layers import layer_values
 from .prune import remove_masks
 
 MAX_BITS = 16
@@ -52,7 +54,7 @@ def parse_bits(spec: str | int | Mapping[str, int], model: nn.Module, default: i
     for path, value in layer_values(spec if not isinstance(spec, int) else float(spec), model, "bits").items():
         b = default if value is None else value
         if b != int(b) or not 1 <= b <= MAX_BITS:
-            raise ValueError(f"--bits: {b:g} bits for {names.get(path, path)}; use whole numbers from 1 to {MAX_BITS}")
+            raise SqueezeNetError(f"bits=: {b:g} bits for {names.get(path, path)}; use whole numbers from 1 to {MAX_BITS}")
         bits[path] = int(b)
     return bits
 

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .layers import paper_layer_names, prunable_layers
+from ..errors import SqueezeNetError
+from ..models import paper_layer_names, prunable_layers
 from .prune import magnitude_mask, set_mask
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
@@ -23,7 +24,7 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 def check_plot_path(path: str | Path) -> None:
     """``ValueError`` unless matplotlib will write ``path`` in the format its suffix names."""
     if Path(path).suffix.lower() not in PLOT_SUFFIXES:
-        raise ValueError(f"{path}: the plot is written as {', '.join(PLOT_SUFFIXES)}; name the file accordingly")
+        raise SqueezeNetError(f"{path}: the plot is written as {', '.join(PLOT_SUFFIXES)}; name the file accordingly")
 
 
 @dataclass
@@ -51,7 +52,7 @@ def sensitivity(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, de
                 progress: bool = True) -> Sensitivity:
     """Top-1 on ``images`` (already preprocessed) for every (layer, density) pair; the model is left unchanged."""
     if not densities or any(not 0 < d <= 1 for d in densities):
-        raise ValueError(f"densities must be in (0, 1], got {list(densities)}")
+        raise SqueezeNetError(f"densities must be in (0, 1], got {list(densities)}")
     model.eval()
     names = paper_layer_names(model)
     layers = prunable_layers(model)
@@ -78,8 +79,8 @@ def plot_sensitivity(result: Sensitivity, path: str | Path, title: str = "prunin
     (PNG, SVG or PDF by the file's suffix).
 
     Han et al.'s Fig. 6 draws one line per layer; with SqueezeNet's 26 prunable layers such lines cannot
-    be told apart, so each cell is coloured by the loss (points of top-1 below the unpruned model) and
-    labelled with the top-1 itself.
+    be told apart, so each cell is coloured and labelled by the loss: points of top-1 below the unpruned model
+    (the table and JSON give the top-1 itself).
     """
     check_plot_path(path)
     import matplotlib
@@ -88,7 +89,7 @@ def plot_sensitivity(result: Sensitivity, path: str | Path, title: str = "prunin
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ..weights import atomic_path
+    from ..common.io import atomic_path
 
     names = list(result.top1)
     top1 = np.array([result.top1[n] for n in names], dtype=float).reshape(len(names), len(result.densities))
@@ -96,13 +97,13 @@ def plot_sensitivity(result: Sensitivity, path: str | Path, title: str = "prunin
     vmax = max(1.0, float(loss.max()))
     fig, ax = plt.subplots(figsize=(1.6 + 0.75 * len(result.densities), 1.4 + 0.28 * len(names)), dpi=120)
     image = ax.imshow(loss, cmap="YlOrRd", vmin=0, vmax=vmax, aspect="auto")
-    for (row, col), value in np.ndenumerate(top1):
-        ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                color="white" if loss[row, col] > 0.6 * vmax else "black")
+    for (row, col), value in np.ndenumerate(loss):
+        ax.text(col, row, f"{value:.1f}", ha="center", va="center", fontsize=7,
+                color="white" if value > 0.6 * vmax else "black")
     ax.set_xticks(range(len(result.densities)), [f"{d:g}" for d in result.densities])
     ax.set_yticks(range(len(names)), [f"{n} ({result.params.get(n, 0):,})" for n in names], fontsize=7)
     ax.set_xlabel("density (fraction of this layer's weights kept)")
-    ax.set_title(f"{title}\ntop-1 on {result.images} images, unpruned {result.baseline:.3f}", fontsize=10)
+    ax.set_title(f"{title}\ntop-1 points lost on {result.images} images (unpruned top-1 {result.baseline:.3f})", fontsize=10)
     fig.colorbar(image, ax=ax, label="top-1 lost (points)", shrink=0.8)
     fig.tight_layout()
     path = Path(path)

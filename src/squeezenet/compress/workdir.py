@@ -11,24 +11,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from ..models import effective_state_dict
-from ..train.run import LAST_CKPT, RUN_FILE
-from ..weights import atomic_path, load_weights, save_weights
+from ..common.dist import is_first_process
+from ..common.io import atomic_path
+from ..errors import SqueezeNetError
+from ..models import Network, effective_state_dict
+from ..train.layout import LAST_CKPT, RUN_FILE
+from ..weights import load_weights, save_weights
 
 STATE_FILE = "compression.json"
 RESULTS = {"prune": "pruned.safetensors", "centroids": "quantized.safetensors"}  # each phase's finished weights
 
 
-def weights_fingerprint(model: nn.Module) -> str:
+def weights_fingerprint(model: Network) -> str:
     """sha256 over the model's tensors (names, shapes, bytes): tells whether a resume continues the same input."""
     digest = hashlib.sha256()
     for name, tensor in sorted(effective_state_dict(model).items()):
@@ -43,34 +44,34 @@ class CompressionWorkDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    def claim(self, model: nn.Module, spec: Any, data: str, *, resume: bool) -> None:
+    def claim(self, model: Network, spec: Any, data: str, *, resume: bool) -> None:
         """Record what this run does; refuse to mix it with another compression's files. Under torchrun only
         rank 0 owns the directory (the other ranks would find rank 0's file and refuse)."""
-        if not _first_process():
+        if not is_first_process():
             return
         state = {"weights_sha256": weights_fingerprint(model), "spec": asdict(spec), "data": data}
         file = self.path / STATE_FILE
         if file.is_file():
             if not resume:
                 done = self.result("centroids").is_file()
-                raise ValueError(f"{self.path} holds {'a finished' if done else 'an unfinished'} compression; pass "
-                                 f"--resume to {'reuse' if done else 'continue'} it, or choose another --work-dir")
+                raise SqueezeNetError(f"{self.path} holds {'a finished' if done else 'an unfinished'} compression; pass "
+                                 f"resume=True to {'reuse' if done else 'continue'} it, or choose another work_dir=")
             earlier = json.loads(file.read_text())
             if earlier.get("weights_sha256") != state["weights_sha256"]:
-                raise ValueError(f"{self.path}: the compression there started from other weights; "
-                                 "resume it with the same --weights, or choose another --work-dir")
+                raise SqueezeNetError(f"{self.path}: the compression there started from other weights; "
+                                 "resume it with the same weights, or choose another work_dir=")
             changed = sorted(k for k in {**earlier.get("spec", {}), **state["spec"]}
                              if earlier.get("spec", {}).get(k) != state["spec"].get(k))
             if earlier.get("data") != data:
                 changed.append("data")
             if changed:
-                raise ValueError(f"{self.path}: the compression there used other settings ({', '.join(changed)}); "
-                                 "resume it with the same options, or choose another --work-dir")
+                raise SqueezeNetError(f"{self.path}: the compression there used other settings ({', '.join(changed)}); "
+                                 "resume it with the same options, or choose another work_dir=")
             return
         if resume:
-            raise ValueError(f"{self.path}: nothing to resume (no {STATE_FILE})")
+            raise SqueezeNetError(f"{self.path}: nothing to resume (no {STATE_FILE})")
         if self.path.exists() and any(self.path.iterdir()):
-            raise ValueError(f"{self.path} exists and is not a compression work directory; choose another --work-dir")
+            raise SqueezeNetError(f"{self.path} exists and is not a compression work directory; choose another work_dir=")
         self.path.mkdir(parents=True, exist_ok=True)
         with atomic_path(file) as tmp:
             tmp.write_text(json.dumps(state, indent=2))
@@ -84,27 +85,23 @@ class CompressionWorkDir:
         ckpt = self.run_dir(phase) / LAST_CKPT
         if ckpt.is_file():
             return ckpt
-        if (self.run_dir(phase) / RUN_FILE).is_file() and _first_process():
+        if (self.run_dir(phase) / RUN_FILE).is_file() and is_first_process():
             shutil.rmtree(self.run_dir(phase))
         return None
 
     def result(self, phase: str) -> Path:
         return self.path / RESULTS[phase]
 
-    def save_result(self, phase: str, model: nn.Module) -> None:
+    def save_result(self, phase: str, model: Network) -> None:
         save_weights(model, self.result(phase), source=f"squeezenet compress: after {phase}")
 
-    def load_result(self, phase: str) -> nn.Module | None:
+    def load_result(self, phase: str) -> Network | None:
         path = self.result(phase)
         return load_weights(path) if path.is_file() else None
 
     def metrics(self, phase: str) -> dict | None:
         path = self.run_dir(phase) / "metrics.json"
         return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _first_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def parametrized_layers(checkpoint: Path, prefix: str = "model.") -> dict[str, set[str]]:

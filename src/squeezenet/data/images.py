@@ -13,6 +13,8 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import make_dataset
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from ..errors import SqueezeNetError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 WNID_PREFIX = re.compile(r"^(n\d{8})(?:_|\.|$)")
 
@@ -24,7 +26,7 @@ def load_rgb_image(path: str | Path) -> torch.Tensor:
         with Image.open(path) as img:
             return pil_to_tensor(img.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"{path}: unreadable image ({exc})") from None
+        raise SqueezeNetError(f"{path}: unreadable image ({exc})") from None
 
 
 def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -36,7 +38,7 @@ def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
             continue
         found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         if not found:
-            raise ValueError(f"{path}: a folder with no images ({', '.join(IMAGE_EXTENSIONS)})")
+            raise SqueezeNetError(f"{path}: a folder with no images ({', '.join(IMAGE_EXTENSIONS)})")
         out.extend(found)
     return out
 
@@ -64,19 +66,19 @@ def list_labelled_images(
     """
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"{root}: not a directory of images")
+        raise SqueezeNetError(f"{root}: not a directory of images")
     folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if folders:
         class_to_idx = _folder_labels(folders, wnid_index, class_names, root)
         samples = make_dataset(str(root), class_to_idx, extensions=IMAGE_EXTENSIONS, allow_empty=True)
         if not samples:
-            raise ValueError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
+            raise SqueezeNetError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
         return LabelledImages(samples=samples, layout="folders")
     files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise ValueError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) and no class folders")
+        raise SqueezeNetError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) and no class folders")
     if wnid_index is None:
-        raise ValueError(f"{root}: a flat folder needs <wnid>_name files and an ImageNet (1000-class) model")
+        raise SqueezeNetError(f"{root}: a flat folder needs <wnid>_name files and an ImageNet (1000-class) model")
     index = wnid_index()
     samples, unlabelled = [], []
     for p in files:
@@ -86,7 +88,7 @@ def list_labelled_images(
         else:
             unlabelled.append(p.name)
     if unlabelled:
-        raise ValueError(f"{root}: {len(unlabelled)} file(s) without an ImageNet <wnid>_ prefix, e.g. {unlabelled[0]!r}")
+        raise SqueezeNetError(f"{root}: {len(unlabelled)} file(s) without an ImageNet <wnid>_ prefix, e.g. {unlabelled[0]!r}")
     return LabelledImages(samples=samples, layout="flat")
 
 
@@ -95,12 +97,12 @@ def _folder_labels(folders: list[str], wnid_index, class_names, root: Path) -> d
         index = wnid_index()
         unknown = [f for f in folders if f not in index]
         if unknown:
-            raise ValueError(f"{root}: folder {unknown[0]!r} is not an ImageNet-1k class")
+            raise SqueezeNetError(f"{root}: folder {unknown[0]!r} is not an ImageNet-1k class")
         return {f: index[f] for f in folders}
     if class_names is not None and set(folders) <= set(class_names):
         return {f: list(class_names).index(f) for f in folders}
     if class_names is not None and len(folders) > len(class_names):
-        raise ValueError(f"{root}: {len(folders)} class folders for a model with {len(class_names)} classes")
+        raise SqueezeNetError(f"{root}: {len(folders)} class folders for a model with {len(class_names)} classes")
     return {f: i for i, f in enumerate(folders)}
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
+from ..errors import SqueezeNetError
 from .images import FileLoader, ImageDataset, TensorLoader, list_labelled_images, load_rgb_image
 
 Augment = Literal["cifar", "imagenet", "none"]
@@ -47,7 +48,7 @@ def train_transform(augment: Augment, size: int, in_memory: bool = False) -> v2.
         return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
     if augment == "none":
         return None
-    raise ValueError(f"augment must be cifar, imagenet or none, got {augment!r}")
+    raise SqueezeNetError(f"augment must be cifar, imagenet or none, got {augment!r}")
 
 
 def eval_transform(resize: int, size: int) -> v2.Compose:
@@ -78,10 +79,10 @@ def resolve_data(data: str, root: str | Path | None = None, *, download: bool = 
         return _cifar10(Path(root) if root else default_data_root(), download)
     base = Path(data)
     if not base.is_dir():
-        raise ValueError(f"{data}: not a data folder (expected 'cifar10' or a folder with train/ and val/ or test/)")
+        raise SqueezeNetError(f"{data}: not a data folder (expected 'cifar10' or a folder with train/ and val/ or test/)")
     val_name = next((n for n in ("val", "test") if (base / n).is_dir()), None)
     if not (base / "train").is_dir() or val_name is None:
-        raise ValueError(f"{base}: needs a train/ folder and a val/ or test/ folder, one sub-folder per class")
+        raise SqueezeNetError(f"{base}: needs a train/ folder and a val/ or test/ folder, one sub-folder per class")
     classes = sorted(d.name for d in (base / "train").iterdir() if d.is_dir() and not d.name.startswith("."))
     train = list_labelled_images(base / "train", class_names=classes)
     val = list_labelled_images(base / val_name, class_names=classes)
@@ -122,7 +123,7 @@ def load_into_memory(split: SplitSource, size: int) -> tuple[torch.Tensor, list[
         return split.arrays, split.labels, []
     assert split.files is not None
     if len(split.files) * 3 * size * size > IN_MEMORY_MAX_BYTES:
-        raise ValueError(f"{len(split.files):,} images of {size}px do not fit the in-memory cache; stream them instead")
+        raise SqueezeNetError(f"{len(split.files):,} images of {size}px do not fit the in-memory cache; stream them instead")
     resize = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
     images = torch.empty(len(split.files), 3, size, size, dtype=torch.uint8)
     labels, skipped, n = [], [], 0

@@ -7,6 +7,8 @@ AlexNet fp32 as the paper's baseline: file size, top-1/top-5 on an image folder,
 
 from __future__ import annotations
 
+import copy
+import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -15,9 +17,12 @@ from pathlib import Path
 
 import torch
 
+from ..common.device import resolve_device
 from ..inference.preloaded import load_images
 from ..weights import load_weights
 from .onnx import export_onnx, ort_session, run_onnx
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +42,13 @@ class BenchRow:
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
     return float((top5[:, 0] == labels).float().mean()), float((top5 == labels[:, None]).any(1).float().mean())
+
+
+def _synced(out: torch.Tensor) -> torch.Tensor:
+    """Wait for the GPU, so that a timing measures the work and not its launch."""
+    if out.is_cuda:
+        torch.cuda.synchronize(out.device)
+    return out
 
 
 def interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int, rounds: int = 5) -> dict[str, float]:
@@ -61,10 +73,14 @@ def interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int, 
 
 def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibration: str | Path | None = None,
           calibration_images: int = 64, threads: int = 2, repeats: int = 50, alexnet: bool = True, limit: int | None = None,
-          log: Callable[[str], None] = lambda s: None) -> list[BenchRow]:
-    """Measure the formats; ONNX files are written to ``work_dir`` (kept: they are the deployable artefacts)."""
+          device: str | None = None) -> list[BenchRow]:
+    """Measure the formats; ONNX files are written to ``work_dir`` (kept: they are the deployable artefacts).
+    ``device`` runs the PyTorch rows there (``cuda``...); onnxruntime rows run on the CPU."""
     torch.set_num_threads(threads)
     model = load_weights(weights).eval()
+    dev = resolve_device(device or "cpu")
+    eager = model if dev.type == "cpu" else copy.deepcopy(model).to(dev)
+    eager_name = "pytorch fp32" if dev.type == "cpu" else f"pytorch fp32 ({dev})"
     images, labels = load_images(model, data, limit)
     calib = load_images(model, calibration, calibration_images)[0] if calibration else images[:calibration_images]
     work = Path(work_dir)
@@ -77,11 +93,12 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
 
     with torch.inference_mode():
         logits = torch.cat([model(images[i:i + 50]) for i in range(0, len(images), 50)])
-    rows.append(BenchRow("pytorch fp32", weights_path.name, weights_path.stat().st_size if weights_path.is_file() else 0,
+    rows.append(BenchRow(eager_name, weights_path.name, weights_path.stat().st_size if weights_path.is_file() else 0,
                          *_accuracy(logits, labels), 0.0, 0.0))
-    single["pytorch fp32"], batched["pytorch fp32"] = (lambda: model(one)), (lambda: model(batch))
+    one_d, batch_d = one.to(dev), batch.to(dev)
+    single[eager_name], batched[eager_name] = (lambda: _synced(eager(one_d))), (lambda: _synced(eager(batch_d)))
     for name, int8 in (("onnx fp32", False), ("onnx int8", True)):
-        log(f"exporting {name}")
+        logger.info(f"exporting {name}")
         path = work / f"{weights_path.stem}{'-int8' if int8 else ''}.onnx"
         export_onnx(model, path, check_images=images[:64], int8=int8, calibration=calib if int8 else None)
         session = ort_session(path, threads)
@@ -93,12 +110,12 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
     if alexnet:
         from ..models import create_model
 
-        net = create_model("alexnet").eval()  # the paper's baseline architecture; its weights are not needed for speed
+        net = create_model("alexnet").eval().to(dev)  # the paper's baseline architecture; its weights are not needed for speed
         rows.append(BenchRow("alexnet fp32 (pytorch)", "(architecture only)", 4 * sum(p.numel() for p in net.parameters()),
                              None, None, 0.0, 0.0))
-        a1, a32 = torch.randn(1, 3, 224, 224), torch.randn(32, 3, 224, 224)
-        single[rows[-1].format], batched[rows[-1].format] = (lambda: net(a1)), (lambda: net(a32))
-    log(f"timing batch 1 ({repeats} runs each, interleaved) and batch 32")
+        a1, a32 = torch.randn(1, 3, 224, 224, device=dev), torch.randn(32, 3, 224, 224, device=dev)
+        single[rows[-1].format], batched[rows[-1].format] = (lambda: _synced(net(a1))), (lambda: _synced(net(a32)))
+    logger.info(f"timing batch 1 ({repeats} runs each, interleaved) and batch 32")
     with torch.inference_mode():
         latency = interleaved_medians(single, repeats)
         per_batch = interleaved_medians(batched, max(5, repeats // 5))

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..weights import Preprocessing, atomic_path
+from ..common.io import atomic_path
+from ..errors import SqueezeNetError
+from ..models import Network, Preprocessing
 
 META_FORMAT = "squeezenet.onnx"
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
@@ -51,21 +52,26 @@ def preprocessing_metadata(pre: Preprocessing) -> dict[str, str]:
     }
 
 
-def _class_names(model: nn.Module) -> list[str]:
-    names = getattr(model, "class_names", None)  # absent on a model built with create_model and trained by hand
-    return list(names) if names else [f"class {i}" for i in range(model.num_classes)]
-
-
-def _metadata(model: nn.Module, precision: str) -> dict[str, str]:
+def _metadata(model: Network, precision: str) -> dict[str, str]:
     meta = {"format": META_FORMAT, "format_version": "1", "precision": precision,
-            "config": json.dumps(model.config.to_dict()), "classes": json.dumps(_class_names(model))}
-    meta.update(preprocessing_metadata(model.preprocessing))
+            "config": json.dumps(model.meta.config.to_dict()), "classes": json.dumps(list(model.meta.classes))}
+    if model.meta.source:
+        meta["source"] = model.meta.source
+    meta.update(preprocessing_metadata(model.meta.preprocessing))
     return meta
 
 
-def ort_session(path: str | Path, threads: int | None = None, spinning: bool = True):
-    """A CPU session; ``spinning=False`` stops idle worker threads from busy-waiting (fair side-by-side timing)."""
+def ort_session(path: str | Path, threads: int | None = None, spinning: bool = True,
+                providers: Sequence[str] | None = None):
+    """A session on ``providers`` (default: the CPU); ``spinning=False`` stops idle worker threads from
+    busy-waiting (fair side-by-side timing). A provider this onnxruntime lacks is a ``SqueezeNetError``."""
     import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    providers = list(providers or ["CPUExecutionProvider"])
+    absent = [p for p in providers if p not in available]
+    if absent:
+        raise SqueezeNetError(f"onnxruntime here has no {', '.join(absent)}; available: {', '.join(available)}")
 
     options = ort.SessionOptions()
     if threads:
@@ -74,7 +80,7 @@ def ort_session(path: str | Path, threads: int | None = None, spinning: bool = T
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=providers)
 
 
 MIN_OPSET = 10  # MaxPool(ceil_mode=1), which v1.0/v1.1 need, arrived in opset 10
@@ -82,13 +88,14 @@ INT8_MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis att
 DYNAMO_MIN_OPSET = 18  # the dynamo exporter writes 18+; older runtimes (opset 10-17) get the TorchScript exporter
 
 
-def _export_fp32(model: nn.Module, path: Path, opset: int) -> None:
+def _export_fp32(model: Network, path: Path, opset: int) -> None:
     import onnx
 
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
-        raise ValueError(f"--opset {opset}: choose {MIN_OPSET} to {newest} (this onnx package's newest)")
-    x = torch.zeros(2, model.config.in_chans, model.preprocessing.crop, model.preprocessing.crop)
+        raise SqueezeNetError(f"opset {opset}: choose {MIN_OPSET} to {newest} (this onnx package's newest)")
+    crop = model.meta.preprocessing.crop
+    x = torch.zeros(2, model.meta.config.in_chans, crop, crop)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if opset >= DYNAMO_MIN_OPSET:
@@ -106,7 +113,7 @@ def _export_fp32(model: nn.Module, path: Path, opset: int) -> None:
                 proto = onnx.load(str(legacy))
     written = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if written != opset:  # the exporter may silently keep another opset when it cannot convert
-        raise ValueError(f"--opset {opset}: the exporter wrote opset {written} instead; not written")
+        raise SqueezeNetError(f"opset {opset}: the exporter wrote opset {written} instead; not written")
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
 
@@ -170,7 +177,7 @@ def run_onnx(session, images: torch.Tensor, batch: int = 64) -> np.ndarray:
     return np.concatenate(outs)
 
 
-def check_export(model: nn.Module, path: str | Path, images: torch.Tensor) -> ExportCheck:
+def check_export(model: Network, path: str | Path, images: torch.Tensor) -> ExportCheck:
     """Run the file in onnxruntime and PyTorch on the same preprocessed images."""
     with torch.inference_mode():
         reference = model.eval()(images).numpy()
@@ -179,7 +186,7 @@ def check_export(model: nn.Module, path: str | Path, images: torch.Tensor) -> Ex
                        float((got.argmax(1) == reference.argmax(1)).mean()))
 
 
-def export_onnx(model: nn.Module, path: str | Path, *, check_images: torch.Tensor, opset: int = DEFAULT_OPSET,
+def export_onnx(model: Network, path: str | Path, *, check_images: torch.Tensor, opset: int = DEFAULT_OPSET,
                 int8: bool = False, calibration: torch.Tensor | None = None, keep_first_last_fp32: bool = False,
                 tolerance: float = 1e-3, min_top1_agreement: float = 0.9) -> ExportCheck:
     """Export ``model`` (from :func:`squeezenet.weights.load_weights`) to ONNX with a dynamic batch dimension.
@@ -189,15 +196,15 @@ def export_onnx(model: nn.Module, path: str | Path, *, check_images: torch.Tenso
     optionally left in fp32) must agree on the top-1 class for ``min_top1_agreement`` of them. A file
     that fails its check is not written: ``ValueError``.
     """
-    if not hasattr(model, "config") or not hasattr(model, "preprocessing"):
-        raise ValueError("export needs a model loaded with squeezenet.weights.load_weights (config and preprocessing)")
+    if not isinstance(model, Network):
+        raise SqueezeNetError(f"export needs one of the toolkit's networks (with a meta), got {type(model).__name__}")
     if int8 and (calibration is None or not len(calibration)):
-        raise ValueError("int8 export needs calibration images (--calibration DIR)")
+        raise SqueezeNetError("int8 export needs calibration images (calibration=)")
     if int8 and opset < INT8_MIN_OPSET:
-        raise ValueError(f"int8 export needs --opset {INT8_MIN_OPSET} or newer (per-channel DequantizeLinear), got {opset}")
+        raise SqueezeNetError(f"int8 export needs opset {INT8_MIN_OPSET} or newer (per-channel DequantizeLinear), got {opset}")
     path = Path(path)
     if path.suffix.lower() != ".onnx":
-        raise ValueError(f"{path}: the export format is ONNX; name the output *.onnx")
+        raise SqueezeNetError(f"{path}: the export format is ONNX; name the output *.onnx")
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         _export_fp32(model, fp32, opset)
@@ -210,10 +217,10 @@ def export_onnx(model: nn.Module, path: str | Path, *, check_images: torch.Tenso
         _set_metadata(final, _metadata(model, "int8" if int8 else "fp32"))
         check = check_export(model, final, check_images)
         if not int8 and check.max_abs_diff > tolerance:
-            raise ValueError(f"exported graph differs from PyTorch by {check.max_abs_diff:.3g} on {check.images} images "
+            raise SqueezeNetError(f"exported graph differs from PyTorch by {check.max_abs_diff:.3g} on {check.images} images "
                              f"(tolerance {tolerance:g}); not written")
         if check.top1_agreement < min_top1_agreement:
-            raise ValueError(f"exported {'int8' if int8 else 'fp32'} graph agrees with PyTorch on only "
+            raise SqueezeNetError(f"exported {'int8' if int8 else 'fp32'} graph agrees with PyTorch on only "
                              f"{100 * check.top1_agreement:.1f}% of top-1 classes; not written")
         with atomic_path(path) as out:
             out.write_bytes(final.read_bytes())

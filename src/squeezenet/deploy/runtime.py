@@ -1,7 +1,7 @@
 """``Classifier``: one object for inference from any file this toolkit reads or writes.
 
-``.onnx`` files run in onnxruntime (their preprocessing and class names come from the file's
-metadata); ``.sqz``, ``.safetensors``, ``.pth``, ``.pt`` and ``.net`` files run in PyTorch.
+``.onnx`` files run in onnxruntime (their meta comes from the file's metadata); ``.sqz``, ``.safetensors``,
+``.pth``, ``.pt`` and ``.net`` files and named weight sets run in PyTorch.
 """
 
 from __future__ import annotations
@@ -13,58 +13,73 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
+from ..common.device import resolve_device
+from ..errors import SqueezeNetError
 from ..inference.predict import Prediction, predict
-from ..weights import Preprocessing, load_weights
+from ..models import InferenceModel, ModelMeta, Preprocessing, config_from_dict
+from ..weights import load_weights
 from .onnx import INPUT_NAME, META_FORMAT, OUTPUT_NAME, ort_session
 
 
 class OnnxModel:
-    """An onnxruntime session that quacks like our PyTorch models where inference needs it:
-    called on a float batch it returns logits; it has ``num_classes``, ``class_names``, ``preprocessing``."""
+    """An onnxruntime session with the model contract (:class:`~squeezenet.models.InferenceModel`): a ``meta``
+    read from the file, and a call from a float batch to logits."""
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no such ONNX file: {path}")
         try:
-            self.session = ort_session(path, threads)
+            self.session = ort_session(path, threads, providers=providers)
+        except SqueezeNetError:
+            raise
         except Exception as exc:  # onnxruntime raises its own exception types for malformed files
-            raise ValueError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+            raise SqueezeNetError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("format") != META_FORMAT:
-            raise ValueError(f"{path}: an ONNX file without squeezenet metadata (export it with `squeezenet export`); "
-                             "its preprocessing is unknown, so it is not used")
+            raise SqueezeNetError(f"{path}: an ONNX file without squeezenet metadata (export it with `squeezenet export`); "
+                                  "its preprocessing is unknown, so it is not used")
         try:
-            self.preprocessing = Preprocessing.from_dict(json.loads(meta["preprocessing"]))
-            self.class_names = list(json.loads(meta["classes"]))
-            self.config = json.loads(meta["config"])
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: unreadable squeezenet metadata in the ONNX file ({exc})") from None
-        self.num_classes = len(self.class_names)
+            config = config_from_dict(json.loads(meta["config"]), f"{path}: config")
+            self.meta = ModelMeta(config, Preprocessing.from_dict(json.loads(meta["preprocessing"]), f"{path}: preprocessing"),
+                                  tuple(json.loads(meta["classes"])), meta.get("source") or path.name)
+        except (KeyError, ValueError, TypeError, RecursionError) as exc:
+            raise SqueezeNetError(f"{path}: unreadable squeezenet metadata in the ONNX file ({exc})") from None
         self.precision = meta.get("precision", "fp32")
         self.path = path
         inputs = self.session.get_inputs()
         if [i.name for i in inputs] != [INPUT_NAME]:
-            raise ValueError(f"{path}: expected one input called {INPUT_NAME!r}")
+            raise SqueezeNetError(f"{path}: expected one input called {INPUT_NAME!r}")
+
+    @property
+    def num_classes(self) -> int:
+        return self.meta.num_classes
 
     def eval(self) -> OnnxModel:
         return self
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        crop = self.preprocessing.crop
-        if images.dim() != 4 or tuple(images.shape[1:]) != (3, crop, crop):
-            raise ValueError(f"{self.path.name} takes N x 3 x {crop} x {crop} batches, got {list(images.shape)}")
+        crop = self.meta.preprocessing.crop
+        if images.dim() != 4 or tuple(images.shape[1:]) != (self.meta.config.in_chans, crop, crop):
+            raise SqueezeNetError(f"{self.path.name} takes N x {self.meta.config.in_chans} x {crop} x {crop} batches, "
+                                  f"got {list(images.shape)}")
         batch = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0])
 
 
-def load_model(path: str | Path, threads: int | None = None) -> nn.Module | OnnxModel:
-    """A model for ``predict``/``evaluate``: onnxruntime for ``.onnx``, PyTorch for every other weights file."""
-    if str(path).lower().endswith(".onnx"):
-        return OnnxModel(path, threads)
-    return load_weights(path)
+def load_model(source: str | Path, *, threads: int | None = None, device: str | torch.device | None = None,
+               providers: Sequence[str] | None = None) -> InferenceModel:
+    """A model for ``predict``/``evaluate``: onnxruntime for ``.onnx`` (on ``providers``, default the CPU),
+    PyTorch for every other weights file or named weight set (moved to ``device``, default the CPU)."""
+    if str(source).lower().endswith(".onnx"):
+        if device is not None and torch.device(device).type != "cpu" and not providers:
+            providers = [{"cuda": "CUDAExecutionProvider"}.get(torch.device(device).type, "?")]
+        return OnnxModel(source, threads, providers)
+    if providers:
+        raise SqueezeNetError(f"{source}: execution providers are for .onnx files; PyTorch models take a device")
+    model = load_weights(source)
+    return model.to(resolve_device(device)) if device is not None else model
 
 
 class Classifier:
@@ -74,20 +89,27 @@ class Classifier:
     >>> clf.predict(["cat.jpg"], topk=5)[0].top     # [(index, label, probability), ...]
     """
 
-    def __init__(self, model: nn.Module | OnnxModel, source: str):
+    def __init__(self, model: InferenceModel, source: str):
         self.model, self.source = model, source
 
     @classmethod
-    def load(cls, path: str | Path, threads: int | None = None) -> Classifier:
-        return cls(load_model(path, threads), str(path))
+    def load(cls, path: str | Path, threads: int | None = None, *, device: str | torch.device | None = None,
+             providers: Sequence[str] | None = None) -> Classifier:
+        """``device`` for PyTorch weights (``cuda``, ``auto``...), ``providers`` for ``.onnx`` files
+        (onnxruntime execution providers, e.g. ``["CUDAExecutionProvider"]``)."""
+        return cls(load_model(path, threads=threads, device=device, providers=providers), str(path))
+
+    @property
+    def meta(self) -> ModelMeta:
+        return self.model.meta
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.model.class_names)
+        return list(self.meta.classes)
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return self.model.preprocessing
+        return self.meta.preprocessing
 
     @property
     def backend(self) -> str:
@@ -97,4 +119,4 @@ class Classifier:
                 batch_size: int = 32) -> list[Prediction]:
         """Top-k (index, label, probability) per image (file, folder of files, PIL image or uint8 RGB array);
         unreadable files get ``error`` set instead."""
-        return predict(self.model, images, topk=topk, batch_size=batch_size)  # type: ignore[arg-type]
+        return predict(self.model, images, topk=topk, batch_size=batch_size)

@@ -6,12 +6,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..common.imagenet import wnid_to_index
 from ..data import FileLoader, ImageDataset, collate_images, list_labelled_images
-from ..weights.imagenet import wnid_to_index
+from ..errors import SqueezeNetError
+from ..models import InferenceModel, input_device
 
 
 @dataclass
@@ -30,30 +31,31 @@ class EvalResult:
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module,
+    model: InferenceModel,
     data: str | Path,
     *,
     batch_size: int = 50,
     workers: int = 0,
     progress: bool = True,
 ) -> EvalResult:
-    """Accuracy of a model from :func:`squeezenet.weights.load_weights` on an image folder.
+    """Accuracy of a model (``load_weights``, an ``OnnxModel``, anything with a ``meta``) on an image folder.
 
     ``data`` is an ImageFolder tree or a flat folder of ``<wnid>_*.JPEG`` files (ImageNet models).
-    Images that cannot be decoded are skipped and reported, never fatal.
+    Images that cannot be decoded are skipped and reported, never fatal. Batches go to the model's device.
     """
     if batch_size < 1 or workers < 0:
-        raise ValueError(f"batch size must be >= 1 and workers >= 0, got {batch_size} and {workers}")
-    imagenet = model.num_classes == 1000
-    found = list_labelled_images(data, wnid_index=wnid_to_index if imagenet else None,
-                                 class_names=getattr(model, "class_names", None))
+        raise SqueezeNetError(f"batch size must be >= 1 and workers >= 0, got {batch_size} and {workers}")
+    meta = model.meta
+    found = list_labelled_images(data, wnid_index=wnid_to_index if meta.num_classes == 1000 else None,
+                                 class_names=meta.classes)
     files, labels = [p for p, _ in found.samples], [y for _, y in found.samples]
-    dataset = ImageDataset(FileLoader(files, model.preprocessing.transforms()), labels)
+    dataset = ImageDataset(FileLoader(files, meta.preprocessing.transforms()), labels)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_images)
-    k = min(5, model.num_classes)
-    top1 = MulticlassAccuracy(num_classes=model.num_classes, top_k=1, average="micro")
-    top5 = MulticlassAccuracy(num_classes=model.num_classes, top_k=k, average="micro")
+    k = min(5, meta.num_classes)
+    top1 = MulticlassAccuracy(num_classes=meta.num_classes, top_k=1, average="micro")
+    top5 = MulticlassAccuracy(num_classes=meta.num_classes, top_k=k, average="micro")
     model.eval()
+    device = input_device(model)
     skipped: list[str] = []
     n = 0
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -64,12 +66,12 @@ def evaluate(
         for images, labels, _, skipped_here in loader:
             skipped.extend(skipped_here)
             if labels.numel():
-                logits = model(images)
+                logits = model(images.to(device)).float().cpu()
                 top1.update(logits, labels)
                 top5.update(logits, labels)
                 n += labels.numel()
             bar.advance(task, labels.numel() + len(skipped_here))
     if n == 0:
-        raise ValueError(f"{data}: none of the {len(dataset)} images could be read")
+        raise SqueezeNetError(f"{data}: none of the {len(dataset)} images could be read")
     return EvalResult(top1=float(top1.compute()), top5=float(top5.compute()), n=n, skipped=len(skipped),
                       skipped_files=skipped)

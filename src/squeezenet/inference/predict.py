@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from ..data import expand_image_paths, load_rgb_image
+from ..errors import SqueezeNetError
+from ..models import InferenceModel, input_device
 
 
 @dataclass
@@ -30,9 +31,9 @@ class Prediction:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: Sequence[str | Path | Image.Image | np.ndarray], topk: int = 5, batch_size: int = 32,
+def predict(model: InferenceModel, images: Sequence[str | Path | Image.Image | np.ndarray], topk: int = 5, batch_size: int = 32,
             progress: bool = False) -> list[Prediction]:
-    """Classify images with a model from :func:`squeezenet.weights.load_weights`.
+    """Classify images with a model (``load_weights``, an ``OnnxModel``, anything with a ``meta``).
 
     ``images`` are files, folders (standing for the image files below them), PIL images or uint8
     RGB arrays (H x W x 3, as a camera or OpenCV frame after BGR -> RGB). They are
@@ -40,15 +41,17 @@ def predict(model: nn.Module, images: Sequence[str | Path | Image.Image | np.nda
     :class:`Prediction` with ``error`` set; the others are classified.
     """
     if topk < 1 or batch_size < 1:
-        raise ValueError(f"topk and batch size must be >= 1, got {topk} and {batch_size}")
-    topk = min(topk, model.num_classes)
-    transform = model.preprocessing.transforms()
+        raise SqueezeNetError(f"topk and batch size must be >= 1, got {topk} and {batch_size}")
+    meta = model.meta
+    topk = min(topk, meta.num_classes)
+    transform = meta.preprocessing.transforms()
     model.eval()
+    device = input_device(model)
     paths: list[Path | Image.Image] = []
     for item in images:
         if isinstance(item, np.ndarray):  # a decoded frame: H x W x 3 (RGB) or H x W, uint8
             if item.dtype != np.uint8 or item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in (3, 4)):
-                raise ValueError(f"arrays must be H x W x 3 (RGB), H x W x 4 or H x W uint8, got {item.dtype} "
+                raise SqueezeNetError(f"arrays must be H x W x 3 (RGB), H x W x 4 or H x W uint8, got {item.dtype} "
                                  f"{list(item.shape)}")
             item = Image.fromarray(item)
         paths.extend([item] if isinstance(item, Image.Image) else expand_image_paths([item]))
@@ -68,9 +71,9 @@ def predict(model: nn.Module, images: Sequence[str | Path | Image.Image | np.nda
                 except ValueError as exc:
                     results[i].error = str(exc)
             if ready:
-                probs = model(torch.stack([x for _, x in ready])).softmax(dim=1)
+                probs = model(torch.stack([x for _, x in ready]).to(device)).float().softmax(dim=1).cpu()
                 values, indices = probs.topk(topk, dim=1)
                 for (i, _), vals, idxs in zip(ready, values.tolist(), indices.tolist()):
-                    results[i].top = [(k, model.class_names[k], v) for k, v in zip(idxs, vals)]
+                    results[i].top = [(k, meta.classes[k], v) for k, v in zip(idxs, vals)]
             bar.advance(task, min(batch_size, len(paths) - start))
     return results

@@ -5,34 +5,37 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
+
+from ..errors import SqueezeNetError
+from ..models import InferenceModel
 
 MAX_BYTES = 2 << 30  # preprocessed float images held at once; a full ImageNet val set would be 31 GB
 
 
-def load_images(model: nn.Module, data: str | Path, limit: int | None = None, seed: int = 0,
+def load_images(model: InferenceModel, data: str | Path, limit: int | None = None, seed: int = 0,
                 max_bytes: int = MAX_BYTES) -> tuple[torch.Tensor, torch.Tensor]:
     """Preprocessed images and labels from an eval folder (a fixed random subset of ``limit``), in memory.
 
     The size is checked before anything is decoded: more than ``max_bytes`` is a ``ValueError`` that
     says which ``--limit`` fits."""
+    from ..common.imagenet import wnid_to_index
     from ..data import FileLoader, ImageDataset, collate_images, list_labelled_images
-    from ..weights.imagenet import wnid_to_index
 
-    found = list_labelled_images(data, wnid_index=wnid_to_index if model.num_classes == 1000 else None,
-                                 class_names=getattr(model, "class_names", None))
+    meta = model.meta
+    found = list_labelled_images(data, wnid_index=wnid_to_index if meta.num_classes == 1000 else None,
+                                 class_names=meta.classes)
     samples = found.samples
     if limit is not None and limit < len(samples):
         keep = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
         samples = [samples[i] for i in keep.tolist()]
-    crop = model.preprocessing.crop
-    per_image = 2 * 4 * getattr(getattr(model, "config", None), "in_chans", 3) * crop * crop  # decoded list + stacked batch
+    crop = meta.preprocessing.crop
+    per_image = 2 * 4 * meta.config.in_chans * crop * crop  # decoded list + stacked batch
     if len(samples) * per_image > max_bytes:
         gib = len(samples) * per_image / 2**30
-        raise ValueError(f"{data}: {len(samples):,} images of {crop}x{crop} would take {gib:.1f} GiB in memory; "
-                         f"use --limit {max_bytes // per_image:,} or fewer")
-    dataset = ImageDataset(FileLoader([p for p, _ in samples], model.preprocessing.transforms()), [y for _, y in samples])
+        raise SqueezeNetError(f"{data}: {len(samples):,} images of {crop}x{crop} would take {gib:.1f} GiB in memory; "
+                         f"use limit={max_bytes // per_image} or fewer")
+    dataset = ImageDataset(FileLoader([p for p, _ in samples], meta.preprocessing.transforms()), [y for _, y in samples])
     images, labels, _, _ = collate_images([dataset[i] for i in range(len(dataset))])
     if not len(labels):
-        raise ValueError(f"{data}: no readable images")
+        raise SqueezeNetError(f"{data}: no readable images")
     return images, labels

@@ -1,16 +1,30 @@
-"""Network definitions. This package imports nothing else of ``squeezenet``: everything builds on it."""
+"""Network definitions and the model contract. This package imports nothing of ``squeezenet`` but the bottom
+floor (:mod:`squeezenet.errors`, :mod:`squeezenet.common`): everything else builds on it."""
 
 from . import zoo as _zoo  # noqa: F401  (registers the models)
 from .alexnet import AlexNet, AlexNetConfig
 from .config import FireSpec, SqueezeNetConfig, StemSpec, design_space_config, design_space_fires
 from .features import FeatureExtractor, FeatureInfo
 from .fire import Fire
-from .registry import ModelEntry, create_model, get_model_entry, list_models, model_from_config, register_model
+from .layers import paper_layer_names, prunable_layers
+from .meta import InferenceModel, ModelMeta, Network, default_classes, default_preprocessing, input_device
+from .preprocessing import CAFFE, CIFAR, TORCHVISION, Preprocessing, preset
+from .registry import (
+    ModelEntry,
+    config_from_dict,
+    create_model,
+    get_model_entry,
+    list_models,
+    model_from_config,
+    register_model,
+)
 from .squeezenet import SqueezeNet
 from .state import effective_state_dict
 
 __all__ = [
-    "AlexNet", "AlexNetConfig", "FeatureExtractor", "FeatureInfo", "Fire", "FireSpec", "ModelEntry",
-    "SqueezeNet", "SqueezeNetConfig", "StemSpec", "create_model", "design_space_config",
-    "design_space_fires", "effective_state_dict", "get_model_entry", "list_models", "model_from_config", "register_model",
+    "CAFFE", "CIFAR", "TORCHVISION", "AlexNet", "AlexNetConfig", "FeatureExtractor", "FeatureInfo", "Fire", "FireSpec",
+    "InferenceModel", "ModelEntry", "ModelMeta", "Network", "Preprocessing", "SqueezeNet", "SqueezeNetConfig", "StemSpec",
+    "config_from_dict", "create_model", "default_classes", "default_preprocessing", "design_space_config",
+    "design_space_fires", "effective_state_dict", "get_model_entry", "input_device", "list_models", "model_from_config",
+    "paper_layer_names", "preset", "prunable_layers", "register_model",
 ]

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 import torchvision
 from torch import nn
 
+from ..common.schema import from_dict
+from ..errors import SqueezeNetError
+from .config import CONFIG_VERSION, MAX_CLASSES
 from .features import FeatureInfo, sequential_feature_info
+from .meta import ModelMeta, Network, default_classes
 
 
 @dataclass(frozen=True)
@@ -21,36 +25,32 @@ class AlexNetConfig:
     in_chans: int = 3
     dropout: float = 0.5
     arch: str = field(default="alexnet", init=False)
+    version: int = field(default=CONFIG_VERSION, init=False)
 
     def __post_init__(self) -> None:
         for name in ("num_classes", "in_chans"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+                raise SqueezeNetError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.num_classes > MAX_CLASSES:
+            raise SqueezeNetError(f"num_classes {self.num_classes:,} is more than this toolkit builds ({MAX_CLASSES:,})")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
+            raise SqueezeNetError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AlexNetConfig:
-        data = dict(data)
-        if data.pop("arch", "alexnet") != "alexnet":
-            raise ValueError("not an AlexNet config")
-        unknown = set(data) - {f.name for f in fields(cls) if f.init}
-        if unknown:
-            raise ValueError(f"unknown AlexNet config fields: {', '.join(sorted(unknown))}")
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any], where: str = "AlexNet config") -> AlexNetConfig:
+        return from_dict(cls, data, where)
 
 
-class AlexNet(torchvision.models.AlexNet):
+class AlexNet(Network, torchvision.models.AlexNet):
     """torchvision's AlexNet (61.1M parameters); same state_dict keys, so its weights load unchanged."""
 
     def __init__(self, config: AlexNetConfig) -> None:
         super().__init__(num_classes=config.num_classes, dropout=config.dropout)
-        self.config = config
-        self.num_classes = config.num_classes
+        self.meta = ModelMeta.default(config)
         self.num_features = 256
         if config.in_chans != 3:
             self.features[0] = nn.Conv2d(config.in_chans, 64, kernel_size=11, stride=4, padding=2)
@@ -80,7 +80,12 @@ class AlexNet(torchvision.models.AlexNet):
         return self.classifier[-1]
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.config = replace(self.config, num_classes=num_classes)
+        """Replace the last layer by a fresh one with ``num_classes`` outputs (class names reset to defaults)."""
+        config = replace(self.config, num_classes=num_classes)  # validates num_classes
         old = self.classifier[-1]
         self.classifier[-1] = nn.Linear(old.in_features, num_classes).to(device=old.weight.device, dtype=old.weight.dtype)
-        self.num_classes = num_classes
+        self.meta = self.meta.replace(config=config, classes=default_classes(num_classes))
+
+    @property
+    def config(self) -> AlexNetConfig:
+        return self.meta.config  # type: ignore[return-value]

@@ -12,7 +12,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from ..common.schema import from_dict
+from ..errors import SqueezeNetError
+
 Bypass = Literal["none", "simple", "complex"]
+CONFIG_VERSION = 1
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; a file claiming more is refused before anything is allocated
 Macro = Literal["1_0", "1_1"]
 
 _BYPASSES = ("none", "simple", "complex")
@@ -20,7 +25,7 @@ _BYPASSES = ("none", "simple", "complex")
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise SqueezeNetError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -101,24 +106,27 @@ class SqueezeNetConfig:
     batch_norm: bool = False
     classifier_padding: int = 0
     arch: str = field(default="squeezenet", init=False)
+    version: int = field(default=CONFIG_VERSION, init=False)  # stored in every file; bumped when fields change meaning
 
     def __post_init__(self) -> None:
         if not self.fires:
-            raise ValueError("a SqueezeNet needs at least one Fire module")
+            raise SqueezeNetError("a SqueezeNet needs at least one Fire module")
         for i in self.pool_after:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self.fires):
-                raise ValueError(f"pool_after index {i!r} is not a Fire module index 0..{len(self.fires) - 1}")
+                raise SqueezeNetError(f"pool_after index {i!r} is not a Fire module index 0..{len(self.fires) - 1}")
         if len(set(self.pool_after)) != len(self.pool_after):
-            raise ValueError(f"pool_after has repeated indices: {self.pool_after}")
+            raise SqueezeNetError(f"pool_after has repeated indices: {self.pool_after}")
         if self.bypass not in _BYPASSES:
-            raise ValueError(f"bypass must be one of {', '.join(_BYPASSES)}, got {self.bypass!r}")
+            raise SqueezeNetError(f"bypass must be one of {', '.join(_BYPASSES)}, got {self.bypass!r}")
         _check_int("num_classes", self.num_classes, 1)
+        if self.num_classes > MAX_CLASSES:
+            raise SqueezeNetError(f"num_classes {self.num_classes:,} is more than this toolkit builds ({MAX_CLASSES:,})")
         _check_int("in_chans", self.in_chans, 1)
         _check_int("classifier_padding", self.classifier_padding, 0)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
+            raise SqueezeNetError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
         if not isinstance(self.batch_norm, bool):
-            raise ValueError(f"batch_norm must be true or false, got {self.batch_norm!r}")
+            raise SqueezeNetError(f"batch_norm must be true or false, got {self.batch_norm!r}")
 
     @property
     def num_features(self) -> int:
@@ -153,25 +161,9 @@ class SqueezeNetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SqueezeNetConfig:
-        """Rebuild a config from :meth:`to_dict`'s output, rejecting unknown or missing fields."""
-        data = dict(data)
-        arch = data.pop("arch", "squeezenet")
-        if arch != "squeezenet":
-            raise ValueError(f"not a SqueezeNet config (arch={arch!r})")
-        known = {f.name for f in fields(cls) if f.init}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown SqueezeNet config fields: {', '.join(sorted(unknown))}")
-        try:
-            data["fires"] = tuple(FireSpec(**f) for f in data["fires"])
-            if "stem" in data:
-                data["stem"] = StemSpec(**data["stem"])
-            if "pool_after" in data:
-                data["pool_after"] = tuple(data["pool_after"])
-            return cls(**data)
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"malformed SqueezeNet config: {exc}") from None
+    def from_dict(cls, data: Mapping[str, Any], where: str = "SqueezeNet config") -> SqueezeNetConfig:
+        """Rebuild a config from :meth:`to_dict`'s output, rejecting unknown, missing or ill-typed fields."""
+        return from_dict(cls, data, where)
 
 
 # --- the published networks -------------------------------------------------------------------
@@ -230,14 +222,14 @@ def design_space_fires(
     _check_int("freq", freq, 1)
     _check_int("num_fires", num_fires, 1)
     if isinstance(pct3x3, bool) or not isinstance(pct3x3, (int, float)) or not 0.0 < pct3x3 < 1.0:
-        raise ValueError(f"pct3x3 must be strictly between 0 and 1, got {pct3x3!r}")
+        raise SqueezeNetError(f"pct3x3 must be strictly between 0 and 1, got {pct3x3!r}")
     if isinstance(sr, bool) or not isinstance(sr, (int, float)) or not (sr > 0 and math.isfinite(sr)):
-        raise ValueError(f"SR (squeeze ratio) must be > 0, got {sr!r}")
+        raise SqueezeNetError(f"SR (squeeze ratio) must be > 0, got {sr!r}")
     specs = []
     for i in range(num_fires):
         e = base_e + incr_e * (i // freq)
         if e < 2:
-            raise ValueError(f"fire{i + 2} would have {e} expand filters; it needs at least 2 (one 1x1, one 3x3)")
+            raise SqueezeNetError(f"fire{i + 2} would have {e} expand filters; it needs at least 2 (one 1x1, one 3x3)")
         e3 = min(max(_round_half_up(pct3x3 * e), 1), e - 1)
         s = max(_round_half_up(sr * e), 1)
         specs.append(FireSpec(squeeze=s, expand1x1=e - e3, expand3x3=e3))
@@ -255,7 +247,7 @@ def design_space_config(
 ) -> SqueezeNetConfig:
     """A network of the paper's design space on the v1.0 (or v1.1) macroarchitecture."""
     if macro not in _MACROS:
-        raise ValueError(f"macro must be one of {', '.join(_MACROS)}, got {macro!r}")
+        raise SqueezeNetError(f"macro must be one of {', '.join(_MACROS)}, got {macro!r}")
     stem, pools = _MACROS[macro]
     fires = design_space_fires(base_e, incr_e, pct3x3, freq, sr)
     return SqueezeNetConfig(fires=fires, stem=options.pop("stem", stem), pool_after=pools, **options)

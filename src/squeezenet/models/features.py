@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import SqueezeNetError
 from .fire import Fire
 
 
@@ -59,7 +60,7 @@ class FeatureExtractor(nn.Module):
         indices = list(range(n)) if out_indices is None else [i + n if i < 0 else i for i in out_indices]
         for i in indices:
             if not 0 <= i < n:
-                raise ValueError(f"out_indices {list(out_indices or [])} out of range: this backbone has {n} feature maps")
+                raise SqueezeNetError(f"out_indices {list(out_indices or [])} out of range: this backbone has {n} feature maps")
         self.feature_info = [feature_info[i] for i in indices]
         positions = [int(f.module.rsplit(".", 1)[1]) for f in self.feature_info]
         self.features = nn.Sequential(*list(features)[: max(positions) + 1])

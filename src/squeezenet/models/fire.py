@@ -7,6 +7,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..errors import SqueezeNetError
+
 Shortcut = Literal["none", "identity", "conv"]
 
 
@@ -46,7 +48,7 @@ class Fire(nn.Module):
         for name, value in (("in_channels", in_channels), ("squeeze", squeeze),
                             ("expand1x1", expand1x1), ("expand3x3", expand3x3)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"Fire {name} must be a positive integer, got {value!r}")
+                raise SqueezeNetError(f"Fire {name} must be a positive integer, got {value!r}")
         self.in_channels = in_channels
         self.out_channels = expand1x1 + expand3x3
         bias = not batch_norm
@@ -65,7 +67,7 @@ class Fire(nn.Module):
             self.shortcut = None
         elif shortcut == "identity":
             if in_channels != self.out_channels:
-                raise ValueError(
+                raise SqueezeNetError(
                     f"an identity bypass needs equal channels, got {in_channels} in and "
                     f"{self.out_channels} out (use shortcut='conv')"
                 )
@@ -76,7 +78,7 @@ class Fire(nn.Module):
                 _norm(self.out_channels, batch_norm),
             )
         else:
-            raise ValueError(f"shortcut must be 'none', 'identity' or 'conv', got {shortcut!r}")
+            raise SqueezeNetError(f"shortcut must be 'none', 'identity' or 'conv', got {shortcut!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.squeeze_activation(self.squeeze_bn(self.squeeze(x)))

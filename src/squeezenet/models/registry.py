@@ -1,17 +1,26 @@
-"""Model registry: named builders (``create_model``) and config-based rebuilding (``model_from_config``)."""
+"""Model registry: named builders (``create_model``) and config-based rebuilding (``model_from_config``).
+
+Builders declare their keyword options once, in :func:`register_model` (timm's small ``@register_model``
+entry points, with options as data): the registry checks names and fills defaults before a builder runs,
+gives the builder a real signature for ``help()`` and IDEs, and lists the options for ``squeezenet models``.
+"""
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from torch import nn
 
+from ..errors import SqueezeNetError
 from .features import FeatureExtractor
+
+F = TypeVar("F", bound=Callable[..., nn.Module])
 
 
 @dataclass(frozen=True)
@@ -22,35 +31,46 @@ class ModelEntry:
     builder: Callable[..., nn.Module]
     input_size: int
     description: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def options(self) -> dict[str, Any]:
         """The builder's keyword options with their defaults."""
-        return {
-            p.name: p.default
-            for p in inspect.signature(self.builder).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        }
+        return dict(self.defaults)
 
 
 _MODELS: dict[str, ModelEntry] = {}
-_ARCHS: dict[str, tuple[Callable[[Mapping[str, Any]], Any], Callable[[Any], nn.Module]]] = {}
+_ARCHS: dict[str, tuple[Callable[[Mapping[str, Any], str], Any], Callable[[Any], nn.Module]]] = {}
 
 
-def register_model(input_size: int = 224) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(input_size: int = 224, **options: Any) -> Callable[[F], F]:
     """Decorator adding a builder to the registry under its function name.
 
-    ``input_size`` is the image side the model is meant for (used as the default by reports).
+    ``input_size`` is the image side the model is meant for (reports use it); ``options`` are the keyword
+    options the builder accepts, with their defaults. The builder is called with every option resolved; an
+    unknown option is a ``SqueezeNetError`` listing the known ones.
     """
 
-    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def wrap(fn: F) -> F:
+        name = fn.__name__
+
+        @functools.wraps(fn)
+        def builder(**kwargs: Any) -> nn.Module:
+            unknown = [k for k in kwargs if k not in options]
+            if unknown:
+                raise SqueezeNetError(f"{name} has no option {unknown[0]!r}; its options are: {', '.join(options)}")
+            return fn(**{**options, **kwargs})
+
+        builder.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in options.items()])
         doc = inspect.getdoc(fn) or ""
-        _MODELS[fn.__name__] = ModelEntry(fn.__name__, fn, input_size, doc.splitlines()[0] if doc else "")
-        return fn
+        _MODELS[name] = ModelEntry(name, builder, input_size, doc.splitlines()[0] if doc else "", dict(options))
+        return builder  # type: ignore[return-value]
 
     return wrap
 
 
-def register_arch(arch: str, config_from_dict: Callable[[Mapping[str, Any]], Any], model_cls: Callable[[Any], nn.Module]) -> None:
+def register_arch(arch: str, config_from_dict: Callable[[Mapping[str, Any], str], Any],
+                  model_cls: Callable[[Any], nn.Module]) -> None:
     """Tell :func:`model_from_config` how to rebuild models whose config says ``arch``."""
     _ARCHS[arch] = (config_from_dict, model_cls)
 
@@ -61,13 +81,13 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def get_model_entry(name: str) -> ModelEntry:
-    """The registry entry of ``name``; a ``ValueError`` naming the closest matches if there is none."""
+    """The registry entry of ``name``; a ``SqueezeNetError`` naming the closest matches if there is none."""
     try:
         return _MODELS[name]
     except KeyError:
         close = difflib.get_close_matches(name, _MODELS, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(close)}?" if close else f"; available: {', '.join(list_models())}"
-        raise ValueError(f"unknown model {name!r}{hint}") from None
+        raise SqueezeNetError(f"unknown model {name!r}{hint}") from None
 
 
 def create_model(
@@ -77,7 +97,7 @@ def create_model(
     out_indices: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build a registered model by name.
+    """Build a registered model by name, freshly initialised (``squeezenet.create_model`` also loads weights).
 
     Args:
         name: one of :func:`list_models`.
@@ -86,21 +106,25 @@ def create_model(
         out_indices: which of those maps to return (default all; negative indices count from the end).
         **kwargs: the builder's options, e.g. ``num_classes``, ``batch_norm``, ``small_stem``.
     """
-    entry = get_model_entry(name)
-    options = entry.options()
-    unknown = [k for k in kwargs if k not in options]
-    if unknown:
-        raise ValueError(f"{name} has no option {unknown[0]!r}; its options are: {', '.join(options)}")
-    model = entry.builder(**kwargs)
+    model = get_model_entry(name).builder(**kwargs)
     if features_only:
         return FeatureExtractor(model.features, model.feature_info, out_indices)
     return model
 
 
-def model_from_config(config: Mapping[str, Any]) -> nn.Module:
-    """Rebuild a model from the ``config.to_dict()`` stored in a file."""
-    arch = config.get("arch") if isinstance(config, Mapping) else None
+def config_from_dict(data: Any, where: str = "model config") -> Any:
+    """The typed architecture config of a ``config.to_dict()`` (``SqueezeNetConfig``, ``AlexNetConfig``)."""
+    arch = data.get("arch") if isinstance(data, Mapping) else None
     if arch not in _ARCHS:
-        raise ValueError(f"unknown architecture {arch!r} in model config (known: {', '.join(sorted(_ARCHS))})")
-    from_dict, model_cls = _ARCHS[arch]
-    return model_cls(from_dict(config))
+        raise SqueezeNetError(f"{where}: unknown architecture {arch!r} (known: {', '.join(sorted(_ARCHS))})")
+    return _ARCHS[arch][0](data, where)
+
+
+def model_from_config(config: Any) -> nn.Module:
+    """Rebuild a model from its config, or from the ``config.to_dict()`` stored in a file."""
+    if isinstance(config, Mapping):
+        config = config_from_dict(config)
+    arch = getattr(config, "arch", None)
+    if arch not in _ARCHS:
+        raise SqueezeNetError(f"unknown architecture {arch!r} (known: {', '.join(sorted(_ARCHS))})")
+    return _ARCHS[arch][1](config)

@@ -11,24 +11,24 @@ from torch.nn import init
 from .config import SqueezeNetConfig
 from .features import FeatureInfo, sequential_feature_info
 from .fire import Fire
+from .meta import ModelMeta, Network, default_classes
 
 
-class SqueezeNet(nn.Module):
+class SqueezeNet(Network):
     """SqueezeNet and every network of its design space.
 
     Layout and state_dict keys follow torchvision's ``SqueezeNet`` (``features.N``, ``classifier.1``),
     so torchvision weights load unchanged. ``classifier`` is dropout -> conv10 (1x1) -> ReLU ->
     global average pool, as in the paper: there is no fully connected layer.
 
-    The model keeps its :attr:`config`, which files written by this toolkit store so the network can be
-    rebuilt from them alone; :attr:`layer_names` maps the paper's layer names (conv1, fire2, ...)
-    to the modules that make them up.
+    The model keeps its :attr:`meta` (architecture config, preprocessing, class names), which files written
+    by this toolkit store so the network can be rebuilt from them alone; :attr:`layer_names` maps the
+    paper's layer names (conv1, fire2, ...) to the modules that make them up.
     """
 
     def __init__(self, config: SqueezeNetConfig) -> None:
         super().__init__()
-        self.config = config
-        self.num_classes = config.num_classes
+        self.meta = ModelMeta.default(config)
         self.num_features = config.num_features
         bias = not config.batch_norm
         stem = config.stem
@@ -98,11 +98,16 @@ class SqueezeNet(nn.Module):
         return self.classifier[1]
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace conv10 by a freshly initialised one with ``num_classes`` outputs (for fine-tuning)."""
-        self.config = replace(self.config, num_classes=num_classes)  # validates num_classes
+        """Replace conv10 by a freshly initialised one with ``num_classes`` outputs (for fine-tuning); the class
+        names go back to their defaults."""
+        config = replace(self.config, num_classes=num_classes)  # validates num_classes
         old = self.classifier[1]
         new = nn.Conv2d(self.num_features, num_classes, kernel_size=1, padding=old.padding)
         init.normal_(new.weight, mean=0.0, std=0.01)
         init.zeros_(new.bias)
         self.classifier[1] = new.to(device=old.weight.device, dtype=old.weight.dtype)
-        self.num_classes = num_classes
+        self.meta = self.meta.replace(config=config, classes=default_classes(num_classes))
+
+    @property
+    def config(self) -> SqueezeNetConfig:
+        return self.meta.config  # type: ignore[return-value]

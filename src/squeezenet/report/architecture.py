@@ -13,7 +13,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..models import Fire, create_model, get_model_entry, model_from_config
+from ..errors import SqueezeNetError
+from ..models import Fire, InferenceModel, create_model, get_model_entry, model_from_config
 
 MAX_INPUT_SIZE = 4096
 
@@ -67,8 +68,8 @@ def _layer_type(mods: list[nn.Module]) -> str:
 def architecture_report(model: str | nn.Module, input_size: int | None = None, **options: Any) -> ArchitectureReport:
     """Measure a model layer by layer at ``input_size`` x ``input_size``.
 
-    ``model`` is a registered name (with builder ``options``) or a model of this toolkit (it must
-    carry a ``config``); in both cases the measured copy lives on the meta device.
+    ``model`` is a registered name (with builder ``options``), a model of this toolkit or anything with a
+    ``meta`` (an ``OnnxModel``); in every case the measured copy is rebuilt on the meta device.
     """
     if isinstance(model, str):
         name = model
@@ -78,14 +79,14 @@ def architecture_report(model: str | nn.Module, input_size: int | None = None, *
         with torch.device("meta"):
             net = create_model(name, **options)
     else:
-        config = getattr(model, "config", None)
-        if config is None:
-            raise ValueError("architecture_report needs a model built by this toolkit (it has no .config)")
-        name = getattr(config, "arch", type(model).__name__)
+        if not isinstance(model, InferenceModel):
+            raise SqueezeNetError(f"architecture_report needs a model of this toolkit (with a meta), got {type(model).__name__}")
+        config = model.meta.config
+        name = config.arch
         input_size = 224 if input_size is None else input_size
         _check_input_size(input_size)
         with torch.device("meta"):
-            net = model_from_config(config.to_dict())
+            net = model_from_config(config)
     net.eval()
     in_chans = net.config.in_chans
     modules = dict(net.named_modules())
@@ -103,7 +104,7 @@ def architecture_report(model: str | nn.Module, input_size: int | None = None, *
         with counter, torch.no_grad():
             net(x)
     except RuntimeError as exc:
-        raise ValueError(
+        raise SqueezeNetError(
             f"input size {input_size} is too small for {name}: the feature map vanishes at {current[0]} "
             f"({str(exc).splitlines()[0]})"
         ) from None
@@ -139,4 +140,21 @@ def architecture_report(model: str | nn.Module, input_size: int | None = None, *
 
 def _check_input_size(size: Any) -> None:
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_INPUT_SIZE:
-        raise ValueError(f"input size must be an integer from 1 to {MAX_INPUT_SIZE}, got {size!r}")
+        raise SqueezeNetError(f"input size must be an integer from 1 to {MAX_INPUT_SIZE}, got {size!r}")
+
+
+def file_summary(model: InferenceModel, path: str) -> dict[str, Any]:
+    """What ``squeezenet info FILE`` says beside the table: size, preprocessing, classes, and the weights
+    left after pruning (PyTorch) or the precision (ONNX)."""
+    from pathlib import Path
+
+    meta = model.meta
+    info: dict[str, Any] = {"file": path, "bytes": Path(path).stat().st_size, "preprocessing": meta.preprocessing.name,
+                            "crop": meta.preprocessing.crop, "classes": meta.num_classes}
+    if isinstance(model, nn.Module):
+        weights = [p for name, p in model.named_parameters() if name.endswith("weight") and p.dim() > 1]
+        info["weights"] = sum(p.numel() for p in weights)
+        info["nonzero_weights"] = sum(int(torch.count_nonzero(p)) for p in weights)
+    else:
+        info["precision"] = getattr(model, "precision", "fp32")
+    return info

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich import box
@@ -54,8 +55,7 @@ def compression_report(path: str | Path) -> CompressionReport:
     """Decode a ``.sqz`` file (timed) and describe each tensor in it."""
     import time
 
-    from ..compress.layers import paper_layer_names
-    from ..models import model_from_config
+    from ..models import model_from_config, paper_layer_names
     from ..weights.files import read_sqz
 
     start = time.perf_counter()
@@ -99,3 +99,25 @@ def print_compression(report: CompressionReport, console: Console | None = None)
     console.print(f"file {report.file_bytes:,} bytes ({human_bytes(report.file_bytes)})   fp32 "
                   f"{human_bytes(report.fp32_bytes)}   ratio {report.ratio:.1f}x   vs AlexNet's 240 MB "
                   f"{ALEXNET_BYTES / report.file_bytes:,.0f}x   decoded in {report.load_seconds:.2f} s")
+
+
+def compression_summary(report: CompressionReport, input_fp32_bytes: int, before: Any = None, after: Any = None,
+                        phases: list[dict] | None = None) -> dict[str, Any]:
+    """What ``squeezenet compress`` reports: the file, its ratios to the input and to AlexNet, and the
+    accuracy before and after (``EvalResult``s, when measured)."""
+    return {**report.to_dict(), "input_fp32_bytes": input_fp32_bytes,
+            "ratio_to_input": input_fp32_bytes / report.file_bytes, "ratio_to_alexnet": ALEXNET_BYTES / report.file_bytes,
+            "before": before.to_dict() if before else None, "after": after.to_dict() if after else None,
+            "phases": phases or []}
+
+
+def print_compression_summary(report: CompressionReport, summary: dict[str, Any], eval_dir: str | None = None,
+                              console: Console | None = None) -> None:
+    console = console or console_for_output()
+    print_compression(report, console)
+    fp32 = summary["input_fp32_bytes"]
+    console.print(f"input weights {fp32:,} bytes -> {report.file_bytes:,} bytes: {summary['ratio_to_input']:.1f}x smaller")
+    before, after = summary["before"], summary["after"]
+    if before and after:
+        console.print(f"top-1 {before['top1']:.4f} -> {after['top1']:.4f} ({100 * (after['top1'] - before['top1']):+.2f} pt)   "
+                      f"top-5 {before['top5']:.4f} -> {after['top5']:.4f}   on {after['n']:,} images of {eval_dir}")

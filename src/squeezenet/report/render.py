@@ -63,3 +63,12 @@ def print_architecture(report: ArchitectureReport, console: Console | None = Non
         f"parameters {report.params:,}   MACs {report.macs / 1e9:.3f} G   "
         f"fp32 size {report.size_bytes:,} bytes ({human_bytes(report.size_bytes)})"
     )
+
+
+def file_line(info: dict) -> str:
+    """The line under ``squeezenet info FILE``'s table."""
+    extra = (f"precision {info['precision']}" if "precision" in info else
+             f"non-zero weights {info['nonzero_weights']:,} of {info['weights']:,} "
+             f"({info['nonzero_weights'] / max(info['weights'], 1):.1%})")
+    return (f"file {info['file']} ({human_bytes(info['bytes'])})   preprocessing {info['preprocessing']}, "
+            f"{info['crop']} crop   {info['classes']} classes   {extra}")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from ..weights import save_weights
+
+logger = logging.getLogger(__name__)
 
 
 class RNGState(L.Callback):
@@ -62,7 +64,7 @@ class BestWeights(L.Callback):
 
 
 class EpochLine(L.Callback):
-    """One line per epoch on stderr: what a log file needs when there is no live progress bar."""
+    """One log line per epoch (INFO): what a log file needs when there is no live progress bar."""
 
     def __init__(self) -> None:
         self._start = time.perf_counter()
@@ -75,6 +77,6 @@ class EpochLine(L.Callback):
         def fmt(key: str, spec: str = ".4f") -> str:
             return format(float(m[key]), spec) if key in m else "-"
 
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  loss {fmt('train/loss_epoch')}  "
-              f"val top-1 {fmt('val/top1')}  top-5 {fmt('val/top5')}  {pl_module.epoch_rate():.0f} img/s  "
-              f"{time.perf_counter() - self._start:.0f}s", file=sys.stderr, flush=True)
+        logger.info(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  loss {fmt('train/loss_epoch')}  "
+                    f"val top-1 {fmt('val/top1')}  top-5 {fmt('val/top5')}  {pl_module.epoch_rate():.0f} img/s  "  # type: ignore[operator]
+                    f"{time.perf_counter() - self._start:.0f}s")

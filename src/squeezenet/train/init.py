@@ -6,6 +6,8 @@ import math
 
 from torch import nn
 
+from ..errors import SqueezeNetError
+
 
 def init_head_bias(model: nn.Module, value: float) -> None:
     """Start the classifier's bias at ``value``.
@@ -30,7 +32,7 @@ def init_weights(model: nn.Module, scheme: str) -> None:
     if scheme == "torchvision":
         return
     if scheme not in ("caffe", "msra"):
-        raise ValueError(f"unknown init scheme {scheme!r}; choose torchvision, caffe or msra")
+        raise SqueezeNetError(f"unknown init scheme {scheme!r}; choose torchvision, caffe or msra")
     head = model.get_classifier() if hasattr(model, "get_classifier") else None
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):

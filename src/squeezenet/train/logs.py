@@ -13,7 +13,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from ..weights import atomic_path
+from ..common.io import atomic_path
 
 
 class _KeepingWriter(ExperimentWriter):

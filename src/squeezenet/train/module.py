@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..data.augment import pad_crop_flip
+from ..errors import SqueezeNetError
 from .recipe import Recipe
 
 
@@ -52,7 +53,7 @@ def lr_at(recipe: Recipe, progress: float) -> float:
         return s.gamma ** int(p * recipe.epochs // s.step_epochs)
     if s.name == "constant":
         return 1.0
-    raise ValueError(f"unknown schedule {s.name!r}; choose onecycle, linear, cosine, step or constant")
+    raise SqueezeNetError(f"unknown schedule {s.name!r}; choose onecycle, linear, cosine, step or constant")
 
 
 class ClassifierModule(L.LightningModule):
@@ -164,7 +165,7 @@ class ClassifierModule(L.LightningModule):
         elif r.optimizer.name == "adamw":
             opt = torch.optim.AdamW(groups, lr=r.optimizer.lr)
         else:
-            raise ValueError(f"unknown optimizer {r.optimizer.name!r}; choose sgd or adamw")
+            raise SqueezeNetError(f"unknown optimizer {r.optimizer.name!r}; choose sgd or adamw")
         lr_at(r, 0.0)  # validates the schedule name
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_at(r, self.progress(step)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ..weights import atomic_path
+from ..common.io import atomic_path
 
 
 def read_epoch_metrics(csv_path: Path) -> dict[str, dict[int, float]]:
@@ -23,28 +23,45 @@ def read_epoch_metrics(csv_path: Path) -> dict[str, dict[int, float]]:
     return series
 
 
+def align_final_validation(series: dict[str, dict[int, float]]) -> dict[str, dict[int, float]]:
+    """Validation logged after the last trained epoch belongs to that epoch.
+
+    A time budget stops training mid-epoch; Lightning then counts the epoch as done, and the validation of
+    the final weights (``train()`` runs it) is logged under the next epoch number, which no training ever
+    reached: plotted as is, the curves would show a phantom extra epoch.
+    """
+    trained = [e for key in ("train/loss", "train/acc") for e in series.get(key, {})]
+    if not trained:
+        return series
+    last = max(trained)
+    return {key: {min(e, last) if key.startswith("val/") else e: v for e, v in sorted(values.items())}
+            for key, values in series.items()}
+
+
 def plot_curves(csv_path: Path, out: Path, title: str) -> Path:
-    """A two-panel PNG: train/val loss and train/val accuracy per epoch."""
+    """A three-panel PNG per epoch: train/val loss, train/val accuracy, and the learning rate."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    s = read_epoch_metrics(csv_path)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    s = align_final_validation(read_epoch_metrics(csv_path))
+    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
     for key, label, ax in [("train/loss", "train loss", ax_loss), ("val/loss", "val loss", ax_loss),
                            ("train/acc", "train top-1", ax_acc), ("val/top1", "val top-1", ax_acc),
-                           ("val/top5", "val top-5", ax_acc)]:
+                           ("val/top5", "val top-5", ax_acc), ("lr", "learning rate (end of epoch)", ax_lr)]:
         if key in s:
             epochs = sorted(s[key])
             ax.plot([e + 1 for e in epochs], [s[key][e] for e in epochs], marker="o", ms=3, label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
-    for ax in (ax_loss, ax_acc):
+    ax_lr.set(xlabel="epoch", ylabel="learning rate", title="learning rate")
+    for ax in (ax_loss, ax_acc, ax_lr):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     fig.suptitle(title)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from ..common.schema import from_dict
+from ..errors import SqueezeNetError
 
 
 @dataclass
@@ -73,43 +76,20 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "recipe") -> Recipe:
-        return _build(cls, dict(data), where)
+        return from_dict(cls, data, where)
 
     def validate(self) -> Recipe:
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"recipe {self.name}: epochs and batch_size must be >= 1")
+            raise SqueezeNetError(f"recipe {self.name}: epochs and batch_size must be >= 1")
         if not self.optimizer.lr > 0:
-            raise ValueError(f"recipe {self.name}: optimizer.lr must be > 0, got {self.optimizer.lr}")
+            raise SqueezeNetError(f"recipe {self.name}: optimizer.lr must be > 0, got {self.optimizer.lr}")
         if self.time_budget_s is not None and not self.time_budget_s > 0:
-            raise ValueError(f"recipe {self.name}: time_budget_s must be > 0")
+            raise SqueezeNetError(f"recipe {self.name}: time_budget_s must be > 0")
         if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"recipe {self.name}: label_smoothing must be in [0, 1)")
+            raise SqueezeNetError(f"recipe {self.name}: label_smoothing must be in [0, 1)")
         if self.data.image_size < 8 or self.data.resize < self.data.image_size:
-            raise ValueError(f"recipe {self.name}: need 8 <= data.image_size <= data.resize")
+            raise SqueezeNetError(f"recipe {self.name}: need 8 <= data.image_size <= data.resize")
         return self
-
-
-_NESTED = {"optimizer": OptimizerSpec, "schedule": ScheduleSpec, "data": DataSpec}
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
-    unknown = set(data) - set(known)
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
-    kwargs = {}
-    for key, value in data.items():
-        if key in _NESTED and cls is Recipe:
-            if not isinstance(value, Mapping):
-                raise ValueError(f"{where}: {key} must be a mapping")
-            value = _build(_NESTED[key], dict(value), f"{where}.{key}")
-        elif key in ("mean", "std"):
-            value = tuple(float(v) for v in value)
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"{where}: {exc}") from None
 
 
 def list_recipes() -> list[str]:
@@ -130,7 +110,7 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
         for p in parents:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override {dotted}: {p} is not a section")
+                raise SqueezeNetError(f"override {dotted}: {p} is not a section")
         node[leaf] = _parse_value(value) if isinstance(value, str) else value
     return out
 
@@ -144,12 +124,12 @@ def load_recipe(name_or_path: str | Path, overrides: Mapping[str, Any] | None = 
     else:
         path = Path(text)
         if not path.is_file():
-            raise ValueError(f"unknown recipe {text!r}: not a file, and named recipes are {', '.join(list_recipes())}")
+            raise SqueezeNetError(f"unknown recipe {text!r}: not a file, and named recipes are {', '.join(list_recipes())}")
         raw, where = path.read_text(), str(path)
     try:
         data = yaml.safe_load(raw) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{where}: invalid YAML ({str(exc).splitlines()[0]})") from None
+        raise SqueezeNetError(f"{where}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: a recipe must be a YAML mapping")
+        raise SqueezeNetError(f"{where}: a recipe must be a YAML mapping")
     return Recipe.from_dict(apply_overrides(data, overrides or {}), where).validate()

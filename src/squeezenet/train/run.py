@@ -24,19 +24,19 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ..common.dist import is_first_process
+from ..common.io import atomic_path
 from ..data import ImageDataset, collate_images
 from ..data.training import DataSource, make_dataset, resolve_data
-from ..models import create_model
-from ..weights import Preprocessing, atomic_path
+from ..errors import SqueezeNetError
+from ..models import Network, Preprocessing, create_model, default_classes
 from .callbacks import BestWeights, EpochLine, RNGState
 from .init import init_head_bias, init_weights
+from .layout import LAST_CKPT, RUN_FILE
 from .logs import ResumableCSVLogger
 from .module import ClassifierModule
 from .plots import plot_curves
 from .recipe import Recipe
-
-RUN_FILE = "run.json"
-LAST_CKPT = Path("checkpoints") / "last.ckpt"
 
 
 @dataclass
@@ -80,7 +80,7 @@ class DataModule(L.LightningDataModule):
     def _per_device(self) -> int:
         world = self.trainer.world_size if self.trainer else 1
         if self.batch_size % world:
-            raise ValueError(f"global batch size {self.batch_size} is not divisible by {world} processes")
+            raise SqueezeNetError(f"global batch size {self.batch_size} is not divisible by {world} processes")
         return self.batch_size // world
 
     def _loader(self, dataset, sampler, drop_last: bool) -> DataLoader:
@@ -170,22 +170,22 @@ def train(
     devices: int | str = "auto",
     compile: bool = False,
     progress_bar: bool | None = None,
-    quiet: bool = False,
-    model: torch.nn.Module | None = None,
+    model: Network | None = None,
     callbacks: list[L.Callback] | None = None,
 ) -> TrainResult:
     """Train ``recipe`` on ``data`` into ``run_dir``; returns the final metrics (also in metrics.json) and the model.
 
     ``model``: fine-tune this model (its classes must be the data's) instead of building the recipe's;
-    ``callbacks``: extra Lightning callbacks (compression schedules use this).
+    ``callbacks``: extra Lightning callbacks (compression schedules use this); ``progress_bar``: a live bar
+    (default: when stderr is a terminal), else one log line per epoch (``logging``, logger ``squeezenet``).
     """
     run_dir = Path(run_dir)
     ckpt = run_dir / LAST_CKPT
-    first_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 owns the run directory
+    first_process = is_first_process()  # under torchrun only rank 0 owns the run directory
     if resume and not ckpt.is_file():
-        raise ValueError(f"{run_dir}: nothing to resume (no {LAST_CKPT})")
+        raise SqueezeNetError(f"{run_dir}: nothing to resume (no {LAST_CKPT})")
     if first_process and not resume and (run_dir / RUN_FILE).exists():
-        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another -o")
+        raise SqueezeNetError(f"{run_dir} already holds a run; pass resume=True to continue it or choose another run directory")
 
     _quiet_lightning()
     L.seed_everything(recipe.seed, workers=True, verbose=False)
@@ -194,21 +194,25 @@ def train(
     source = resolve_data(data, data_root)
     train_set, val_set, skipped = build_datasets(recipe, source)
     if len(train_set) < recipe.batch_size:
-        raise ValueError(f"{len(train_set)} training images are fewer than one batch of {recipe.batch_size}")
+        raise SqueezeNetError(f"{len(train_set)} training images are fewer than one batch of {recipe.batch_size}")
 
     if model is None:
-        model = create_model(recipe.model, **{**recipe.model_options, "num_classes": len(source.classes)})
+        built = create_model(recipe.model, **{**recipe.model_options, "num_classes": len(source.classes)})
+        if not isinstance(built, Network):
+            raise SqueezeNetError(f"recipe {recipe.name}: {recipe.model} is not a classifier the trainer can train")
+        model = built
         init_weights(model, recipe.init)
         if recipe.head_bias:
             init_head_bias(model, recipe.head_bias)
-        model.preprocessing = Preprocessing(recipe.name, resize=recipe.data.resize, crop=recipe.data.image_size,
-                                            mean=recipe.data.mean, std=recipe.data.std)
-        model.class_names = list(source.classes)
+        model.meta = model.meta.replace(
+            preprocessing=Preprocessing(recipe.name, resize=recipe.data.resize, crop=recipe.data.image_size,
+                                        mean=recipe.data.mean, std=recipe.data.std),
+            classes=tuple(source.classes), source=f"squeezenet train {recipe.name} on {source.name}")
     else:
-        names = list(getattr(model, "class_names", None) or [])
-        if getattr(model, "num_classes", len(source.classes)) != len(source.classes) or (names and names != list(source.classes)):
-            raise ValueError(f"{data}: its {len(source.classes)} classes are not the model's "
-                             f"({getattr(model, 'num_classes', '?')} classes: {', '.join(names[:5])}...)")
+        names = model.meta.classes
+        if len(names) != len(source.classes) or (names != tuple(source.classes) and names != default_classes(len(names))):
+            raise SqueezeNetError(f"{data}: its {len(source.classes)} classes are not the model's "
+                                  f"({len(names)} classes: {', '.join(names[:5])}...)")
         model.train()
     module = ClassifierModule(model, recipe, len(source.classes),
                               batch_augment=recipe.data.augment == "cifar" and uses_memory(recipe))
@@ -225,8 +229,8 @@ def train(
     resumed_step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]) if resume else None
     gpu = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
     best = BestWeights(run_dir / "best.safetensors", source=f"squeezenet train {recipe.name} on {source.name}")
-    show_bar = progress_bar if progress_bar is not None else (os.isatty(2) and not quiet)
-    callbacks: list[L.Callback] = [
+    show_bar = progress_bar if progress_bar is not None else os.isatty(2)
+    all_callbacks: list[L.Callback] = [
         # the best epoch, then the latest one every epoch (save_last=True would only follow the best, skipping
         # epochs that do not improve val/top1); in this order last.ckpt holds the best-checkpoint state too
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="epoch{epoch:03d}", auto_insert_metric_name=False,
@@ -235,8 +239,8 @@ def train(
                         enable_version_counter=False),
         RNGState(), best, *(callbacks or []),
     ]
-    if not show_bar and not quiet:
-        callbacks.append(EpochLine())
+    if not show_bar:
+        all_callbacks.append(EpochLine())
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=env.local_world_size if env.world_size > 1 else devices,
@@ -249,7 +253,7 @@ def train(
         logger=[ResumableCSVLogger(run_dir, name="logs", version="csv", keep_before_step=resumed_step),
                 # purge_step: TensorBoard drops the interrupted epoch's steps that the resumed run logs again
                 TensorBoardLogger(run_dir, name="logs", version="tb", purge_step=resumed_step)],
-        callbacks=callbacks,
+        callbacks=all_callbacks,
         default_root_dir=run_dir,
         enable_progress_bar=show_bar,
         enable_model_summary=False,
@@ -292,5 +296,5 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
     """What ``run.json`` says about a run (for --resume)."""
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
-        raise ValueError(f"{run_dir}: not a run directory (no {RUN_FILE})")
+        raise SqueezeNetError(f"{run_dir}: not a run directory (no {RUN_FILE})")
     return json.loads(path.read_text())

@@ -1,109 +1,67 @@
-"""Load, save and convert weights: a model comes back with its preprocessing and class names attached."""
+"""Load, save and convert weights: a model comes back with its :class:`~squeezenet.models.ModelMeta`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..models import create_model, effective_state_dict, model_from_config
-from .files import READ_FORMATS, WeightsFile, WeightsMeta, read_weights_file, write_weights_file
-from .imagenet import imagenet_names
-from .preprocessing import CAFFE, CIFAR, TORCHVISION, Preprocessing
-from .pretrained import PRETRAINED, fetch_pretrained
+from ..errors import SqueezeNetError
+from ..models import Network, effective_state_dict, get_model_entry, model_from_config
+from ..models import create_model as build_fresh
+from .files import READ_FORMATS, WeightsFile, read_weights_file, write_weights_file
+from .pretrained import PRETRAINED, default_pretrained, fetch_pretrained
 
 
-def infer_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """The architecture of a plain torchvision-style state_dict (torchvision's SqueezeNets and AlexNet)."""
-    stem = state_dict.get("features.0.weight")
-    head = state_dict.get("classifier.1.weight")
-    if stem is not None and head is not None and stem.dim() == 4:
-        num_classes, in_chans = int(head.shape[0]), int(stem.shape[1])
-        kernel = tuple(stem.shape[-2:])
-        if "features.3.squeeze.weight" in state_dict and kernel in ((7, 7), (3, 3)):
-            name = "squeezenet1_0" if kernel == (7, 7) else "squeezenet1_1"
-            with torch.device("meta"):
-                return create_model(name, num_classes=num_classes, in_chans=in_chans).config.to_dict()
-        last = state_dict.get("classifier.6.weight")
-        if kernel == (11, 11) and last is not None:
-            with torch.device("meta"):
-                return create_model("alexnet", num_classes=int(last.shape[0]), in_chans=in_chans).config.to_dict()
-    raise ValueError("cannot tell the architecture of these weights: they carry no squeezenet metadata and are not "
-                     "a torchvision SqueezeNet/AlexNet state_dict")
-
-
-def default_preprocessing(config: Mapping[str, Any]) -> Preprocessing:
-    """For a model that does not say: Caffe's for Caffe-compatible v1.0 (conv10 pad=1), 32x32 CIFAR's for
-    small-stem models (a 3x3/1 stem without max-pool: fed 224 crops they would run, and answer wrongly),
-    torchvision's otherwise."""
-    if config.get("classifier_padding") == 1:
-        return CAFFE
-    stem = config.get("stem") or {}
-    return CIFAR if stem.get("stride") == 1 and not stem.get("pool", True) else TORCHVISION
-
-
-def build_model(weights: WeightsFile, where: str) -> nn.Module:
-    """Model for a weights file: rebuilt from its config (or inferred), weights loaded strictly."""
-    config = weights.meta.config or infer_config(weights.state_dict)
-    model = model_from_config(config)
+def build_model(weights: WeightsFile, where: str) -> Network:
+    """Model for a weights file: rebuilt from its meta's config, weights loaded strictly, eval mode."""
+    model: Network = model_from_config(weights.meta.config)  # type: ignore[assignment]
     try:
         model.load_state_dict(weights.state_dict)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())
-        raise ValueError(f"{where}: weights do not match the {config.get('arch')} architecture ({detail[:300]})") from None
-    model.eval()
-    model.preprocessing = weights.meta.preprocessing or default_preprocessing(config)
-    classes = weights.meta.classes
-    if classes is None and model.num_classes == 1000:
-        classes = list(imagenet_names())
-    if classes is not None and len(classes) != model.num_classes:
-        raise ValueError(f"{where}: {len(classes)} class names for a {model.num_classes}-class model")
-    model.class_names = classes or [f"class {i}" for i in range(model.num_classes)]
-    return model
+        raise SqueezeNetError(f"{where}: weights do not match the {weights.meta.config.arch} architecture "
+                              f"({detail[:300]})") from None
+    model.meta = weights.meta
+    return model.eval()
 
 
-def resolve_weights(source: str | Path) -> tuple[Path, Preprocessing | None]:
-    """A path for a weights name or path (named weights are fetched); their known preprocessing if named."""
+def _read(source: str | Path) -> WeightsFile:
+    """The weights file for a path or a named weight set (fetched into the torch hub cache); named weights'
+    preprocessing applies where the file itself does not say."""
     if isinstance(source, str) and source in PRETRAINED:
-        return fetch_pretrained(source), PRETRAINED[source].preprocessing
+        named = PRETRAINED[source]
+        weights = read_weights_file(fetch_pretrained(source))
+        if not weights.described:
+            weights.meta = weights.meta.replace(preprocessing=named.preprocessing, source=source)
+        return weights
     path = Path(source)
     if not path.exists() and path.suffix.lower() not in READ_FORMATS:
-        raise ValueError(f"{str(source)!r} is neither a weights file ({', '.join(READ_FORMATS)}) nor one of the "
-                         f"named weight sets: {', '.join(sorted(PRETRAINED))}")
-    return path, None
+        raise SqueezeNetError(f"{str(source)!r} is neither a weights file ({', '.join(READ_FORMATS)}) nor one of the "
+                              f"named weight sets: {', '.join(sorted(PRETRAINED))}")
+    return read_weights_file(path)
 
 
-def load_weights(source: str | Path) -> nn.Module:
+def load_weights(source: str | Path) -> Network:
     """A ready-to-use model (eval mode, on CPU) from a weights file or a named weight set.
 
-    The model gets ``.preprocessing`` (a :class:`Preprocessing`; ``.transforms()`` builds the input
-    pipeline) and ``.class_names``. Named weights: see :func:`squeezenet.weights.list_pretrained`.
+    The model's ``meta`` holds its preprocessing (``meta.preprocessing.transforms()`` builds the input
+    pipeline) and class names. Named weights: see :func:`squeezenet.weights.list_pretrained`.
     """
-    path, named_pre = resolve_weights(source)
-    weights = read_weights_file(path)
-    if named_pre is not None and weights.meta.preprocessing is None:
-        weights.meta.preprocessing = named_pre
-    return build_model(weights, str(source))
+    return build_model(_read(source), str(source))
 
 
-def save_weights(model: nn.Module, path: str | Path, *, source: str | None = None) -> Path:
-    """Write a model's weights with its architecture, preprocessing and class names (format by extension)."""
-    config = getattr(model, "config", None)
-    if config is None:
-        raise ValueError("save_weights needs a model built by this toolkit (it has no .config)")
-    meta = WeightsMeta(
-        config=config.to_dict(),
-        preprocessing=getattr(model, "preprocessing", None) or default_preprocessing(config.to_dict()),
-        classes=getattr(model, "class_names", None),
-        source=source,
-    )
-    return write_weights_file(path, _canonical_order(effective_state_dict(model), config.to_dict()), meta)
+def save_weights(model: Network, path: str | Path, *, source: str | None = None) -> Path:
+    """Write a model's weights with its meta (architecture, preprocessing, class names); format by extension.
+    Parametrized models (pruning masks, shared weights) are saved as the plain weights they compute with."""
+    meta = model.meta if source is None else model.meta.replace(source=source)
+    return write_weights_file(path, _canonical_order(effective_state_dict(model), meta.config), meta)
 
 
-def _canonical_order(state: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
+def _canonical_order(state: dict[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:
     """The keys in the order a freshly built model has them: removing a parametrization re-registers the
     weight after the bias, and files of the same weights should not depend on such history."""
     with torch.device("meta"):
@@ -112,15 +70,58 @@ def _canonical_order(state: dict[str, torch.Tensor], config: dict) -> dict[str, 
 
 
 def convert_weights(src: str | Path, dst: str | Path) -> Path:
-    """Re-encode weights in another format (by extension), keeping architecture and preprocessing.
+    """Re-encode weights in another format (by extension), keeping their meta.
 
     The tensors are copied as they are, so a round trip is bit-exact.
     """
-    path, named_pre = resolve_weights(src)
-    weights = read_weights_file(path)
-    model = build_model(weights, str(src))  # validates tensors against the architecture
-    if named_pre is not None and weights.meta.preprocessing is None:
-        model.preprocessing = named_pre
-    meta = WeightsMeta(config=model.config.to_dict(), preprocessing=model.preprocessing,
-                       classes=weights.meta.classes, source=weights.meta.source or Path(path).name)
+    weights = _read(src)
+    build_model(weights, str(src))  # validates the tensors against the architecture
+    meta = weights.meta if weights.meta.source else weights.meta.replace(source=Path(str(src)).name)
     return write_weights_file(dst, weights.state_dict, meta)
+
+
+
+
+def create_model(name: str, *, pretrained: bool = False, weights: str | Path | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model, optionally with weights, as timm's and torchvision's ``create_model`` do.
+
+    ``pretrained=True`` loads the model's default published weights (``squeezenet1_1`` ->
+    ``squeezenet1_1.tv_in1k``); ``weights=`` names a weight set or a file. With weights, ``num_classes`` other
+    than the weights' replaces the classifier (for fine-tuning) and ``dropout`` is set; options that would
+    change other layers are refused. Without weights this is :func:`squeezenet.models.create_model`.
+    """
+    if pretrained and weights is None:
+        weights = default_pretrained(name)
+    if weights is None:
+        return build_fresh(name, **kwargs)
+    entry = get_model_entry(name)
+    unknown = [k for k in kwargs if k not in entry.options()]
+    if unknown:
+        raise SqueezeNetError(f"{name} has no option {unknown[0]!r}; its options are: {', '.join(entry.options())}")
+    shaping = [k for k in kwargs if k not in ("num_classes", "dropout") and kwargs[k] != entry.options()[k]]
+    if shaping:
+        raise SqueezeNetError(f"{', '.join(shaping)} would change the layers of the pretrained {name}; build it "
+                              "without weights, or load weights that have those layers")
+    model = load_weights(weights)
+    with torch.device("meta"):
+        expected = build_fresh(name).config  # type: ignore[operator]
+    loaded = model.config
+    if getattr(loaded, "arch", None) != expected.arch or _body(loaded) != _body(expected):
+        raise SqueezeNetError(f"{weights} holds another network than {name} (see `squeezenet info {weights}`)")
+    num_classes = kwargs.get("num_classes", model.num_classes)
+    if num_classes != model.num_classes:
+        model.reset_classifier(num_classes)  # type: ignore[operator]
+    if "dropout" in kwargs:
+        model.meta = model.meta.replace(config=replace(model.config, dropout=kwargs["dropout"]))
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = kwargs["dropout"]
+    return model
+
+
+def _body(config: Any) -> Any:
+    """A config without the fields that do not decide which weights fit (classifier size, dropout, conv10 pad)."""
+    changes: dict[str, Any] = {"num_classes": 1000, "dropout": 0.5}
+    if hasattr(config, "classifier_padding"):
+        changes["classifier_padding"] = 0
+    return replace(config, **changes)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
+from ..errors import SqueezeNetError
+
 METHOD_CONSTANT, METHOD_ANS, METHOD_HUFFMAN = 0, 1, 2
 METHOD_NAMES = {METHOD_CONSTANT: "constant", METHOD_ANS: "ans", METHOD_HUFFMAN: "huffman"}
 RESOLUTIONS = (1, 2, 4, 8)  # levels per octave a table may use
@@ -54,7 +56,7 @@ class BitReader:
 
     def read(self, bits: int) -> int:
         if bits > self.left:
-            raise ValueError("frequency table ends early")
+            raise SqueezeNetError("frequency table ends early")
         self.left -= bits
         return (self.value >> self.left) & ((1 << bits) - 1)
 
@@ -63,7 +65,7 @@ class BitReader:
         while self.read(1) == 0:
             zeros += 1
             if zeros > 40:
-                raise ValueError("malformed Exp-Golomb code in a frequency table")
+                raise SqueezeNetError("malformed Exp-Golomb code in a frequency table")
         return ((1 << (zeros + k)) | self.read(zeros + k)) - (1 << k)
 
 
@@ -112,10 +114,10 @@ def _read_table(data: bytes, alphabet: int) -> tuple[np.ndarray, int]:
     for i in range(alphabet):
         level += _unzigzag(r.read_golomb(k))
         if not 0 <= level <= 64 * resolution:
-            raise ValueError("frequency table level out of range")
+            raise SqueezeNetError("frequency table level out of range")
         levels[i] = level
     if not levels.any():
-        raise ValueError("frequency table has no symbols")
+        raise SqueezeNetError("frequency table has no symbols")
     return levels, resolution
 
 
@@ -133,12 +135,12 @@ def _ans_encode(symbols: np.ndarray, probabilities: np.ndarray) -> bytes:
 
 def _ans_decode(payload: bytes, probabilities: np.ndarray, count: int) -> np.ndarray:
     if len(payload) % 4:
-        raise ValueError("ANS stream length is not a whole number of 32-bit words")
+        raise SqueezeNetError("ANS stream length is not a whole number of 32-bit words")
     model = constriction.stream.model.Categorical(probabilities, perfect=False)
     coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
     symbols = coder.decode(model, count)
     if not coder.is_empty():
-        raise ValueError("ANS stream has data left after its last symbol")
+        raise SqueezeNetError("ANS stream has data left after its last symbol")
     return np.asarray(symbols, dtype=np.int64)
 
 
@@ -155,7 +157,7 @@ def _huffman_encode(symbols: np.ndarray, probabilities: np.ndarray) -> bytes:
 
 def _huffman_decode(payload: bytes, probabilities: np.ndarray, count: int) -> np.ndarray:
     if len(payload) % 4 or count > 32 * len(payload) + 32:
-        raise ValueError("Huffman stream is too short for its symbol count")
+        raise SqueezeNetError("Huffman stream is too short for its symbol count")
     present = np.flatnonzero(probabilities > 0)
     if present.size == 1:
         return np.full(count, present[0], dtype=np.int64)
@@ -186,9 +188,9 @@ def encode_stream(symbols: np.ndarray, alphabet: int, probabilities: np.ndarray 
     """
     symbols = np.asarray(symbols, dtype=np.int64)
     if not 1 <= alphabet <= MAX_ALPHABET:
-        raise ValueError(f"alphabet of {alphabet} symbols; streams support 1 to {MAX_ALPHABET}")
+        raise SqueezeNetError(f"alphabet of {alphabet} symbols; streams support 1 to {MAX_ALPHABET}")
     if symbols.size and (symbols.min() < 0 or symbols.max() >= alphabet):
-        raise ValueError("symbol outside the stream's alphabet")
+        raise SqueezeNetError("symbol outside the stream's alphabet")
     counts = np.bincount(symbols, minlength=alphabet).astype(np.float64)
     if symbols.size == 0 or np.count_nonzero(counts) == 1:
         return EncodedStream(METHOD_CONSTANT, _varint(int(symbols[0]) if symbols.size else 0), b"")
@@ -215,18 +217,18 @@ def decode_stream(reader: ByteReader, count: int, alphabet: int, probabilities: 
     if method == METHOD_CONSTANT:
         symbol = _varint_from(table)
         if symbol >= alphabet or payload:
-            raise ValueError("constant stream names a symbol outside its alphabet")
+            raise SqueezeNetError("constant stream names a symbol outside its alphabet")
         return np.full(count, symbol, dtype=np.int64)
     if method not in (METHOD_ANS, METHOD_HUFFMAN):
-        raise ValueError(f"unknown stream coder {method}")
+        raise SqueezeNetError(f"unknown stream coder {method}")
     if probabilities is None:
         levels, r = _read_table(table, alphabet)
         probabilities = level_probabilities(levels, r)
     elif table:
-        raise ValueError("unexpected frequency table")
+        raise SqueezeNetError("unexpected frequency table")
     decoded = (_ans_decode if method == METHOD_ANS else _huffman_decode)(payload, probabilities, count)
     if decoded.size != count or (count and (decoded.min() < 0 or decoded.max() >= alphabet)):
-        raise ValueError("stream decoded to symbols outside its alphabet")
+        raise SqueezeNetError("stream decoded to symbols outside its alphabet")
     return decoded
 
 
@@ -249,7 +251,7 @@ def _varint_from(data: bytes) -> int:
     reader = ByteReader(data)
     value = reader.varint()
     if reader.remaining:
-        raise ValueError("trailing bytes after a number")
+        raise SqueezeNetError("trailing bytes after a number")
     return value
 
 
@@ -266,7 +268,7 @@ class ByteReader:
 
     def take(self, n: int) -> bytes:
         if n < 0 or n > self.remaining:
-            raise ValueError(f"needs {n:,} bytes at offset {self.offset:,}, only {self.remaining:,} left (truncated?)")
+            raise SqueezeNetError(f"needs {n:,} bytes at offset {self.offset:,}, only {self.remaining:,} left (truncated?)")
         chunk = bytes(self.data[self.offset:self.offset + n])
         self.offset += n
         return chunk
@@ -280,7 +282,7 @@ class ByteReader:
                 return value
             shift += 7
             if shift > 63:
-                raise ValueError("malformed length field")
+                raise SqueezeNetError("malformed length field")
 
 
 def bits_for(centroids: int) -> int:

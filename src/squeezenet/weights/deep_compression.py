@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import SqueezeNetError
 from ..models import create_model
 
 CODEBOOK_SIZE = 256
@@ -69,12 +70,12 @@ def read_deep_compression(path: str | Path) -> list[CompressedLayer]:
     path = Path(path)
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise ValueError(f"{path}: {size:,} bytes is far too large for a Deep Compression SqueezeNet .net file")
+        raise SqueezeNetError(f"{path}: {size:,} bytes is far too large for a Deep Compression SqueezeNet .net file")
     data = path.read_bytes()
     specs = deep_compression_layer_keys()
     header = 4 * len(specs)
     if len(data) < header:
-        raise ValueError(f"{path}: truncated .net file ({len(data)} bytes, the header alone needs {header})")
+        raise SqueezeNetError(f"{path}: truncated .net file ({len(data)} bytes, the header alone needs {header})")
     counts = np.frombuffer(data, dtype="<u4", count=len(specs))
     offset = header
     layers = []
@@ -82,10 +83,11 @@ def read_deep_compression(path: str | Path) -> list[CompressedLayer]:
         numel = int(np.prod(shape))
         entries = int(count)
         if not 0 < entries <= numel:
-            raise ValueError(f"{path}: layer {key} claims {entries:,} entries for a {numel:,}-weight tensor (corrupt header)")
+            raise SqueezeNetError(f"{path}: layer {key} claims {entries:,} entries for a {numel:,}-weight tensor "
+                                  "(corrupt header)")
         need = 4 * CODEBOOK_SIZE + 4 * n_bias + entries + (entries + 1) // 2
         if offset + need > len(data):
-            raise ValueError(
+            raise SqueezeNetError(
                 f"{path}: truncated at layer {key} (needs {need:,} bytes at offset {offset:,}, file has {len(data):,})"
             )
         codebook = np.frombuffer(data, "<f4", CODEBOOK_SIZE, offset).astype(np.float32)
@@ -100,12 +102,12 @@ def read_deep_compression(path: str | Path) -> list[CompressedLayer]:
         steps[0::2], steps[1::2] = packed & 0x0F, packed >> 4
         positions = np.cumsum(steps[:entries] + 1) - 1
         if positions[-1] >= numel:
-            raise ValueError(f"{path}: layer {key} positions run to {positions[-1]:,}, past its {numel:,} weights (corrupt)")
+            raise SqueezeNetError(f"{path}: layer {key} positions run to {positions[-1]:,}, past its {numel:,} weights (corrupt)")
         if not (np.isfinite(codebook).all() and np.isfinite(bias).all()):
-            raise ValueError(f"{path}: layer {key} has non-finite codebook or bias values (corrupt)")
+            raise SqueezeNetError(f"{path}: layer {key} has non-finite codebook or bias values (corrupt)")
         layers.append(CompressedLayer(key, shape, codebook, codes, positions, bias))
     if offset != len(data):
-        raise ValueError(f"{path}: {len(data) - offset:,} unexpected trailing bytes after the last layer (not this format)")
+        raise SqueezeNetError(f"{path}: {len(data) - offset:,} unexpected trailing bytes after the last layer (not this format)")
     return layers
 
 

@@ -1,131 +1,109 @@
 """Weight file formats, chosen by extension: ``.net`` (read only), ``.pth``/``.pt``, ``.safetensors``, ``.sqz``.
 
-Files we write carry a :class:`WeightsMeta` (architecture config, preprocessing, class names) so they
-load with no flags. In ``.safetensors`` it is the header metadata entry ``squeezenet`` (JSON); in
-``.pth`` it rides in the state_dict's own ``_metadata`` attribute, so the file stays a plain
-torchvision-style state_dict that ``model.load_state_dict(torch.load(f))`` accepts unchanged.
+Files we write carry the model's :class:`~squeezenet.models.ModelMeta` (architecture config, preprocessing,
+class names, source) so they load with no flags. In ``.safetensors`` it is the header metadata entry
+``squeezenet`` (JSON); in ``.pth`` it rides in the state_dict's own ``_metadata`` attribute, so the file stays a
+plain torchvision-style state_dict that ``model.load_state_dict(torch.load(f))`` accepts unchanged. Reading
+always yields a complete meta: what a file does not say (a torchvision ``.pth``) is inferred or defaulted.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .preprocessing import Preprocessing
+from ..common.imagenet import imagenet_names
+from ..common.io import atomic_path
+from ..errors import SqueezeNetError
+from ..models import CAFFE, ModelMeta, create_model, model_from_config
 
 META_KEY = "squeezenet"
 PTH_META_KEY = "__squeezenet__"
-META_VERSION = 1
 
 READ_FORMATS = (".net", ".pth", ".pt", ".safetensors", ".sqz")
 WRITE_FORMATS = (".pth", ".pt", ".safetensors", ".sqz")
 
 
 @dataclass
-class WeightsMeta:
-    """What a weights file says about itself beyond the tensors."""
-
-    config: dict[str, Any] | None = None
-    preprocessing: Preprocessing | None = None
-    classes: list[str] | None = None
-    source: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": META_VERSION,
-            "config": self.config,
-            "preprocessing": self.preprocessing.to_dict() if self.preprocessing else None,
-            "classes": self.classes,
-            "source": self.source,
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str, where: str) -> WeightsMeta:
-        try:
-            d = json.loads(text)
-            if not isinstance(d, dict):
-                raise ValueError("not a JSON object")
-            version = d.get("version")
-            if not isinstance(version, int) or version > META_VERSION:
-                raise ValueError(f"metadata version {version!r}; this toolkit reads up to {META_VERSION}")
-            pre = d.get("preprocessing")
-            classes = d.get("classes")
-            if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
-                raise ValueError("classes must be a list of strings")
-            return cls(config=d.get("config"), preprocessing=Preprocessing.from_dict(pre) if pre else None,
-                       classes=classes, source=d.get("source"))
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise ValueError(f"{where}: unreadable squeezenet metadata ({exc})") from None
-
-
-@dataclass
 class WeightsFile:
-    """Tensors and metadata read from one file."""
+    """Tensors and metadata read from one file; ``described`` says whether the file carried our metadata
+    (if not, ``meta`` was inferred from the tensors and defaults)."""
 
     state_dict: dict[str, torch.Tensor]
-    meta: WeightsMeta = field(default_factory=WeightsMeta)
+    meta: ModelMeta
     format: str = ""
+    described: bool = True
+
+
+def infer_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The architecture of a plain torchvision-style state_dict (torchvision's SqueezeNets and AlexNet)."""
+    stem = state_dict.get("features.0.weight")
+    head = state_dict.get("classifier.1.weight")
+    if stem is not None and head is not None and stem.dim() == 4:
+        num_classes, in_chans = int(head.shape[0]), int(stem.shape[1])
+        kernel = tuple(stem.shape[-2:])
+        if "features.3.squeeze.weight" in state_dict and kernel in ((7, 7), (3, 3)):
+            name = "squeezenet1_0" if kernel == (7, 7) else "squeezenet1_1"
+            with torch.device("meta"):
+                return create_model(name, num_classes=num_classes, in_chans=in_chans).config.to_dict()  # type: ignore[operator]
+        last = state_dict.get("classifier.6.weight")
+        if kernel == (11, 11) and last is not None:
+            with torch.device("meta"):
+                return create_model("alexnet", num_classes=int(last.shape[0]), in_chans=in_chans).config.to_dict()  # type: ignore[operator]
+    raise SqueezeNetError("cannot tell the architecture of these weights: they carry no squeezenet metadata and are not "
+                          "a torchvision SqueezeNet/AlexNet state_dict")
+
+
+def parse_meta(text_or_dict: str | Mapping[str, Any] | None, where: str,
+               state_dict: Mapping[str, torch.Tensor] | None = None) -> ModelMeta:
+    """A file's metadata (JSON text or a dict; ``None`` for files without) as a complete :class:`ModelMeta`.
+    A missing config is inferred from ``state_dict``; missing preprocessing and classes get the defaults."""
+    if text_or_dict is None:
+        data: Any = {}
+    elif isinstance(text_or_dict, str):
+        try:
+            data = json.loads(text_or_dict)
+        except (ValueError, RecursionError) as exc:
+            raise SqueezeNetError(f"{where}: unreadable squeezenet metadata ({str(exc)[:200]})") from None
+    else:
+        data = text_or_dict
+    if not isinstance(data, Mapping):
+        raise SqueezeNetError(f"{where}: unreadable squeezenet metadata (not a JSON object)")
+    if data.get("config") is None:
+        if state_dict is None:
+            raise SqueezeNetError(f"{where}: metadata has no architecture config")
+        data = {**data, "config": infer_config(state_dict)}
+    return ModelMeta.from_dict(data, where)
 
 
 def _suffix(path: Path, allowed: tuple[str, ...], verb: str) -> str:
     suffix = path.suffix.lower()
     if suffix not in allowed:
-        raise ValueError(f"{path}: cannot {verb} '{suffix or 'no extension'}' files; use one of {', '.join(allowed)}")
+        raise SqueezeNetError(f"{path}: cannot {verb} '{suffix or 'no extension'}' files; use one of {', '.join(allowed)}")
     return suffix
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)  # the only portable way to read it is to set it, then put it back
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
-
-    A run killed mid-write leaves the previous file intact and at worst a stray ``.tmp`` file. The file gets
-    the permissions ``open()`` would give it (``mkstemp`` makes it private to its owner).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def read_weights_file(path: str | Path) -> WeightsFile:
-    """Read any supported weights file; ``ValueError`` with the reason if it is not readable."""
+    """Read any supported weights file; ``SqueezeNetError`` with the reason if it is not readable."""
     path = Path(path)
     suffix = _suffix(path, READ_FORMATS, "read")
     if not path.is_file():
         raise FileNotFoundError(f"no such weights file: {path}")
     if suffix == ".net":
         from .deep_compression import deep_compression_state_dict, read_deep_compression
-        from .preprocessing import CAFFE
 
         state = deep_compression_state_dict(read_deep_compression(path))
-        config = _caffe_v1_0_config()
-        return WeightsFile(state, WeightsMeta(config=config, preprocessing=CAFFE, source=f"deep-compression:{path.name}"), ".net")
+        with torch.device("meta"):
+            config = create_model("squeezenet1_0", caffe_compat=True).config  # type: ignore[operator]
+        meta = ModelMeta(config, CAFFE, imagenet_names(), f"deep-compression:{path.name}")
+        return WeightsFile(state, meta, ".net", described=False)
     if suffix == ".safetensors":
         return _read_safetensors(path)
     if suffix == ".sqz":
@@ -138,45 +116,30 @@ def read_sqz(path: str | Path) -> tuple[WeightsFile, Any]:
 
     The tensor records are checked against the architecture in the file's own config before decoding.
     """
-    from .imagenet import imagenet_names
     from .sqz import IMAGENET_CLASSES, decode_sqz, read_sqz_bytes
 
     path, where = Path(path), str(path)
-    found: list[WeightsMeta] = []
+    found: list[ModelMeta] = []
 
     def expect(meta_dict: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
         d = dict(meta_dict)
-        imagenet = d.get("classes") == IMAGENET_CLASSES
-        if imagenet:
-            d["classes"] = None
-        meta = WeightsMeta.from_json(json.dumps(d), where)
-        if meta.config is None:
-            raise ValueError(f"{where}: .sqz metadata has no architecture config")
-        if imagenet:
-            meta.classes = list(imagenet_names())
+        if d.get("classes") == IMAGENET_CLASSES:
+            d["classes"] = list(imagenet_names())
+        meta = parse_meta(d, where)
         found.append(meta)
-        return _expected_tensors(meta.config, where)
+        return _expected_tensors(meta, where)
 
     contents = decode_sqz(read_sqz_bytes(path), where, expect)
     return WeightsFile(contents.state_dict, found[0], ".sqz"), contents
 
 
-def _expected_tensors(config: dict[str, Any] | None, where: str) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-    from ..models import model_from_config
-
+def _expected_tensors(meta: ModelMeta, where: str) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     try:
         with torch.device("meta"):
-            model = model_from_config(config)  # type: ignore[arg-type]
-    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as exc:
-        raise ValueError(f"{where}: the architecture in its metadata is invalid ({_first_line(exc)})") from None
+            model = model_from_config(meta.config)
+    except (SqueezeNetError, RuntimeError) as exc:
+        raise SqueezeNetError(f"{where}: the architecture in its metadata is invalid ({_first_line(exc)})") from None
     return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
-
-
-def _caffe_v1_0_config() -> dict[str, Any]:
-    from ..models import create_model
-
-    with torch.device("meta"):
-        return create_model("squeezenet1_0", caffe_compat=True).config.to_dict()
 
 
 def _read_safetensors(path: Path) -> WeightsFile:
@@ -187,9 +150,9 @@ def _read_safetensors(path: Path) -> WeightsFile:
             metadata = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
-    meta = WeightsMeta.from_json(metadata[META_KEY], str(path)) if META_KEY in metadata else WeightsMeta()
-    return WeightsFile(state, meta, ".safetensors")
+        raise SqueezeNetError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+    text = metadata.get(META_KEY)
+    return WeightsFile(state, parse_meta(text, str(path), state), ".safetensors", described=text is not None)
 
 
 def _read_pth(path: Path) -> WeightsFile:
@@ -197,43 +160,42 @@ def _read_pth(path: Path) -> WeightsFile:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, AttributeError,
             UnicodeDecodeError, ImportError) as exc:
-        raise ValueError(f"{path}: not a readable PyTorch weights file ({_first_line(exc)})") from None
+        raise SqueezeNetError(f"{path}: not a readable PyTorch weights file ({_first_line(exc)})") from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]  # a training checkpoint: take its weights
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                           for k, v in obj.items()):
-        raise ValueError(f"{path}: does not hold a state_dict (a mapping of names to tensors)")
-    meta = WeightsMeta()
+        raise SqueezeNetError(f"{path}: does not hold a state_dict (a mapping of names to tensors)")
     extra = getattr(obj, "_metadata", None) or {}
-    if PTH_META_KEY in extra:
-        meta = WeightsMeta.from_json(extra[PTH_META_KEY].get("json", ""), str(path))
-    return WeightsFile(dict(obj), meta, ".pth")
+    entry = extra.get(PTH_META_KEY) if isinstance(extra, Mapping) else None
+    text = entry.get("json") if isinstance(entry, Mapping) else None
+    state = dict(obj)
+    return WeightsFile(state, parse_meta(text, str(path), state), ".pth", described=text is not None)
 
 
-def write_weights_file(path: str | Path, state_dict: Mapping[str, torch.Tensor], meta: WeightsMeta) -> Path:
+def write_weights_file(path: str | Path, state_dict: Mapping[str, torch.Tensor], meta: ModelMeta) -> Path:
     """Write tensors and metadata atomically in the format the extension names."""
     path = Path(path)
     suffix = _suffix(path, WRITE_FORMATS, "write")
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    meta_dict = meta.to_dict()
     with atomic_path(path) as tmp:
         if suffix == ".sqz":
-            from .imagenet import imagenet_names
             from .sqz import IMAGENET_CLASSES, encode_sqz
 
-            meta_dict = meta.to_dict()
-            if meta.classes is not None and list(meta.classes) == list(imagenet_names()):
+            if meta.classes == imagenet_names():
                 meta_dict["classes"] = IMAGENET_CLASSES
             tmp.write_bytes(encode_sqz(tensors, meta_dict)[0])
         elif suffix == ".safetensors":
             from safetensors.torch import save_file
 
             save_file({k: v.clone() for k, v in tensors.items()}, str(tmp),
-                      metadata={"format": "pt", META_KEY: meta.to_json()})
+                      metadata={"format": "pt", META_KEY: json.dumps(meta_dict)})
         else:
             from collections import OrderedDict
 
             od: OrderedDict[str, torch.Tensor] = OrderedDict(tensors)
-            od._metadata = OrderedDict({PTH_META_KEY: {"json": meta.to_json()}})  # type: ignore[attr-defined]
+            od._metadata = OrderedDict({PTH_META_KEY: {"json": json.dumps(meta_dict)}})  # type: ignore[attr-defined]
             torch.save(od, tmp)
     return path
 

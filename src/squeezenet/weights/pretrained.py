@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torchvision.models import SqueezeNet1_0_Weights, SqueezeNet1_1_Weights
 
-from .preprocessing import CAFFE, TORCHVISION, Preprocessing
+from ..errors import SqueezeNetError
+from ..models import CAFFE, TORCHVISION, Preprocessing
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,20 @@ def list_pretrained() -> list[str]:
     return sorted(PRETRAINED)
 
 
+def default_pretrained(model_name: str) -> str:
+    """The weights ``create_model(model_name, pretrained=True)`` loads: the first named set for that model."""
+    for name in PRETRAINED:
+        if name.split(".")[0] == model_name:
+            return name
+    raise SqueezeNetError(f"no published weights for {model_name}; named weights are: {', '.join(list_pretrained())}")
+
+
 def fetch_pretrained(name: str, *, progress: bool = True) -> Path:
     """Local path of named weights, downloading them into the torch hub cache the first time."""
     try:
         weights = PRETRAINED[name]
     except KeyError:
-        raise ValueError(f"unknown weights {name!r}; named weights are: {', '.join(list_pretrained())}") from None
+        raise SqueezeNetError(f"unknown weights {name!r}; named weights are: {', '.join(list_pretrained())}") from None
     path = weights.cache_path()
     if path.is_file():
         return path
@@ -79,6 +88,6 @@ def fetch_pretrained(name: str, *, progress: bool = True) -> Path:
         raise OSError(f"could not download {name} ({exc}); fetch {weights.url} by hand and save it as {path}") from None
     except RuntimeError as exc:  # hash mismatch
         tmp.unlink(missing_ok=True)
-        raise ValueError(f"download of {name} from {weights.url} is corrupt: {exc}") from None
+        raise SqueezeNetError(f"download of {name} from {weights.url} is corrupt: {exc}") from None
     tmp.replace(path)
     return path

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import SqueezeNetError
 from .coding import ByteReader, EncodedStream, bernoulli, bits_for, decode_stream, encode_stream
 
 MAGIC = b"\x89SQZ\r\n\x1a\n"
@@ -108,7 +109,7 @@ def _shared_parts(t: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray, np.n
     """(mask, sorted codebook, codes) of a float32 tensor, or None if it has too many distinct values to share."""
     flat = np.ascontiguousarray(t, dtype="<f4").ravel()
     if not np.isfinite(flat).all():
-        raise ValueError(f"{key}: non-finite weights cannot be stored")
+        raise SqueezeNetError(f"{key}: non-finite weights cannot be stored")
     bits = flat.view("<u4")
     mask = bits != 0  # bit patterns: -0.0 is a value, +0.0 is "not stored"
     patterns, inverse = np.unique(bits[mask], return_inverse=True)
@@ -142,7 +143,7 @@ def encode_sqz(state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> tup
         else:
             name = {torch.float32: "float32", torch.int64: "int64"}.get(t.dtype)
             if name is None:
-                raise ValueError(f"{key}: {t.dtype} tensors cannot be stored in .sqz (float32 and int64 can)")
+                raise SqueezeNetError(f"{key}: {t.dtype} tensors cannot be stored in .sqz (float32 and int64 can)")
             data = np.ascontiguousarray(t.numpy(), dtype=RAW_DTYPES[name]).tobytes()
             (side_f32 if name == "float32" else side_other).append(data)
             records.append(TensorRecord(key, shape, "raw", name, side_bytes=len(data)))
@@ -157,7 +158,7 @@ def encode_sqz(state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> tup
 
 def _check(condition: bool, message: str) -> None:
     if not condition:
-        raise ValueError(message)
+        raise SqueezeNetError(message)
 
 
 def _record(d: Any, index: int) -> TensorRecord:
@@ -203,14 +204,14 @@ def decode_sqz(data: bytes, where: str, expect: Expect | None = None) -> SqzCont
         _check(not inflater.unconsumed_tail, "header too large")
         header = json.loads(text)
     except (zlib.error, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
-        raise ValueError(f"{where}: unreadable .sqz header ({exc})") from None
+        raise SqueezeNetError(f"{where}: unreadable .sqz header ({exc})") from None
     _check(isinstance(header, dict) and isinstance(header.get("tensors"), list) and isinstance(header.get("meta"), dict)
            and isinstance(header.get("side"), list) and len(header["side"]) == 3
            and all(isinstance(v, int) and v >= 0 for v in header["side"]), f"{where}: malformed .sqz header")
     try:
         records = [_record(d, i) for i, d in enumerate(header["tensors"])]
     except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        raise SqueezeNetError(f"{where}: {exc}") from None
     _check(len({r.key for r in records}) == len(records), f"{where}: a tensor is listed twice")
     total = sum(r.numel for r in records)
     _check(total <= MAX_ELEMENTS, f"{where}: claims {total:,} weights, more than any model this toolkit builds")
@@ -248,7 +249,7 @@ def decode_sqz(data: bytes, where: str, expect: Expect | None = None) -> SqzCont
         raw = unpacker.decompress(body.take(side_len), max_length=side_raw_len + 1)
         _check(len(raw) == side_raw_len, f"side data decompresses to {len(raw):,} bytes, expected {side_raw_len:,}")
     except (ValueError, lzma.LZMAError, OverflowError, RuntimeError) as exc:
-        raise ValueError(f"{where}: corrupt .sqz data ({exc})") from None
+        raise SqueezeNetError(f"{where}: corrupt .sqz data ({exc})") from None
     floats = ByteReader(_unshuffle(raw[:side_f32_len], 4))
     others = ByteReader(raw[side_f32_len:])
     codebooks: dict[str, np.ndarray] = {}
@@ -272,5 +273,5 @@ def decode_sqz(data: bytes, where: str, expect: Expect | None = None) -> SqzCont
 def read_sqz_bytes(path: Path) -> bytes:
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise ValueError(f"{path}: {size:,} bytes is far larger than any .sqz model")
+        raise SqueezeNetError(f"{path}: {size:,} bytes is far larger than any .sqz model")
     return path.read_bytes()

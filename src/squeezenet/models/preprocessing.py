@@ -7,13 +7,17 @@ weights in every file this toolkit writes, and ``transforms()`` builds the match
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 from torchvision.transforms import InterpolationMode, v2
+
+from ..common.schema import from_dict
+from ..errors import SqueezeNetError
 
 
 class ReverseChannels(nn.Module):
@@ -51,15 +55,16 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         if not (0 < self.crop <= self.resize <= 8192):
-            raise ValueError(f"preprocessing {self.name!r}: need 0 < crop <= resize <= 8192, got {self.crop}/{self.resize}")
-        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
-            raise ValueError(f"preprocessing {self.name!r}: mean and std need 3 values, std > 0")
+            raise SqueezeNetError(f"preprocessing {self.name!r}: need 0 < crop <= resize <= 8192, got {self.crop}/{self.resize}")
+        if len(self.mean) != 3 or len(self.std) != 3 or not all(math.isfinite(v) for v in (*self.mean, *self.std)) \
+                or any(s <= 0 for s in self.std):
+            raise SqueezeNetError(f"preprocessing {self.name!r}: mean and std need 3 finite values, std > 0")
         if self.channel_order not in ("RGB", "BGR") or self.value_range not in (1.0, 255.0):
-            raise ValueError(f"preprocessing {self.name!r}: channel_order RGB/BGR and value_range 1 or 255 expected")
+            raise SqueezeNetError(f"preprocessing {self.name!r}: channel_order RGB/BGR and value_range 1 or 255 expected")
         if self.resize_mode not in ("shorter", "square"):
-            raise ValueError(f"preprocessing {self.name!r}: resize_mode must be shorter or square, got {self.resize_mode!r}")
+            raise SqueezeNetError(f"preprocessing {self.name!r}: resize_mode must be shorter or square, got {self.resize_mode!r}")
         if self.interpolation not in ("bilinear", "bicubic", "nearest"):
-            raise ValueError(f"preprocessing {self.name!r}: unknown interpolation {self.interpolation!r}")
+            raise SqueezeNetError(f"preprocessing {self.name!r}: unknown interpolation {self.interpolation!r}")
 
     def transforms(self) -> v2.Compose:
         """A torchvision v2 pipeline from an RGB image (PIL or uint8 tensor CxHxW) to the network's input."""
@@ -84,17 +89,8 @@ class Preprocessing:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown preprocessing fields: {', '.join(sorted(unknown))}")
-        try:
-            d = dict(data)
-            d["mean"], d["std"] = tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"])
-            return cls(**d)
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"malformed preprocessing metadata: {exc}") from None
+    def from_dict(cls, data: Mapping[str, Any], where: str = "preprocessing") -> Preprocessing:
+        return from_dict(cls, data, where)
 
 
 #: The original Caffe release (and the Deep Compression model): BGR, 0..255, mean subtracted, no scaling,
@@ -116,4 +112,4 @@ def preset(name: str) -> Preprocessing:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preprocessing preset {name!r}; choose {', '.join(PRESETS)}") from None
+        raise SqueezeNetError(f"unknown preprocessing preset {name!r}; choose {', '.join(PRESETS)}") from None

@@ -1,0 +1,71 @@
+"""Arguments several verbs share, declared once, and the argument types of the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+WEIGHTS_HELP = ("weights: a file (.sqz, .net, .pth, .pt, .safetensors) or a named set "
+                "(see `squeezenet weights`, e.g. squeezenet1_1.tv_in1k)")
+
+
+def positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as JSON where it parses (numbers, true/false), else as a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.replace("-", "_"), value
+
+
+def add_weights(p: argparse.ArgumentParser, onnx: bool = False) -> None:
+    p.add_argument("-w", "--weights", required=True,
+                   help=WEIGHTS_HELP + ("; or an .onnx file from `squeezenet export`" if onnx else ""))
+
+
+def add_json(p: argparse.ArgumentParser, what: str = "print JSON instead of a table") -> None:
+    p.add_argument("--json", action="store_true", help=what)
+
+
+def add_set(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--set", dest="options", metavar="KEY=VALUE", type=parse_option, action="append", default=[],
+                   help=help)
+
+
+def add_data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", help="where named datasets live (default $SQUEEZENET_DATA)")
+
+
+def add_device(p: argparse.ArgumentParser, onnx: bool = True) -> None:
+    p.add_argument("--device", default=None,
+                   help="where PyTorch weights run: cpu (default), cuda, cuda:N, mps or auto" +
+                        ("; for .onnx files cuda picks onnxruntime's CUDA provider" if onnx else ""))
+    if onnx:
+        p.add_argument("--provider", action="append", default=None, metavar="NAME",
+                       help="onnxruntime execution provider for .onnx files, repeatable in order of preference "
+                            "(default CPUExecutionProvider)")

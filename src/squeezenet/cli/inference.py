@@ -1,0 +1,80 @@
+"""Verbs that run a model: ``predict`` and ``eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from .args import add_device, add_json, add_weights, nonnegative_int, positive_int
+
+logger = logging.getLogger("squeezenet.cli")
+
+
+def load_for_inference(args: argparse.Namespace) -> Any:
+    """The model for ``--weights`` on ``--device`` / ``--provider`` (onnxruntime only for .onnx files)."""
+    from ..deploy import load_model
+
+    return load_model(args.weights, device=args.device, providers=args.provider)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..errors import SqueezeNetError
+    from ..inference import predict
+    from ..report.render import console_for_output
+    from ..report.tables import predictions_table
+
+    model = load_for_inference(args)
+    results = predict(model, args.images, topk=args.topk, progress=not args.json and sys.stderr.isatty())
+    failed = [r for r in results if r.error]
+    for r in failed:
+        logger.warning(r.error or "")
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    elif len(failed) < len(results):
+        console_for_output().print(predictions_table(results))
+    if len(failed) == len(results):
+        raise SqueezeNetError(f"none of the {len(results)} images could be read")
+    return 1 if failed else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..inference import evaluate
+
+    model = load_for_inference(args)
+    result = evaluate(model, args.data, batch_size=args.batch_size, workers=args.workers,
+                      progress=not args.json and sys.stderr.isatty())
+    for message in result.skipped_files:
+        logger.warning(f"skipped {message}")
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(f"top-1 {result.top1:.4f}   top-5 {result.top5:.4f}   images {result.n:,}   skipped {result.skipped:,}")
+    return 0
+
+
+def register(add: Any) -> None:
+    p = add("predict", cmd_predict, "top-k classes of images",
+            "Classify images with published or trained weights, using the preprocessing that the weights "
+            "carry (Caffe BGR/mean or torchvision RGB/mean/std). Images are read one batch at a time; a "
+            "folder stands for every image below it. Unreadable images are reported and skipped "
+            "(exit status 1).")
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, GIF, BMP, TIFF) or folders of them")
+    add_weights(p, onnx=True)
+    p.add_argument("-k", "--topk", type=positive_int, default=5, help="how many classes to list (default 5)")
+    add_device(p)
+    add_json(p, "print JSON instead of tables")
+
+    p = add("eval", cmd_eval, "top-1/top-5 accuracy on an image folder",
+            "Measure top-1/top-5 accuracy on an ImageFolder tree (one folder per class: ImageNet wnids or "
+            "the model's class names) or a flat folder of <wnid>_<anything>.JPEG files. Unreadable images "
+            "are skipped and counted.")
+    add_weights(p, onnx=True)
+    p.add_argument("-d", "--data", required=True, help="image folder")
+    p.add_argument("-b", "--batch-size", type=positive_int, default=50, help="images per batch (default 50)")
+    p.add_argument("-j", "--workers", type=nonnegative_int, default=0,
+                   help="data-loading worker processes (default 0: load in the main process)")
+    add_device(p)
+    add_json(p, 'print {"top1", "top5", "n", "skipped"} as JSON')

@@ -1,0 +1,146 @@
+"""``squeezenet``: the entry point, the error policy and the logging the command line installs.
+
+Each verb group lives in its own module (``register(add)`` declares its verbs, arguments beside their
+handlers); heavy imports happen inside handlers so that ``squeezenet --help`` answers at once. Errors:
+a :class:`~squeezenet.errors.SqueezeNetError` (bad input) or ``OSError`` (a file) is one line on stderr and
+exit status 1, with the library's parameter names (``resume=True``) spelled as this command's flags
+(``--resume``); anything else is a bug and keeps its traceback. ``SQUEEZENET_DEBUG=1`` shows tracebacks for
+user errors too. A verb whose optional extra is missing says which one to install, even for ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+
+from ..common.dist import is_first_process
+from ..common.extras import missing, require_extra
+from ..errors import MissingExtraError, SqueezeNetError
+from . import catalog, compression, deployment, inference, training
+
+PROG = "squeezenet"
+VERB_GROUPS = (catalog, inference, training, compression, deployment)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ..common.extras import DISTRIBUTION
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
+    """The parser, and the extra each verb needs (verbs without one are absent)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="SqueezeNet toolkit: define, load, train, compress and deploy SqueezeNet "
+                    "(Iandola et al. 2016) in PyTorch.",
+        epilog="Run `squeezenet COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    extras: dict[str, str] = {}
+
+    def add(name: str, func: Handler, help: str, description: str, extra: str | None = None) -> argparse.ArgumentParser:
+        if extra:
+            extras[name] = extra
+            if missing(extra):
+                help += f" [needs the {extra} extra]"
+        p = sub.add_parser(name, help=help, description=description)
+        p.set_defaults(func=func, parser=p)
+        return p
+
+    for group in VERB_GROUPS:
+        group.register(add)
+    return parser, extras
+
+
+def flag_spelling(message: str, parser: argparse.ArgumentParser) -> str:
+    """Library messages name Python parameters (``resume=True``, ``limit=3``, ``work_dir=``); on the command line
+    they are this verb's flags (``--resume``, ``--limit 3``, ``--work-dir``)."""
+    for action in parser._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if not longs:
+            continue
+        flag, dest = longs[0], re.escape(action.dest)
+        message = re.sub(rf"(?<![\w.-]){dest}=True\b", flag, message)
+        message = re.sub(rf"(?<![\w.-]){dest}=(?=[^\s),;:])", flag + " ", message)
+        message = re.sub(rf"(?<![\w.-]){dest}=", flag, message)
+    return message
+
+
+class ConsoleLogHandler(logging.Handler):
+    """Log records as plain lines through rich's console: warnings as ``squeezenet: warning: ...`` (yellow
+    on a terminal), the rest as they are. ``rich.logging.RichHandler`` lays records out in a table that
+    wraps and pads every line to the console width, which breaks log files and ``grep``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from rich.console import Console
+
+        self.console = Console(stderr=True, soft_wrap=True, highlight=False)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if record.levelno >= logging.WARNING:
+                self.console.print(f"{PROG}: warning: {text}", style="yellow", markup=False)
+            else:
+                self.console.print(text, markup=False)
+        except Exception:  # logging must never take the command down
+            self.handleError(record)
+
+
+def setup_logging(quiet: bool) -> None:
+    """The library logs to ``squeezenet.*``; the command line shows INFO (WARNING with ``--json``, or on
+    every torchrun rank but the first, so reports are printed once)."""
+    logger = logging.getLogger("squeezenet")
+    for handler in [h for h in logger.handlers if isinstance(h, ConsoleLogHandler)]:
+        logger.removeHandler(handler)
+    logger.addHandler(ConsoleLogHandler())
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    if not is_first_process():
+        logger.setLevel(logging.ERROR)
+    logger.propagate = False
+
+
+def _verb(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, extras = build_parser()
+    verb = _verb(argv)
+    if verb in extras:  # before parsing, so that `squeezenet train --help` says it too
+        try:
+            require_extra(extras[verb], f"`{PROG} {verb}`")
+        except MissingExtraError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    setup_logging(quiet=getattr(args, "json", False))
+    try:
+        return args.func(args)
+    except (SqueezeNetError, OSError) as exc:
+        if os.environ.get("SQUEEZENET_DEBUG"):
+            raise
+        message = flag_spelling(" ".join(str(exc).split()) or type(exc).__name__, args.parser)
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

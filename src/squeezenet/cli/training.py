@@ -1,0 +1,96 @@
+"""Verbs that train: ``train``, ``recipes``, ``demo`` (the ``[train]`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from .args import add_data_root, add_json, add_set, positive_int
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..common.dist import is_first_process
+    from ..errors import SqueezeNetError
+    from ..train import Recipe, apply_overrides, load_recipe, load_run, train
+
+    overrides: dict[str, Any] = dict(args.options)
+    for key, value in (("model", args.model), ("epochs", args.epochs), ("batch_size", args.batch_size),
+                       ("optimizer.lr", args.lr)):
+        if value is not None:
+            overrides[key] = value
+    if args.resume:
+        run = load_run(args.resume)
+        recipe = Recipe.from_dict(apply_overrides(run["recipe"], overrides), f"{args.resume}/run.json").validate()
+        data, run_dir, data_root = run["data"], args.resume, args.data_root or run.get("data_root") or None
+    else:
+        if not args.output or not args.data:
+            raise SqueezeNetError("train needs --data and -o RUN_DIR (or --resume RUN_DIR)")
+        recipe, data, run_dir, data_root = load_recipe(args.recipe, overrides), args.data, args.output, args.data_root
+    metrics = train(recipe, data, run_dir, data_root=data_root, resume=bool(args.resume), accelerator=args.accelerator,
+                    devices=args.devices, compile=args.compile, progress_bar=False if args.no_progress else None).metrics
+    if is_first_process():
+        print(json.dumps(metrics, indent=2) if args.json else
+              f"top-1 {metrics['top1']:.4f}   top-5 {metrics['top5']:.4f}   epochs {metrics['epochs']}   "
+              f"{metrics['fit_time_s']:.0f} s   weights {run_dir}/best.safetensors")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from ..train import list_recipes, load_recipe
+
+    for name in list_recipes():
+        print(f"{name:12s} {load_recipe(name).description}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo import print_demo, run_demo
+    from ..errors import SqueezeNetError
+
+    if args.resume and (args.output or args.epochs):
+        raise SqueezeNetError("demo --resume RUN_DIR continues that run as it was started: drop -o and --epochs")
+    run_dir = args.resume or args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    print_demo(run_demo(run_dir, epochs=args.epochs, data_root=args.data_root, resume=bool(args.resume)))
+    return 0
+
+
+def register(add: Any) -> None:
+    p = add("train", cmd_train, "train a model (CIFAR-10, ImageFolder, ImageNet) with a recipe",
+            "Train with Lightning on whatever hardware is present (CPU, one or more GPUs; bf16 on GPU). "
+            "For several GPUs or nodes, launch the same command with torchrun. A checkpoint is written every "
+            "epoch; --resume RUN_DIR continues exactly. RUN_DIR gets best.safetensors, metrics.json, curves.png "
+            "and CSV/TensorBoard logs.", extra="train")
+    p.add_argument("--data", help="'cifar10' (under $SQUEEZENET_DATA, downloaded if absent) or a folder with "
+                                  "train/ and val/ or test/ (one sub-folder per class)")
+    p.add_argument("-o", "--output", metavar="RUN_DIR", help="new run directory")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--recipe", default="cifar10", help="a named recipe (see `squeezenet recipes`) or a YAML file")
+    p.add_argument("--model", help="override the recipe's model (see `squeezenet models`)")
+    p.add_argument("--epochs", type=positive_int, help="override the number of epochs")
+    p.add_argument("--batch-size", type=positive_int, help="override the global batch size")
+    p.add_argument("--lr", type=float, help="override the peak learning rate")
+    add_set(p, "override any recipe field, repeatable: --set model_options.batch_norm=false --set data.workers=8 "
+               "--set label_smoothing=0")
+    add_data_root(p)
+    p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (default auto)")
+    p.add_argument("--devices", default="auto", help="devices per node (default auto; torchrun sets it)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
+    add_json(p, "print the final metrics as JSON")
+
+    add("recipes", cmd_recipes, "list the named training recipes", "List the training recipes shipped with the package.",
+        extra="train")
+
+    p = add("demo", cmd_demo, "train, compress, evaluate and summarise a small SqueezeNet on CIFAR-10",
+            "The main job, end to end: train the cifar10 recipe on CIFAR-10 (from $SQUEEZENET_DATA, or downloaded), "
+            "evaluate the exported weights on the test set, Deep-Compress them into model.sqz (pruning while "
+            "fine-tuning, 4-bit weight sharing, entropy coding), evaluate that file too and print both with their "
+            "sizes and ratios to fp32 and to AlexNet's 240 MB. About 20 minutes on a 2-core CPU.", extra="train")
+    p.add_argument("-o", "--output", metavar="RUN_DIR", help="run directory (default runs/demo-TIMESTAMP)")
+    p.add_argument("--epochs", type=positive_int, help="override the recipe's epochs")
+    p.add_argument("--data-root", help="where cifar10/ lives (default $SQUEEZENET_DATA)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a killed demo: finished steps are kept, training and compression continue from "
+                        "their last epoch")
