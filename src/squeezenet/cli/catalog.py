@@ -54,7 +54,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         from ..report.render import file_line
 
         model = load_model(args.model)
-        report = architecture_report(model, args.input_size or model.meta.preprocessing.crop)
+        report = architecture_report(model, args.input_size or model.meta.preprocessing.crop)  # type: ignore[arg-type]
         info = file_summary(model, args.model)
         if args.json:
             print(json.dumps({**report.to_dict(), "file": info}, indent=2))

@@ -34,18 +34,21 @@ def fold_batch_norm(model: Network) -> Network:
     config = model.meta.config
     if not getattr(config, "batch_norm", False):  # AlexNet's config has no such field
         return model
-    plain: Network = model_from_config(dataclasses.replace(config, batch_norm=False))  # type: ignore[assignment]
+    plain = model_from_config(dataclasses.replace(config, batch_norm=False))  # type: ignore[type-var]
     source, target = _conv_bn_pairs(model), _conv_bn_pairs(plain)
     if len(source) != len(target):
         raise SqueezeNetError(f"cannot fold batch-norm: {len(source)} convolutions vs {len(target)} in the plain model")
     with torch.no_grad():
         for (conv, bn), (dst, _) in zip(source, target):
+            assert dst.bias is not None  # the plain architecture has conv biases where batch-norm had shifts
             weight = conv.weight.detach().double()
             bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
             if bn is not None:
-                scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+                mean, var = bn.running_mean, bn.running_var
+                assert mean is not None and var is not None  # batch-norm in eval mode keeps running statistics
+                scale = bn.weight.double() / torch.sqrt(var.double() + bn.eps)
                 weight = weight * scale.view(-1, *([1] * (weight.dim() - 1)))
-                bias = bn.bias.double() + (bias - bn.running_mean.double()) * scale
+                bias = bn.bias.double() + (bias - mean.double()) * scale
             dst.weight.copy_(weight.float())
             dst.bias.copy_(bias.float())
     plain.meta = model.meta.replace(config=plain.config)

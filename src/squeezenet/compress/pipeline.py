@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -22,6 +22,9 @@ from .kmeans import Init
 from .prune import apply_counts, current_mask, keep_counts, parse_targets, prune, remove_masks, set_mask
 from .quantize import LayerQuantization, parse_bits, quantize, remove_sharing
 from .workdir import CompressionWorkDir, parametrized_layers
+
+if TYPE_CHECKING:
+    import lightning as L
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +94,7 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
         finetune_recipe(model, epochs=max(1, spec.finetune_epochs), lr=spec.lr, base=spec.recipe, overrides=spec.overrides)
         if data != "cifar10":  # (cifar10 may still be downloaded)
             resolve_data(data, data_root, download=False)  # type: ignore[arg-type]
-    work = CompressionWorkDir(work_dir) if (tune or centroid_epochs) else None
+    work = CompressionWorkDir(work_dir) if work_dir is not None and (tune or centroid_epochs) else None
     if work is not None:
         work.claim(model, spec, data, resume=resume)  # type: ignore[arg-type]
     elif resume:
@@ -146,7 +149,7 @@ def _prune_with_finetuning(model: Network, spec: CompressionSpec, final: dict[st
 
     recipe = finetune_recipe(model, epochs=spec.finetune_epochs, lr=spec.lr, base=spec.recipe,
                              time_budget_s=spec.budget_s, overrides=spec.overrides)
-    callbacks = []
+    callbacks: list[L.Callback] = []
     checkpoint = work.checkpoint("prune")
     if checkpoint is not None:  # rebuild the masks the checkpoint holds, so its state loads into them
         layers = prunable_layers(model)

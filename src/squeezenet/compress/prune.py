@@ -25,6 +25,7 @@ class PruningMask(nn.Module):
 
     def __init__(self, mask: torch.Tensor):
         super().__init__()
+        self.mask: torch.Tensor
         self.register_buffer("mask", mask.bool())
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
@@ -89,7 +90,7 @@ def set_mask(layer: nn.Module, mask: torch.Tensor) -> None:
     if existing is not None:
         existing.copy_(mask.to(existing.device))
     else:
-        parametrize.register_parametrization(layer, "weight", PruningMask(mask.to(layer.weight.device)))
+        parametrize.register_parametrization(layer, "weight", PruningMask(mask.to(layer.weight.device)))  # type: ignore[arg-type]
 
 
 def keep_counts(model: nn.Module, targets: Mapping[str, Target]) -> dict[str, int]:

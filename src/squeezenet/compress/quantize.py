@@ -31,6 +31,8 @@ class SharedWeights(nn.Module):
     def __init__(self, codebook: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor):
         super().__init__()
         self.codebook = nn.Parameter(codebook.float())
+        self.codes: torch.Tensor
+        self.mask: torch.Tensor
         self.register_buffer("codes", codes.long())
         self.register_buffer("mask", mask.bool())
 
@@ -79,7 +81,7 @@ def quantize(model: nn.Module, bits: Mapping[str, int], *, init: Init = "linear"
                                     torch.from_numpy(codes).view(weight.shape), mask)
             parametrize.register_parametrization(layer, "weight", sharing.to(weight.device), unsafe=True)
             # the stored weight only lends its shape: frozen, so DDP does not wait for a gradient it never gets
-            layer.parametrizations.weight.original.requires_grad_(False)
+            layer.parametrizations.weight.original.requires_grad_(False)  # type: ignore[union-attr]
             report.append(LayerQuantization(path, b, int(centroids.size), int(mask.sum())))
     return report
 

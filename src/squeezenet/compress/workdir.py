@@ -49,14 +49,14 @@ class CompressionWorkDir:
         rank 0 owns the directory (the other ranks would find rank 0's file and refuse)."""
         if not is_first_process():
             return
-        state = {"weights_sha256": weights_fingerprint(model), "spec": asdict(spec), "data": data}
+        state: dict[str, Any] = {"weights_sha256": weights_fingerprint(model), "spec": asdict(spec), "data": data}
         file = self.path / STATE_FILE
         if file.is_file():
             if not resume:
                 done = self.result("centroids").is_file()
                 raise SqueezeNetError(f"{self.path} holds {'a finished' if done else 'an unfinished'} compression; pass "
                                  f"resume=True to {'reuse' if done else 'continue'} it, or choose another work_dir=")
-            earlier = json.loads(file.read_text())
+            earlier: dict[str, Any] = json.loads(file.read_text())
             if earlier.get("weights_sha256") != state["weights_sha256"]:
                 raise SqueezeNetError(f"{self.path}: the compression there started from other weights; "
                                  "resume it with the same weights, or choose another work_dir=")

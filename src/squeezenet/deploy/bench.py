@@ -8,6 +8,7 @@ AlexNet fp32 as the paper's baseline: file size, top-1/top-5 on an image folder,
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import statistics
 import time
@@ -105,8 +106,8 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
         top1, top5 = _accuracy(torch.from_numpy(run_onnx(session, images)), labels)
         rows.append(BenchRow(name, path.name, path.stat().st_size, top1, top5, 0.0, 0.0))
         x1, x32 = one.numpy(), batch.numpy()
-        single[name] = lambda s=session, x=x1: s.run(None, {"image": x})
-        batched[name] = lambda s=session, x=x32: s.run(None, {"image": x})
+        single[name] = functools.partial(session.run, None, {"image": x1})
+        batched[name] = functools.partial(session.run, None, {"image": x32})
     if alexnet:
         from ..models import create_model
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..common.extras import require_extra
 from ..common.io import atomic_path
 from ..errors import SqueezeNetError
 from ..models import Network, Preprocessing
@@ -65,6 +66,7 @@ def ort_session(path: str | Path, threads: int | None = None, spinning: bool = T
                 providers: Sequence[str] | None = None):
     """A session on ``providers`` (default: the CPU); ``spinning=False`` stops idle worker threads from
     busy-waiting (fair side-by-side timing). A provider this onnxruntime lacks is a ``SqueezeNetError``."""
+    require_extra("deploy", "running .onnx files")
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -103,6 +105,7 @@ def _export_fp32(model: Network, path: Path, opset: int) -> None:
             program = torch.onnx.export(model.eval(), (x,), dynamo=True, input_names=[INPUT_NAME],
                                         output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), opset_version=opset,
                                         external_data=False, verbose=False)
+            assert program is not None  # dynamo=True always returns the program
             proto = program.model_proto
         else:
             with tempfile.TemporaryDirectory() as tmp:
@@ -202,6 +205,7 @@ def export_onnx(model: Network, path: str | Path, *, check_images: torch.Tensor,
         raise SqueezeNetError("int8 export needs calibration images (calibration=)")
     if int8 and opset < INT8_MIN_OPSET:
         raise SqueezeNetError(f"int8 export needs opset {INT8_MIN_OPSET} or newer (per-channel DequantizeLinear), got {opset}")
+    require_extra("deploy", "ONNX export")
     path = Path(path)
     if path.suffix.lower() != ".onnx":
         raise SqueezeNetError(f"{path}: the export format is ONNX; name the output *.onnx")

@@ -48,6 +48,10 @@ class AlexNetConfig:
 class AlexNet(Network, torchvision.models.AlexNet):
     """torchvision's AlexNet (61.1M parameters); same state_dict keys, so its weights load unchanged."""
 
+    features: nn.Sequential
+    avgpool: nn.AdaptiveAvgPool2d
+    classifier: nn.Sequential
+
     def __init__(self, config: AlexNetConfig) -> None:
         super().__init__(num_classes=config.num_classes, dropout=config.dropout)
         self.meta = ModelMeta.default(config)
@@ -77,12 +81,12 @@ class AlexNet(Network, torchvision.models.AlexNet):
         return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Linear:
-        return self.classifier[-1]
+        return self.classifier[-1]  # type: ignore[return-value]
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the last layer by a fresh one with ``num_classes`` outputs (class names reset to defaults)."""
         config = replace(self.config, num_classes=num_classes)  # validates num_classes
-        old = self.classifier[-1]
+        old = self.get_classifier()
         self.classifier[-1] = nn.Linear(old.in_features, num_classes).to(device=old.weight.device, dtype=old.weight.dtype)
         self.meta = self.meta.replace(config=config, classes=default_classes(num_classes))
 

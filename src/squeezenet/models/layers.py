@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 
-def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
+def prunable_layers(model: nn.Module) -> dict[str, nn.Conv2d | nn.Linear]:
     """Conv and linear layers by module path, in definition order: the weights compression touches."""
     return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
 

@@ -152,3 +152,11 @@ class Network(nn.Module):
     @property
     def num_classes(self) -> int:
         return self.meta.config.num_classes
+
+    def get_classifier(self) -> nn.Conv2d | nn.Linear:
+        """The last layer (conv10 for SqueezeNet, fc8 for AlexNet)."""
+        raise NotImplementedError
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh last layer with ``num_classes`` outputs; the class names go back to their defaults."""
+        raise NotImplementedError

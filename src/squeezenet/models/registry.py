@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import SqueezeNetError
 from .features import FeatureExtractor
+from .meta import Network
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
@@ -39,7 +40,7 @@ class ModelEntry:
 
 
 _MODELS: dict[str, ModelEntry] = {}
-_ARCHS: dict[str, tuple[Callable[[Mapping[str, Any], str], Any], Callable[[Any], nn.Module]]] = {}
+_ARCHS: dict[str, tuple[Callable[[Mapping[str, Any], str], Any], Callable[[Any], Network]]] = {}
 
 
 def register_model(input_size: int = 224, **options: Any) -> Callable[[F], F]:
@@ -70,7 +71,7 @@ def register_model(input_size: int = 224, **options: Any) -> Callable[[F], F]:
 
 
 def register_arch(arch: str, config_from_dict: Callable[[Mapping[str, Any], str], Any],
-                  model_cls: Callable[[Any], nn.Module]) -> None:
+                  model_cls: Callable[[Any], Network]) -> None:
     """Tell :func:`model_from_config` how to rebuild models whose config says ``arch``."""
     _ARCHS[arch] = (config_from_dict, model_cls)
 
@@ -96,7 +97,7 @@ def create_model(
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
     **kwargs: Any,
-) -> nn.Module:
+) -> Any:
     """Build a registered model by name, freshly initialised (``squeezenet.create_model`` also loads weights).
 
     Args:
@@ -105,10 +106,13 @@ def create_model(
             of a classifier (for detection/segmentation heads).
         out_indices: which of those maps to return (default all; negative indices count from the end).
         **kwargs: the builder's options, e.g. ``num_classes``, ``batch_norm``, ``small_stem``.
+
+    Returns a :class:`~squeezenet.models.Network` (typed ``Any``: with ``features_only`` a
+    :class:`FeatureExtractor`).
     """
     model = get_model_entry(name).builder(**kwargs)
     if features_only:
-        return FeatureExtractor(model.features, model.feature_info, out_indices)
+        return FeatureExtractor(model.features, model.feature_info, out_indices)  # type: ignore[arg-type]
     return model
 
 
@@ -120,7 +124,7 @@ def config_from_dict(data: Any, where: str = "model config") -> Any:
     return _ARCHS[arch][0](data, where)
 
 
-def model_from_config(config: Any) -> nn.Module:
+def model_from_config(config: Any) -> Network:
     """Rebuild a model from its config, or from the ``config.to_dict()`` stored in a file."""
     if isinstance(config, Mapping):
         config = config_from_dict(config)

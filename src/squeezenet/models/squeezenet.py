@@ -26,6 +26,9 @@ class SqueezeNet(Network):
     paper's layer names (conv1, fire2, ...) to the modules that make them up.
     """
 
+    features: nn.Sequential
+    classifier: nn.Sequential
+
     def __init__(self, config: SqueezeNetConfig) -> None:
         super().__init__()
         self.meta = ModelMeta.default(config)
@@ -95,16 +98,16 @@ class SqueezeNet(Network):
         return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Conv2d:
-        return self.classifier[1]
+        return self.classifier[1]  # type: ignore[return-value]
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace conv10 by a freshly initialised one with ``num_classes`` outputs (for fine-tuning); the class
         names go back to their defaults."""
         config = replace(self.config, num_classes=num_classes)  # validates num_classes
-        old = self.classifier[1]
-        new = nn.Conv2d(self.num_features, num_classes, kernel_size=1, padding=old.padding)
+        old = self.get_classifier()
+        new = nn.Conv2d(self.num_features, num_classes, kernel_size=1, padding=old.padding)  # type: ignore[arg-type]
         init.normal_(new.weight, mean=0.0, std=0.01)
-        init.zeros_(new.bias)
+        init.zeros_(new.bias)  # type: ignore[arg-type]
         self.classifier[1] = new.to(device=old.weight.device, dtype=old.weight.dtype)
         self.meta = self.meta.replace(config=config, classes=default_classes(num_classes))
 

@@ -21,7 +21,7 @@ def effective_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
         if parametrize.is_parametrized(module):
             base = f"{prefix}." if prefix else ""
             with torch.no_grad():
-                for tensor in module.parametrizations:  # type: ignore[union-attr]
+                for tensor in module.parametrizations:
                     computed[f"{base}parametrizations.{tensor}."] = (f"{base}{tensor}", getattr(module, tensor).detach())
     if not computed:
         return state

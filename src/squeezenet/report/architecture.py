@@ -98,7 +98,7 @@ def architecture_report(model: str | nn.Module, input_size: int | None = None, *
         for path in paths:
             handles.append(modules[path].register_forward_pre_hook(lambda m, a, n=row_name: current.__setitem__(0, n)))
         handles.append(modules[paths[-1]].register_forward_hook(lambda m, a, out, n=row_name: shapes.__setitem__(n, out.shape)))
-    counter = FlopCounterMode(display=False, depth=None)
+    counter = FlopCounterMode(display=False, depth=None)  # type: ignore[arg-type]
     x = torch.empty(1, in_chans, input_size, input_size, device="meta")
     try:
         with counter, torch.no_grad():

@@ -62,7 +62,7 @@ def compression_report(path: str | Path) -> CompressionReport:
     weights, contents = read_sqz(path)
     seconds = time.perf_counter() - start
     with torch.device("meta"):
-        model = model_from_config(weights.meta.config)  # type: ignore[arg-type]
+        model = model_from_config(weights.meta.config)
     names = {f"{p}.weight": n for p, n in paper_layer_names(model).items()}
     names.update({f"{p}.bias": f"{n} (bias)" for p, n in paper_layer_names(model).items()})
     rows = []

@@ -22,9 +22,9 @@ class RNGState(L.Callback):
 
     # Only tensors and plain Python values: Lightning reloads checkpoints with torch.load(weights_only=True).
     def state_dict(self) -> dict[str, Any]:
-        _, keys, pos, has_gauss, cached = np.random.get_state()
+        _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
         state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                 "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                 "numpy": {"keys": torch.from_numpy(np.asarray(keys).astype(np.int64)), "pos": int(pos),
                            "has_gauss": int(has_gauss), "cached": float(cached)}}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
@@ -54,7 +54,7 @@ class BestWeights(L.Callback):
         if top1 > self.best:
             self.best, self.best_epoch = top1, trainer.current_epoch
             if trainer.is_global_zero:
-                save_weights(pl_module.model, self.path, source=self.source)
+                save_weights(pl_module.model, self.path, source=self.source)  # type: ignore[arg-type]
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch}

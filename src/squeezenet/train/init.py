@@ -7,9 +7,10 @@ import math
 from torch import nn
 
 from ..errors import SqueezeNetError
+from ..models import Network
 
 
-def init_head_bias(model: nn.Module, value: float) -> None:
+def init_head_bias(model: Network, value: float) -> None:
     """Start the classifier's bias at ``value``.
 
     SqueezeNet ends in conv10 -> ReLU -> average pool, so a class logit that goes negative for every
@@ -19,12 +20,12 @@ def init_head_bias(model: nn.Module, value: float) -> None:
     Softmax gradients sum to zero over classes, so while all units are alive the mean bias is
     conserved: a positive start keeps the units in the ReLU's linear range while the features form.
     """
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    head = model.get_classifier()
     if head is not None and head.bias is not None:
         nn.init.constant_(head.bias, value)
 
 
-def init_weights(model: nn.Module, scheme: str) -> None:
+def init_weights(model: Network, scheme: str) -> None:
     """``torchvision``: leave the model's own init (kaiming-uniform convs, conv10 N(0, 0.01)).
     ``caffe``: the paper's Caffe fillers, xavier (uniform +-sqrt(3 / fan_in)) for every conv and N(0, 0.01)
     for conv10, zero biases. ``msra``: kaiming-normal (fan_out, ReLU gain), conv10 N(0, 0.01).
@@ -33,7 +34,7 @@ def init_weights(model: nn.Module, scheme: str) -> None:
         return
     if scheme not in ("caffe", "msra"):
         raise SqueezeNetError(f"unknown init scheme {scheme!r}; choose torchvision, caffe or msra")
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    head = model.get_classifier()
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             if m is head:

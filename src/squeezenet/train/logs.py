@@ -44,8 +44,8 @@ class ResumableCSVLogger(CSVLogger):
         self._keep_before_step = keep_before_step
 
     @property
-    def experiment(self) -> ExperimentWriter:  # type: ignore[override]
+    def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _KeepingWriter(self.log_dir, self._keep_before_step)
-        return self._experiment
+        return self._experiment  # type: ignore[return-value]

@@ -51,7 +51,7 @@ class EpochSampler(DistributedSampler):
     """DistributedSampler yielding ``(epoch, index)`` so the dataset seeds augmentation per epoch,
     even inside loader workers that hold their own copy of the dataset."""
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         for i in super().__iter__():
             yield (self.epoch, i)
 
@@ -88,14 +88,19 @@ class DataModule(L.LightningDataModule):
                           collate_fn=collate_images, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
                           persistent_workers=False)
 
+    def _world(self) -> tuple[int, int]:
+        assert self.trainer is not None  # Lightning asks for loaders only once attached to a trainer
+        return self.trainer.world_size, self.trainer.global_rank
+
     def train_dataloader(self) -> DataLoader:
-        world, rank = self.trainer.world_size, self.trainer.global_rank
+        world, rank = self._world()
         sampler = EpochSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True)
         return self._loader(_EpochIndexed(self.train_set), sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
-        world, rank = self.trainer.world_size, self.trainer.global_rank
-        sampler = DistributedSampler(self.val_set, num_replicas=world, rank=rank, shuffle=False, drop_last=False)
+        world, rank = self._world()
+        sampler: DistributedSampler = DistributedSampler(self.val_set, num_replicas=world, rank=rank, shuffle=False,
+                                                         drop_last=False)
         return self._loader(self.val_set, sampler, drop_last=False)
 
 
@@ -133,7 +138,8 @@ def uses_memory(recipe: Recipe) -> bool:
 def build_datasets(recipe: Recipe, source: DataSource) -> tuple[ImageDataset, ImageDataset, list[str]]:
     d = recipe.data
     in_memory = uses_memory(recipe)
-    common = dict(size=d.image_size, resize=d.resize, augment=d.augment, in_memory=in_memory, seed=recipe.seed)
+    common: dict[str, Any] = dict(size=d.image_size, resize=d.resize, augment=d.augment, in_memory=in_memory,
+                                  seed=recipe.seed)
     train, skipped_train = make_dataset(_limit(source.train, d.limit_train, recipe.seed), train=True, **common)
     val, skipped_val = make_dataset(_limit(source.val, d.limit_val, recipe.seed), train=False, **common)
     return train, val, skipped_train + skipped_val

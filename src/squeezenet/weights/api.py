@@ -18,7 +18,7 @@ from .pretrained import PRETRAINED, default_pretrained, fetch_pretrained
 
 def build_model(weights: WeightsFile, where: str) -> Network:
     """Model for a weights file: rebuilt from its meta's config, weights loaded strictly, eval mode."""
-    model: Network = model_from_config(weights.meta.config)  # type: ignore[assignment]
+    model: Network = model_from_config(weights.meta.config)
     try:
         model.load_state_dict(weights.state_dict)
     except RuntimeError as exc:
@@ -104,13 +104,13 @@ def create_model(name: str, *, pretrained: bool = False, weights: str | Path | N
                               "without weights, or load weights that have those layers")
     model = load_weights(weights)
     with torch.device("meta"):
-        expected = build_fresh(name).config  # type: ignore[operator]
+        expected = build_fresh(name).config
     loaded = model.config
     if getattr(loaded, "arch", None) != expected.arch or _body(loaded) != _body(expected):
         raise SqueezeNetError(f"{weights} holds another network than {name} (see `squeezenet info {weights}`)")
     num_classes = kwargs.get("num_classes", model.num_classes)
     if num_classes != model.num_classes:
-        model.reset_classifier(num_classes)  # type: ignore[operator]
+        model.reset_classifier(num_classes)
     if "dropout" in kwargs:
         model.meta = model.meta.replace(config=replace(model.config, dropout=kwargs["dropout"]))
         for m in model.modules():

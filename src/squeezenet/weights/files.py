@@ -52,11 +52,11 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         if "features.3.squeeze.weight" in state_dict and kernel in ((7, 7), (3, 3)):
             name = "squeezenet1_0" if kernel == (7, 7) else "squeezenet1_1"
             with torch.device("meta"):
-                return create_model(name, num_classes=num_classes, in_chans=in_chans).config.to_dict()  # type: ignore[operator]
+                return create_model(name, num_classes=num_classes, in_chans=in_chans).config.to_dict()
         last = state_dict.get("classifier.6.weight")
         if kernel == (11, 11) and last is not None:
             with torch.device("meta"):
-                return create_model("alexnet", num_classes=int(last.shape[0]), in_chans=in_chans).config.to_dict()  # type: ignore[operator]
+                return create_model("alexnet", num_classes=int(last.shape[0]), in_chans=in_chans).config.to_dict()
     raise SqueezeNetError("cannot tell the architecture of these weights: they carry no squeezenet metadata and are not "
                           "a torchvision SqueezeNet/AlexNet state_dict")
 
@@ -101,7 +101,7 @@ def read_weights_file(path: str | Path) -> WeightsFile:
 
         state = deep_compression_state_dict(read_deep_compression(path))
         with torch.device("meta"):
-            config = create_model("squeezenet1_0", caffe_compat=True).config  # type: ignore[operator]
+            config = create_model("squeezenet1_0", caffe_compat=True).config
         meta = ModelMeta(config, CAFFE, imagenet_names(), f"deep-compression:{path.name}")
         return WeightsFile(state, meta, ".net", described=False)
     if suffix == ".safetensors":

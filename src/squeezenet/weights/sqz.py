@@ -44,7 +44,7 @@ MAX_HEADER_BYTES = 16 << 20
 MAX_ELEMENTS = 100_000_000  # AlexNet has 61M; a file claiming more than this is not a model we wrote
 MAX_CENTROIDS = 1 << 16
 IMAGENET_CLASSES = "imagenet-1k"  # stands in for the 1000 ImageNet class names (saves ~10 KB)
-RAW_DTYPES = {"float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
+RAW_DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 
 
