@@ -21,7 +21,7 @@ def test_help_lists_subcommands_with_descriptions(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "models" in out and "info" in out and "per-layer report" in out and "compress" in out
+    assert "models" in out and "info" in out and "Per-layer report" in out and "compress" in out
 
 
 def test_version(capsys):

@@ -3,8 +3,48 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+Handler = Callable[[argparse.Namespace], int]
+Arguments = Callable[[argparse.ArgumentParser], None]
+
+
+@dataclass(frozen=True)
+class Verb:
+    """One subcommand: its handler, the function that declares its arguments, and the extra it needs.
+    The handler's docstring is its help: the first line for ``squeezenet --help``, the rest for its own."""
+
+    name: str
+    handler: Handler
+    arguments: Arguments
+    extra: str | None = None
+
+    @property
+    def help(self) -> str:
+        return (inspect.getdoc(self.handler) or "").split("\n\n", 1)[0].strip()
+
+    @property
+    def description(self) -> str:
+        parts = (inspect.getdoc(self.handler) or "").split("\n\n", 1)
+        return " ".join(parts[-1].split())
+
+
+#: every verb, in the order the verb modules declare them (the order of ``squeezenet --help``)
+VERBS: list[Verb] = []
+
+
+def verb(name: str, arguments: Arguments, extra: str | None = None) -> Callable[[Handler], Handler]:
+    """Declare a handler as the subcommand ``name``."""
+
+    def declare(handler: Handler) -> Handler:
+        VERBS.append(Verb(name, handler, arguments, extra))
+        return handler
+
+    return declare
 
 WEIGHTS_HELP = ("weights: a file (.sqz, .net, .pth, .pt, .safetensors) or a named set "
                 "(see `squeezenet weights`, e.g. squeezenet1_1.tv_in1k)")
@@ -46,6 +86,10 @@ def parse_option(text: str) -> tuple[str, Any]:
 def add_weights(p: argparse.ArgumentParser, onnx: bool = False) -> None:
     p.add_argument("-w", "--weights", required=True,
                    help=WEIGHTS_HELP + ("; or an .onnx file from `squeezenet export`" if onnx else ""))
+
+
+def add_labelled_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--data", required=True, help="labelled image folder (as for `squeezenet eval`)")
 
 
 def add_json(p: argparse.ArgumentParser, what: str = "print JSON instead of a table") -> None:

@@ -5,14 +5,41 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-from .args import WEIGHTS_HELP, add_json, add_set
+from .args import WEIGHTS_HELP, add_json, add_set, verb
 
 MODEL_FILES = (".net", ".pth", ".pt", ".safetensors", ".onnx")
 
 
+def _models_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'squeezenet1_*'")
+    p.add_argument("--options", action="store_true", help="also list each builder's options and defaults")
+    add_json(p)
+
+
+def _info_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a registered model name (see `squeezenet models`), a weights file or an .onnx file")
+    p.add_argument("--input-size", type=int, default=None, metavar="H",
+                   help="square input side in pixels (default: the model's native size, 224 or 32)")
+    add_json(p, "print one JSON object: model, input_size, params, macs, size_bytes, layers")
+    add_set(p, "a builder option, repeatable: e.g. --set batch_norm=true --set sr=0.25 (see `squeezenet models --options`)")
+
+
+def _weights_arguments(p: argparse.ArgumentParser) -> None:
+    add_json(p)
+
+
+def _convert_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="input " + WEIGHTS_HELP)
+    p.add_argument("-o", "--output", required=True, help="output file (.sqz, .pth, .pt or .safetensors)")
+
+
+@verb("models", _models_arguments)
 def cmd_models(args: argparse.Namespace) -> int:
+    """List the registered models with their sizes.
+
+    List the registered models: parameter count, native input size and a one-line description.
+    """
     import torch
 
     from ..errors import SqueezeNetError
@@ -36,7 +63,17 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+@verb("info", _info_arguments)
 def cmd_info(args: argparse.Namespace) -> int:
+    """Per-layer report of a model or a file (the paper's Table 1).
+
+    Print a per-layer table of a model: output shape, Fire dimensions (s1x1, e1x1, e3x3), parameters and
+    multiply-accumulates, then totals and the fp32 size. Nothing is allocated: shapes and MACs are measured on
+    PyTorch's meta device. Given a .sqz file: density, bits, centroids and bytes per layer, the compression
+    ratio and the decoding time. Given another weights file (.net, .pth, .pt, .safetensors) or an exported
+    .onnx: the table of the architecture it holds at its own crop size, then its preprocessing, classes and
+    remaining (non-zero) weights.
+    """
     from ..errors import SqueezeNetError
     from ..report import architecture_report, print_architecture
 
@@ -67,7 +104,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+@verb("weights", _weights_arguments)
 def cmd_weights(args: argparse.Namespace) -> int:
+    """List the named published weights.
+
+    List the named weight sets load_weights/--weights accept, their preprocessing and whether they are already
+    in the torch hub cache.
+    """
     from ..report.listing import weights_table
     from ..report.render import console_for_output
     from ..weights import PRETRAINED
@@ -81,7 +124,15 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+@verb("convert", _convert_arguments)
 def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert weights between formats (.sqz, .net, .pth, .safetensors).
+
+    Convert weights between formats, chosen by extension: .net (Deep Compression, read only), .pth/.pt
+    (torchvision-style state_dict), .safetensors and .sqz (entropy-coded, weight-shared). The output carries the
+    architecture and preprocessing, so it loads with no flags; tensors are copied bit for bit (.sqz too: it
+    stores what it is given losslessly; `compress` is what makes weights small).
+    """
     import logging
 
     from ..weights import convert_weights
@@ -97,37 +148,3 @@ def cmd_convert(args: argparse.Namespace) -> int:
                 f"{len(raw)} weight tensors are not weight-shared and were stored raw ({', '.join(raw[:3])}...): "
                 "`squeezenet compress` prunes and quantizes them")
     return 0
-
-
-def register(add: Any) -> None:
-    p = add("models", cmd_models, "list the registered models with their sizes",
-            "List the registered models: parameter count, native input size and a one-line description.")
-    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'squeezenet1_*'")
-    p.add_argument("--options", action="store_true", help="also list each builder's options and defaults")
-    add_json(p)
-
-    p = add("info", cmd_info, "per-layer report of a model or a file (the paper's Table 1)",
-            "Print a per-layer table of a model: output shape, Fire dimensions (s1x1, e1x1, e3x3), "
-            "parameters and multiply-accumulates, then totals and the fp32 size. Nothing is allocated: "
-            "shapes and MACs are measured on PyTorch's meta device. Given a .sqz file: density, bits, "
-            "centroids and bytes per layer, the compression ratio and the decoding time. Given another weights "
-            "file (.net, .pth, .pt, .safetensors) or an exported .onnx: the table of the architecture it holds at "
-            "its own crop size, then its preprocessing, classes and remaining (non-zero) weights.")
-    p.add_argument("model", help="a registered model name (see `squeezenet models`), a weights file or an .onnx file")
-    p.add_argument("--input-size", type=int, default=None, metavar="H",
-                   help="square input side in pixels (default: the model's native size, 224 or 32)")
-    add_json(p, "print one JSON object: model, input_size, params, macs, size_bytes, layers")
-    add_set(p, "a builder option, repeatable: e.g. --set batch_norm=true --set sr=0.25 (see `squeezenet models --options`)")
-
-    p = add("weights", cmd_weights, "list the named published weights",
-            "List the named weight sets load_weights/--weights accept, their preprocessing and whether "
-            "they are already in the torch hub cache.")
-    add_json(p)
-
-    p = add("convert", cmd_convert, "convert weights between formats (.sqz, .net, .pth, .safetensors)",
-            "Convert weights between formats, chosen by extension: .net (Deep Compression, read only), "
-            ".pth/.pt (torchvision-style state_dict), .safetensors and .sqz (entropy-coded, weight-shared). The "
-            "output carries the architecture and preprocessing, so it loads with no flags; tensors are copied "
-            "bit for bit (.sqz too: it stores what it is given losslessly; `compress` is what makes weights small).")
-    p.add_argument("src", help="input " + WEIGHTS_HELP)
-    p.add_argument("-o", "--output", required=True, help="output file (.sqz, .pth, .pt or .safetensors)")

@@ -5,84 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-from .args import add_data_root, add_json, add_set, add_weights, nonnegative_int, positive_int
-
-
-def cmd_compress(args: argparse.Namespace) -> int:
-    from ..common.dist import is_first_process
-    from ..compress import CompressionSpec, compress_model
-    from ..errors import SqueezeNetError
-    from ..inference import evaluate
-    from ..report.compression import compression_report, compression_summary, print_compression_summary
-    from ..weights import load_weights, save_weights
-
-    out = Path(args.output)
-    if out.suffix.lower() != ".sqz":
-        raise SqueezeNetError(f"{out}: the output of compress is a .sqz file")
-    spec = CompressionSpec(density=args.density, quality=args.quality, bits=args.bits, schedule=args.schedule,
-                           finetune_epochs=args.finetune_epochs, centroid_epochs=args.centroid_epochs, lr=args.lr,
-                           budget_s=args.budget, init=args.init, recipe=args.recipe, overrides=dict(args.options),
-                           centroid_lr=args.centroid_lr)
-    model = load_weights(args.weights)
-    first = is_first_process()  # under torchrun the other ranks only help fine-tune
-    before = evaluate(model, args.eval, progress=not args.json) if args.eval and first else None
-    fp32 = 4 * sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
-    work = Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-runs")
-    compressed, log = compress_model(model, spec, data=args.data, data_root=args.data_root, work_dir=work,
-                                     progress_bar=False if args.json else None, resume=args.resume)
-    if not first:
-        return 0
-    save_weights(compressed, out, source=f"squeezenet compress {Path(str(args.weights)).name}")
-    report = compression_report(out)
-    after = evaluate(load_weights(out), args.eval, progress=not args.json) if args.eval else None
-    summary = compression_summary(report, fp32, before, after, log.phases)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print_compression_summary(report, summary, args.eval)
-    return 0
+from .args import add_data_root, add_json, add_labelled_data, add_set, add_weights, nonnegative_int, positive_int, verb
 
 
-def cmd_sensitivity(args: argparse.Namespace) -> int:
-    from ..compress.sensitivity import check_plot_path, plot_sensitivity, sensitivity
-    from ..inference.preloaded import load_images
-    from ..report.render import console_for_output
-    from ..report.tables import sensitivity_table
-    from ..weights import load_weights
-
-    check_plot_path(args.output)  # before minutes of measuring, not after
-    densities = [float(d) for d in args.densities.split(",") if d.strip()]
-    model = load_weights(args.weights)
-    images, labels = load_images(model, args.data, args.limit)
-    result = sensitivity(model, images, labels, densities, progress=not args.json)
-    plot_sensitivity(result, args.output, title=f"pruning sensitivity: {Path(str(args.weights)).name}")
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-        return 0
-    console = console_for_output()
-    console.print(sensitivity_table(result))
-    console.print(f"plot: {args.output}")
-    return 0
-
-
-def _densities(text: str) -> str:
-    try:
-        [float(d) for d in text.split(",") if d.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    return text
-
-
-def register(add: Any) -> None:
-    p = add("compress", cmd_compress, "Deep Compression: prune, share weights, entropy-code into .sqz",
-            "Deep Compression (Han et al. 2016) of any weights: magnitude pruning (--density or --quality, per "
-            "layer if you like), per-layer k-means weight sharing (--bits), then Huffman/ANS coding into a "
-            "self-describing .sqz file that every command reads. With --data, pruning happens gradually during "
-            "--finetune-epochs of fine-tuning and the centroids are fine-tuned afterwards (--centroid-epochs; "
-            "fine-tuning needs the [train] extra); without it this is post-training compression. Prints the "
-            "per-layer table (density, bits, bytes).")
+def _compress_arguments(p: argparse.ArgumentParser) -> None:
     add_weights(p)
     p.add_argument("-o", "--output", required=True, help="output .sqz file")
     target = p.add_mutually_exclusive_group()
@@ -117,13 +44,92 @@ def register(add: Any) -> None:
                         "(finished phases are skipped, the running one continues from its last epoch)")
     add_json(p, "print the report as JSON")
 
-    p = add("sensitivity", cmd_sensitivity, "per-layer pruning sensitivity: table and plot",
-            "Prune one layer at a time to each density (no fine-tuning), measure top-1 on an image folder, and "
-            "print the table and write a heat map of the top-1 lost per layer and density (Han et al. 2015, Fig. 6, "
-            "as a grid: 26 curves cannot be told apart). Guides per-layer --density targets.", extra="train")
+
+def _sensitivity_arguments(p: argparse.ArgumentParser) -> None:
     add_weights(p)
-    p.add_argument("-d", "--data", required=True, help="labelled image folder (as for `squeezenet eval`)")
+    add_labelled_data(p)
     p.add_argument("-o", "--output", required=True, help="heat map file (.png, .svg or .pdf)")
     p.add_argument("--densities", type=_densities, default="0.8,0.6,0.4,0.3,0.2,0.1,0.05", help="comma-separated densities")
     p.add_argument("--limit", type=positive_int, help="use a fixed random subset of N images")
     add_json(p, "print the results as JSON")
+
+
+@verb("compress", _compress_arguments)
+def cmd_compress(args: argparse.Namespace) -> int:
+    """Deep Compression: prune, share weights, entropy-code into .sqz.
+
+    Deep Compression (Han et al. 2016) of any weights: magnitude pruning (--density or --quality, per layer if
+    you like), per-layer k-means weight sharing (--bits), then Huffman/ANS coding into a self-describing .sqz
+    file that every command reads. With --data, pruning happens gradually during --finetune-epochs of
+    fine-tuning and the centroids are fine-tuned afterwards (--centroid-epochs; fine-tuning needs the [train]
+    extra); without it this is post-training compression. Prints the per-layer table (density, bits, bytes).
+    """
+    from ..common.dist import is_first_process
+    from ..compress import CompressionSpec, compress_model
+    from ..errors import SqueezeNetError
+    from ..inference import evaluate
+    from ..report.compression import compression_report, compression_summary, print_compression_summary
+    from ..weights import load_weights, save_weights
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".sqz":
+        raise SqueezeNetError(f"{out}: the output of compress is a .sqz file")
+    spec = CompressionSpec(density=args.density, quality=args.quality, bits=args.bits, schedule=args.schedule,
+                           finetune_epochs=args.finetune_epochs, centroid_epochs=args.centroid_epochs, lr=args.lr,
+                           budget_s=args.budget, init=args.init, recipe=args.recipe, overrides=dict(args.options),
+                           centroid_lr=args.centroid_lr)
+    model = load_weights(args.weights)
+    first = is_first_process()  # under torchrun the other ranks only help fine-tune
+    before = evaluate(model, args.eval, progress=not args.json) if args.eval and first else None
+    fp32 = 4 * sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
+    work = Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-runs")
+    compressed, log = compress_model(model, spec, data=args.data, data_root=args.data_root, work_dir=work,
+                                     progress_bar=False if args.json else None, resume=args.resume)
+    if not first:
+        return 0
+    save_weights(compressed, out, source=f"squeezenet compress {Path(str(args.weights)).name}")
+    report = compression_report(out)
+    after = evaluate(load_weights(out), args.eval, progress=not args.json) if args.eval else None
+    summary = compression_summary(report, fp32, before, after, log.phases)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_compression_summary(report, summary, args.eval)
+    return 0
+
+
+@verb("sensitivity", _sensitivity_arguments, extra="train")
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    """Per-layer pruning sensitivity: table and plot.
+
+    Prune one layer at a time to each density (no fine-tuning), measure top-1 on an image folder, and print the
+    table and write a heat map of the top-1 lost per layer and density (Han et al. 2015, Fig. 6, as a grid: 26
+    curves cannot be told apart). Guides per-layer --density targets.
+    """
+    from ..compress.sensitivity import check_plot_path, plot_sensitivity, sensitivity
+    from ..inference.preloaded import load_images
+    from ..report.render import console_for_output
+    from ..report.tables import sensitivity_table
+    from ..weights import load_weights
+
+    check_plot_path(args.output)  # before minutes of measuring, not after
+    densities = [float(d) for d in args.densities.split(",") if d.strip()]
+    model = load_weights(args.weights)
+    images, labels = load_images(model, args.data, args.limit)
+    result = sensitivity(model, images, labels, densities, progress=not args.json)
+    plot_sensitivity(result, args.output, title=f"pruning sensitivity: {Path(str(args.weights)).name}")
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    console = console_for_output()
+    console.print(sensitivity_table(result))
+    console.print(f"plot: {args.output}")
+    return 0
+
+
+def _densities(text: str) -> str:
+    try:
+        [float(d) for d in text.split(",") if d.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    return text

@@ -6,12 +6,49 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
-from .args import add_device, add_json, add_weights, positive_int
+from .args import add_device, add_json, add_labelled_data, add_weights, positive_int, verb
 
 
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    add_weights(p)
+    p.add_argument("-o", "--output", required=True, help="output .onnx file")
+    p.add_argument("--format", default="onnx", help="export format (onnx)")
+    p.add_argument("--int8", action="store_true", help="static int8 quantization (QDQ, per-channel weights)")
+    p.add_argument("--calibration", metavar="DIR", help="images for int8 calibration (labelled or not)")
+    p.add_argument("--calibration-images", type=positive_int, default=64, help="how many to use (default 64)")
+    p.add_argument("--keep-fp32-ends", action="store_true", help="int8: keep the first and last conv in fp32")
+    p.add_argument("--check", metavar="DIR", help="images to check the export against PyTorch (default: --calibration)")
+    p.add_argument("--check-images", type=positive_int, default=32, help="how many (default 32)")
+    p.add_argument("--tolerance", type=float, default=1e-3, help="fp32: largest allowed |logit difference| (1e-3)")
+    p.add_argument("--opset", type=positive_int, default=18,
+                   help="ONNX opset (default 18; 10-17 for older runtimes, written by PyTorch's TorchScript exporter; "
+                        "int8 needs 13+)")
+    add_json(p, "print the check as JSON")
+
+
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    add_weights(p)
+    add_labelled_data(p)
+    p.add_argument("--calibration", metavar="DIR", help="int8 calibration images (default: 64 of --data)")
+    p.add_argument("--threads", type=positive_int, default=2, help="intra-op threads for every runtime (default 2)")
+    p.add_argument("--repeats", type=positive_int, default=50, help="timed batch-1 runs per format (default 50)")
+    p.add_argument("--limit", type=positive_int, help="accuracy on a fixed random subset of N images (default: all)")
+    p.add_argument("--no-alexnet", action="store_true", help="skip the AlexNet baseline row")
+    p.add_argument("--work-dir", help="where the ONNX files go (default ./bench-onnx)")
+    add_device(p, onnx=False)
+    add_json(p, "print the rows as JSON")
+
+
+@verb("export", _export_arguments, extra="deploy")
 def cmd_export(args: argparse.Namespace) -> int:
+    """Export to ONNX (fp32 or int8) with preprocessing metadata.
+
+    Export weights to ONNX with a dynamic batch dimension. The preprocessing (resize, crop, mean/std or Caffe
+    mean, channel order, value range), class names and architecture go into the file's metadata, so a client
+    needs nothing else. The file is checked against PyTorch on real images (--check DIR) and not written if it
+    differs. --int8: static quantization with onnxruntime's tools, calibrated on --calibration DIR.
+    """
     import torch
 
     from ..deploy import export_onnx
@@ -45,7 +82,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+@verb("bench", _bench_arguments, extra="deploy")
 def cmd_bench(args: argparse.Namespace) -> int:
+    """Size, accuracy and speed of PyTorch, ONNX fp32 and ONNX int8 side by side.
+
+    Benchmark every deployable form of one set of weights on this machine: PyTorch eager fp32, ONNX fp32 and
+    ONNX int8 (onnxruntime), plus AlexNet fp32 as the paper's baseline: file size, top-1/top-5 on an image
+    folder, batch-1 latency and batch-32 throughput (medians), same thread count for all.
+    """
     from ..deploy.bench import bench
     from ..report.render import console_for_output
     from ..report.tables import bench_table
@@ -60,42 +104,3 @@ def cmd_bench(args: argparse.Namespace) -> int:
     console.print(bench_table(rows, f"{Path(str(args.weights)).name} on {args.data}: {args.threads} threads, medians"))
     console.print(f"ONNX files in {work}/")
     return 0
-
-
-def register(add: Any) -> None:
-    p = add("export", cmd_export, "export to ONNX (fp32 or int8) with preprocessing metadata",
-            "Export weights to ONNX with a dynamic batch dimension. The preprocessing (resize, crop, mean/std or "
-            "Caffe mean, channel order, value range), class names and architecture go into the file's metadata, "
-            "so a client needs nothing else. The file is checked against PyTorch on real images (--check DIR) and "
-            "not written if it differs. --int8: static quantization with onnxruntime's tools, calibrated on "
-            "--calibration DIR.", extra="deploy")
-    add_weights(p)
-    p.add_argument("-o", "--output", required=True, help="output .onnx file")
-    p.add_argument("--format", default="onnx", help="export format (onnx)")
-    p.add_argument("--int8", action="store_true", help="static int8 quantization (QDQ, per-channel weights)")
-    p.add_argument("--calibration", metavar="DIR", help="images for int8 calibration (labelled or not)")
-    p.add_argument("--calibration-images", type=positive_int, default=64, help="how many to use (default 64)")
-    p.add_argument("--keep-fp32-ends", action="store_true", help="int8: keep the first and last conv in fp32")
-    p.add_argument("--check", metavar="DIR", help="images to check the export against PyTorch (default: --calibration)")
-    p.add_argument("--check-images", type=positive_int, default=32, help="how many (default 32)")
-    p.add_argument("--tolerance", type=float, default=1e-3, help="fp32: largest allowed |logit difference| (1e-3)")
-    p.add_argument("--opset", type=positive_int, default=18,
-                   help="ONNX opset (default 18; 10-17 for older runtimes, written by PyTorch's TorchScript exporter; "
-                        "int8 needs 13+)")
-    add_json(p, "print the check as JSON")
-
-    p = add("bench", cmd_bench, "size, accuracy and speed of PyTorch, ONNX fp32 and ONNX int8 side by side",
-            "Benchmark every deployable form of one set of weights on this machine: PyTorch eager fp32, ONNX fp32 "
-            "and ONNX int8 (onnxruntime), plus AlexNet fp32 as the paper's baseline: file size, top-1/top-5 on an "
-            "image folder, batch-1 latency and batch-32 throughput (medians), same thread count for all.",
-            extra="deploy")
-    add_weights(p)
-    p.add_argument("-d", "--data", required=True, help="labelled image folder (as for `squeezenet eval`)")
-    p.add_argument("--calibration", metavar="DIR", help="int8 calibration images (default: 64 of --data)")
-    p.add_argument("--threads", type=positive_int, default=2, help="intra-op threads for every runtime (default 2)")
-    p.add_argument("--repeats", type=positive_int, default=50, help="timed batch-1 runs per format (default 50)")
-    p.add_argument("--limit", type=positive_int, help="accuracy on a fixed random subset of N images (default: all)")
-    p.add_argument("--no-alexnet", action="store_true", help="skip the AlexNet baseline row")
-    p.add_argument("--work-dir", help="where the ONNX files go (default ./bench-onnx)")
-    add_device(p, onnx=False)
-    add_json(p, "print the rows as JSON")

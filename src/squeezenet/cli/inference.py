@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Any
 
-from .args import add_device, add_json, add_weights, nonnegative_int, positive_int
+from .args import add_device, add_json, add_weights, nonnegative_int, positive_int, verb
 
 logger = logging.getLogger("squeezenet.cli")
 
@@ -20,7 +20,32 @@ def load_for_inference(args: argparse.Namespace) -> Any:
     return load_model(args.weights, device=args.device, providers=args.provider)
 
 
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, GIF, BMP, TIFF) or folders of them")
+    add_weights(p, onnx=True)
+    p.add_argument("-k", "--topk", type=positive_int, default=5, help="how many classes to list (default 5)")
+    add_device(p)
+    add_json(p, "print JSON instead of tables")
+
+
+def _eval_arguments(p: argparse.ArgumentParser) -> None:
+    add_weights(p, onnx=True)
+    p.add_argument("-d", "--data", required=True, help="image folder")
+    p.add_argument("-b", "--batch-size", type=positive_int, default=50, help="images per batch (default 50)")
+    p.add_argument("-j", "--workers", type=nonnegative_int, default=0,
+                   help="data-loading worker processes (default 0: load in the main process)")
+    add_device(p)
+    add_json(p, 'print {"top1", "top5", "n", "skipped"} as JSON')
+
+
+@verb("predict", _predict_arguments)
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Top-k classes of images.
+
+    Classify images with published or trained weights, using the preprocessing that the weights carry (Caffe
+    BGR/mean or torchvision RGB/mean/std). Images are read one batch at a time; a folder stands for every image
+    below it. Unreadable images are reported and skipped (exit status 1).
+    """
     from ..errors import SqueezeNetError
     from ..inference import predict
     from ..report.render import console_for_output
@@ -40,7 +65,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+@verb("eval", _eval_arguments)
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Top-1/top-5 accuracy on an image folder.
+
+    Measure top-1/top-5 accuracy on an ImageFolder tree (one folder per class: ImageNet wnids or the model's
+    class names) or a flat folder of <wnid>_<anything>.JPEG files. Unreadable images are skipped and counted.
+    """
     from ..inference import evaluate
 
     model = load_for_inference(args)
@@ -53,28 +84,3 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(f"top-1 {result.top1:.4f}   top-5 {result.top5:.4f}   images {result.n:,}   skipped {result.skipped:,}")
     return 0
-
-
-def register(add: Any) -> None:
-    p = add("predict", cmd_predict, "top-k classes of images",
-            "Classify images with published or trained weights, using the preprocessing that the weights "
-            "carry (Caffe BGR/mean or torchvision RGB/mean/std). Images are read one batch at a time; a "
-            "folder stands for every image below it. Unreadable images are reported and skipped "
-            "(exit status 1).")
-    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, GIF, BMP, TIFF) or folders of them")
-    add_weights(p, onnx=True)
-    p.add_argument("-k", "--topk", type=positive_int, default=5, help="how many classes to list (default 5)")
-    add_device(p)
-    add_json(p, "print JSON instead of tables")
-
-    p = add("eval", cmd_eval, "top-1/top-5 accuracy on an image folder",
-            "Measure top-1/top-5 accuracy on an ImageFolder tree (one folder per class: ImageNet wnids or "
-            "the model's class names) or a flat folder of <wnid>_<anything>.JPEG files. Unreadable images "
-            "are skipped and counted.")
-    add_weights(p, onnx=True)
-    p.add_argument("-d", "--data", required=True, help="image folder")
-    p.add_argument("-b", "--batch-size", type=positive_int, default=50, help="images per batch (default 50)")
-    p.add_argument("-j", "--workers", type=nonnegative_int, default=0,
-                   help="data-loading worker processes (default 0: load in the main process)")
-    add_device(p)
-    add_json(p, 'print {"top1", "top5", "n", "skipped"} as JSON')

@@ -1,7 +1,8 @@
 """``squeezenet``: the entry point, the error policy and the logging the command line installs.
 
-Each verb group lives in its own module (``register(add)`` declares its verbs, arguments beside their
-handlers); heavy imports happen inside handlers so that ``squeezenet --help`` answers at once. Errors:
+Each verb group lives in its own module (``@verb`` declares a handler as a subcommand, its docstring is the
+help, its arguments are declared beside it); heavy imports happen inside handlers so that
+``squeezenet --help`` answers at once. Errors:
 a :class:`~squeezenet.errors.SqueezeNetError` (bad input) or ``OSError`` (a file) is one line on stderr and
 exit status 1, with the library's parameter names (``resume=True``) spelled as this command's flags
 (``--resume``); anything else is a bug and keeps its traceback. ``SQUEEZENET_DEBUG=1`` shows tracebacks for
@@ -15,17 +16,16 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ..common.dist import is_first_process
 from ..common.extras import missing, require_extra
 from ..errors import MissingExtraError, SqueezeNetError
-from . import catalog, compression, deployment, inference, training
+from . import catalog, compression, deployment, inference, training  # noqa: F401  (each declares its verbs)
+from .args import VERBS
 
 PROG = "squeezenet"
-VERB_GROUPS = (catalog, inference, training, compression, deployment)
-
-Handler = Callable[[argparse.Namespace], int]
+GROUPS = ("catalog", "inference", "training", "compression", "deployment")  # their order in --help
 
 
 def _version() -> str:
@@ -49,20 +49,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    extras: dict[str, str] = {}
-
-    def add(name: str, func: Handler, help: str, description: str, extra: str | None = None) -> argparse.ArgumentParser:
-        if extra:
-            extras[name] = extra
-            if missing(extra):
-                help += f" [needs the {extra} extra]"
-        p = sub.add_parser(name, help=help, description=description)
-        p.set_defaults(func=func, parser=p)
-        return p
-
-    for group in VERB_GROUPS:
-        group.register(add)
-    return parser, extras
+    for v in sorted(VERBS, key=lambda v: GROUPS.index(v.handler.__module__.rsplit(".", 1)[-1])):
+        note = f" [needs the {v.extra} extra]" if v.extra and missing(v.extra) else ""
+        p = sub.add_parser(v.name, help=v.help.rstrip(".") + note, description=v.description)
+        v.arguments(p)
+        p.set_defaults(func=v.handler, parser=p)
+    return parser, {v.name: v.extra for v in VERBS if v.extra}
 
 
 def flag_spelling(message: str, parser: argparse.ArgumentParser) -> str:

@@ -7,10 +7,50 @@ import json
 import time
 from typing import Any
 
-from .args import add_data_root, add_json, add_set, positive_int
+from .args import add_data_root, add_json, add_set, positive_int, verb
 
 
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="'cifar10' (under $SQUEEZENET_DATA, downloaded if absent) or a folder with "
+                                  "train/ and val/ or test/ (one sub-folder per class)")
+    p.add_argument("-o", "--output", metavar="RUN_DIR", help="new run directory")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--recipe", default="cifar10", help="a named recipe (see `squeezenet recipes`) or a YAML file")
+    p.add_argument("--model", help="override the recipe's model (see `squeezenet models`)")
+    p.add_argument("--epochs", type=positive_int, help="override the number of epochs")
+    p.add_argument("--batch-size", type=positive_int, help="override the global batch size")
+    p.add_argument("--lr", type=float, help="override the peak learning rate")
+    add_set(p, "override any recipe field, repeatable: --set model_options.batch_norm=false --set data.workers=8 "
+               "--set label_smoothing=0")
+    add_data_root(p)
+    p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (default auto)")
+    p.add_argument("--devices", default="auto", help="devices per node (default auto; torchrun sets it)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
+    add_json(p, "print the final metrics as JSON")
+
+
+def _recipes_arguments(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", metavar="RUN_DIR", help="run directory (default runs/demo-TIMESTAMP)")
+    p.add_argument("--epochs", type=positive_int, help="override the recipe's epochs")
+    p.add_argument("--data-root", help="where cifar10/ lives (default $SQUEEZENET_DATA)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a killed demo: finished steps are kept, training and compression continue from "
+                        "their last epoch")
+
+
+@verb("train", _train_arguments, extra="train")
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train a model (CIFAR-10, ImageFolder, ImageNet) with a recipe.
+
+    Train with Lightning on whatever hardware is present (CPU, one or more GPUs; bf16 on GPU). For several GPUs
+    or nodes, launch the same command with torchrun. A checkpoint is written every epoch; --resume RUN_DIR
+    continues exactly. RUN_DIR gets best.safetensors, metrics.json, curves.png and CSV/TensorBoard logs.
+    """
     from ..common.dist import is_first_process
     from ..errors import SqueezeNetError
     from ..train import Recipe, apply_overrides, load_recipe, load_run, train
@@ -37,7 +77,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@verb("recipes", _recipes_arguments, extra="train")
 def cmd_recipes(args: argparse.Namespace) -> int:
+    """List the named training recipes.
+
+    List the training recipes shipped with the package.
+    """
     from ..train import list_recipes, load_recipe
 
     for name in list_recipes():
@@ -45,7 +90,15 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     return 0
 
 
+@verb("demo", _demo_arguments, extra="train")
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Train, compress, evaluate and summarise a small SqueezeNet on CIFAR-10.
+
+    The main job, end to end: train the cifar10 recipe on CIFAR-10 (from $SQUEEZENET_DATA, or downloaded),
+    evaluate the exported weights on the test set, Deep-Compress them into model.sqz (pruning while fine-tuning,
+    4-bit weight sharing, entropy coding), evaluate that file too and print both with their sizes and ratios to
+    fp32 and to AlexNet's 240 MB. About 20 minutes on a 2-core CPU.
+    """
     from ..demo import print_demo, run_demo
     from ..errors import SqueezeNetError
 
@@ -54,43 +107,3 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run_dir = args.resume or args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
     print_demo(run_demo(run_dir, epochs=args.epochs, data_root=args.data_root, resume=bool(args.resume)))
     return 0
-
-
-def register(add: Any) -> None:
-    p = add("train", cmd_train, "train a model (CIFAR-10, ImageFolder, ImageNet) with a recipe",
-            "Train with Lightning on whatever hardware is present (CPU, one or more GPUs; bf16 on GPU). "
-            "For several GPUs or nodes, launch the same command with torchrun. A checkpoint is written every "
-            "epoch; --resume RUN_DIR continues exactly. RUN_DIR gets best.safetensors, metrics.json, curves.png "
-            "and CSV/TensorBoard logs.", extra="train")
-    p.add_argument("--data", help="'cifar10' (under $SQUEEZENET_DATA, downloaded if absent) or a folder with "
-                                  "train/ and val/ or test/ (one sub-folder per class)")
-    p.add_argument("-o", "--output", metavar="RUN_DIR", help="new run directory")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    p.add_argument("--recipe", default="cifar10", help="a named recipe (see `squeezenet recipes`) or a YAML file")
-    p.add_argument("--model", help="override the recipe's model (see `squeezenet models`)")
-    p.add_argument("--epochs", type=positive_int, help="override the number of epochs")
-    p.add_argument("--batch-size", type=positive_int, help="override the global batch size")
-    p.add_argument("--lr", type=float, help="override the peak learning rate")
-    add_set(p, "override any recipe field, repeatable: --set model_options.batch_norm=false --set data.workers=8 "
-               "--set label_smoothing=0")
-    add_data_root(p)
-    p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (default auto)")
-    p.add_argument("--devices", default="auto", help="devices per node (default auto; torchrun sets it)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
-    add_json(p, "print the final metrics as JSON")
-
-    add("recipes", cmd_recipes, "list the named training recipes", "List the training recipes shipped with the package.",
-        extra="train")
-
-    p = add("demo", cmd_demo, "train, compress, evaluate and summarise a small SqueezeNet on CIFAR-10",
-            "The main job, end to end: train the cifar10 recipe on CIFAR-10 (from $SQUEEZENET_DATA, or downloaded), "
-            "evaluate the exported weights on the test set, Deep-Compress them into model.sqz (pruning while "
-            "fine-tuning, 4-bit weight sharing, entropy coding), evaluate that file too and print both with their "
-            "sizes and ratios to fp32 and to AlexNet's 240 MB. About 20 minutes on a 2-core CPU.", extra="train")
-    p.add_argument("-o", "--output", metavar="RUN_DIR", help="run directory (default runs/demo-TIMESTAMP)")
-    p.add_argument("--epochs", type=positive_int, help="override the recipe's epochs")
-    p.add_argument("--data-root", help="where cifar10/ lives (default $SQUEEZENET_DATA)")
-    p.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue a killed demo: finished steps are kept, training and compression continue from "
-                        "their last epoch")

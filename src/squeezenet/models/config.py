@@ -7,6 +7,7 @@ The presets below are the paper's networks; :func:`design_space_config` is its s
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -236,18 +237,19 @@ def design_space_fires(
     return tuple(specs)
 
 
-def design_space_config(
-    base_e: int = 128,
-    incr_e: int = 128,
-    pct3x3: float = 0.5,
-    freq: int = 2,
-    sr: float = 0.125,
-    macro: Macro = "1_0",
-    **options: Any,
-) -> SqueezeNetConfig:
-    """A network of the paper's design space on the v1.0 (or v1.1) macroarchitecture."""
+#: the section-5 metaparameters, with their defaults (SqueezeNet v1.0), as :func:`design_space_fires` declares them
+DESIGN_DEFAULTS: dict[str, Any] = {k: p.default for k, p in inspect.signature(design_space_fires).parameters.items()
+                                   if k != "num_fires"}
+
+
+def design_space_config(macro: Macro = "1_0", **options: Any) -> SqueezeNetConfig:
+    """A network of the paper's design space on the v1.0 (or v1.1) macroarchitecture.
+
+    ``options`` are :func:`design_space_fires`'s metaparameters (``base_e``, ``incr_e``, ``pct3x3``, ``freq``,
+    ``sr``) and :class:`SqueezeNetConfig` fields (``num_classes``, ``batch_norm``...).
+    """
     if macro not in _MACROS:
         raise SqueezeNetError(f"macro must be one of {', '.join(_MACROS)}, got {macro!r}")
     stem, pools = _MACROS[macro]
-    fires = design_space_fires(base_e, incr_e, pct3x3, freq, sr)
+    fires = design_space_fires(**{k: options.pop(k) for k in DESIGN_DEFAULTS if k in options})
     return SqueezeNetConfig(fires=fires, stem=options.pop("stem", stem), pool_after=pools, **options)

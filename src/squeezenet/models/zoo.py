@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from .alexnet import AlexNet, AlexNetConfig
-from .config import SqueezeNetConfig, design_space_config, small_image_stem, v1_0_config, v1_1_config
+from .config import DESIGN_DEFAULTS, SqueezeNetConfig, design_space_config, small_image_stem, v1_0_config, v1_1_config
 from .registry import register_arch, register_model
 from .squeezenet import SqueezeNet
 
@@ -22,8 +22,8 @@ HEAD: dict[str, Any] = {"num_classes": 1000, "in_chans": 3, "dropout": 0.5, "bat
 IMAGENET: dict[str, Any] = {**HEAD, "small_stem": False, "bypass": "none"}
 #: the 32x32 builders: 10 classes, small stem always, optionally a max-pool after it
 CIFAR: dict[str, Any] = {**HEAD, "num_classes": 10, "bypass": "none", "stem_pool": False}
-#: the paper's section-5 metaparameters (their defaults give v1.0)
-DESIGN: dict[str, Any] = {"base_e": 128, "incr_e": 128, "pct3x3": 0.5, "freq": 2, "sr": 0.125, "macro": "1_0"}
+#: the paper's section-5 metaparameters (their defaults give v1.0) and the macroarchitecture
+DESIGN: dict[str, Any] = {**DESIGN_DEFAULTS, "macro": "1_0"}
 
 
 def _build(config: SqueezeNetConfig, small_stem: bool = False, caffe_compat: bool = False,

@@ -14,7 +14,7 @@ and on long streams ANS, within a few bytes of the model's cross-entropy, always
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import constriction
 import numpy as np
@@ -167,8 +167,9 @@ def _huffman_decode(payload: bytes, probabilities: np.ndarray, count: int) -> np
     return present[out]
 
 
-@dataclass(frozen=True)
-class EncodedStream:
+class EncodedStream(NamedTuple):
+    """One coded stream: how it was coded, its frequency table and the coded symbols."""
+
     method: int
     table: bytes
     payload: bytes
