@@ -192,3 +192,34 @@ def test_export_and_bench_cli(tmp_path) -> None:
     assert [r["format"] for r in rows] == ["pytorch fp32", "onnx fp32", "onnx int8", "alexnet fp32 (pytorch)"]
     assert rows[1]["top1"] == rows[0]["top1"] and rows[2]["size_bytes"] < rows[1]["size_bytes"]
     assert all(r["latency_ms"] > 0 and r["throughput"] > 0 for r in rows) and rows[3]["top1"] is None
+
+
+def test_onnx_model_carries_the_same_meta_and_runs_where_asked(tmp_path, capsys):
+    from squeezenet.cli import main
+
+    weights = _cifar_model(tmp_path)
+    model = load_weights(weights)
+    model.meta = model.meta.replace(source="trained here")
+    onnx_path = tmp_path / "c.onnx"
+    export_onnx(model, onnx_path, check_images=torch.rand(2, 3, 32, 32))
+    onnx = OnnxModel(onnx_path)
+    assert onnx.meta.config == model.meta.config and onnx.meta.classes == model.meta.classes
+    assert onnx.meta.preprocessing == model.meta.preprocessing and onnx.meta.source == "trained here"
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(image)
+    assert main(["predict", str(image), "-w", str(onnx_path), "--provider", "CPUExecutionProvider", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(image), "-w", str(onnx_path), "--provider", "NoSuchExecutionProvider"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no NoSuchExecutionProvider; available: " in err and "CPUExecutionProvider" in err
+    assert main(["predict", str(image), "-w", str(weights), "--provider", "CPUExecutionProvider"]) == 1
+    assert "execution providers are for .onnx files" in capsys.readouterr().err
+    assert main(["predict", str(image), "-w", str(weights), "--device", "cpu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["top"][0]["label"].startswith("c")
+    assert main(["predict", str(image), "-w", str(weights), "--device", "tpu9"]) == 1
+    assert "unknown device 'tpu9'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["eval", "-w", str(weights), "-d", str(tmp_path), "--device", "cuda"]) == 1
+        assert "no CUDA GPU" in capsys.readouterr().err

@@ -148,7 +148,9 @@ def build_datasets(recipe: Recipe, source: DataSource) -> tuple[ImageDataset, Im
 def _versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {p: version(p) for p in ("squeezenet", "torch", "torchvision", "lightning")}
+    from ..common.extras import DISTRIBUTION
+
+    return {p: version(p) for p in (DISTRIBUTION, "torch", "torchvision", "lightning")}
 
 
 def _quiet_lightning() -> None:
