@@ -27,7 +27,7 @@ test: $(VENV)/.stamp-dev
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp-dev
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks hubconf.py
 	$(BIN)/mypy src
 
 lock: $(VENV)/.stamp-dev

@@ -95,7 +95,7 @@ def plot_sensitivity(result: Sensitivity, path: str | Path, title: str = "prunin
     top1 = np.array([result.top1[n] for n in names], dtype=float).reshape(len(names), len(result.densities))
     loss = np.clip((result.baseline - top1) * 100, 0, None)
     vmax = max(1.0, float(loss.max()))
-    fig, ax = plt.subplots(figsize=(1.6 + 0.75 * len(result.densities), 1.4 + 0.28 * len(names)), dpi=120)
+    fig, ax = plt.subplots(figsize=(3.4 + 0.75 * len(result.densities), 1.6 + 0.28 * len(names)), dpi=120)
     image = ax.imshow(loss, cmap="YlOrRd", vmin=0, vmax=vmax, aspect="auto")
     for (row, col), value in np.ndenumerate(loss):
         ax.text(col, row, f"{value:.1f}", ha="center", va="center", fontsize=7,
@@ -103,7 +103,7 @@ def plot_sensitivity(result: Sensitivity, path: str | Path, title: str = "prunin
     ax.set_xticks(range(len(result.densities)), [f"{d:g}" for d in result.densities])
     ax.set_yticks(range(len(names)), [f"{n} ({result.params.get(n, 0):,})" for n in names], fontsize=7)
     ax.set_xlabel("density (fraction of this layer's weights kept)")
-    ax.set_title(f"{title}\ntop-1 points lost on {result.images} images (unpruned top-1 {result.baseline:.3f})", fontsize=10)
+    ax.set_title(f"{title}\ntop-1 points lost on {result.images} images\n(unpruned top-1 {result.baseline:.3f})", fontsize=9)
     fig.colorbar(image, ax=ax, label="top-1 lost (points)", shrink=0.8)
     fig.tight_layout()
     path = Path(path)
