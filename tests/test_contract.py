@@ -115,6 +115,9 @@ def test_create_model_pretrained_loads_the_default_weights(tv_hub):
     tuned = squeezenet.create_model("squeezenet1_1", weights="squeezenet1_1.tv_in1k", num_classes=5, dropout=0.2)
     assert tuned.num_classes == 5 and tuned.config.dropout == 0.2 and len(tuned.meta.classes) == 5
     assert torch.equal(tuned.features[0].weight, model.features[0].weight)  # the backbone is the pretrained one
+    backbone = squeezenet.create_model("squeezenet1_1", pretrained=True, features_only=True, out_indices=[-1])
+    with torch.no_grad():
+        torch.testing.assert_close(backbone(x)[0], tv_hub.features(x), rtol=0, atol=1e-6)
 
 
 def test_create_model_refuses_weights_of_another_network(tv_hub, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import SqueezeNetError
-from ..models import Network, effective_state_dict, get_model_entry, model_from_config
+from ..models import FeatureExtractor, Network, effective_state_dict, get_model_entry, model_from_config
 from ..models import create_model as build_fresh
 from .files import READ_FORMATS, WeightsFile, read_weights_file, write_weights_file
 from .pretrained import PRETRAINED, default_pretrained, fetch_pretrained
@@ -82,18 +83,20 @@ def convert_weights(src: str | Path, dst: str | Path) -> Path:
 
 
 
-def create_model(name: str, *, pretrained: bool = False, weights: str | Path | None = None, **kwargs: Any) -> nn.Module:
+def create_model(name: str, *, pretrained: bool = False, weights: str | Path | None = None,
+                 features_only: bool = False, out_indices: Sequence[int] | None = None, **kwargs: Any) -> Any:
     """Build a registered model, optionally with weights, as timm's and torchvision's ``create_model`` do.
 
     ``pretrained=True`` loads the model's default published weights (``squeezenet1_1`` ->
     ``squeezenet1_1.tv_in1k``); ``weights=`` names a weight set or a file. With weights, ``num_classes`` other
     than the weights' replaces the classifier (for fine-tuning) and ``dropout`` is set; options that would
-    change other layers are refused. Without weights this is :func:`squeezenet.models.create_model`.
+    change other layers are refused. ``features_only`` returns the backbone's feature maps, as without weights.
+    Without weights this is :func:`squeezenet.models.create_model`.
     """
     if pretrained and weights is None:
         weights = default_pretrained(name)
     if weights is None:
-        return build_fresh(name, **kwargs)
+        return build_fresh(name, features_only=features_only, out_indices=out_indices, **kwargs)
     entry = get_model_entry(name)
     unknown = [k for k in kwargs if k not in entry.options()]
     if unknown:
@@ -116,6 +119,8 @@ def create_model(name: str, *, pretrained: bool = False, weights: str | Path | N
         for m in model.modules():
             if isinstance(m, nn.Dropout):
                 m.p = kwargs["dropout"]
+    if features_only:
+        return FeatureExtractor(model.features, model.feature_info, out_indices)  # type: ignore[arg-type]
     return model
 
 
