@@ -15,6 +15,10 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: where a module's pip name differs from its import name
+PIP_NAMES = {"yaml": "pyyaml"}
+
+
 def missing(extra: str) -> list[str]:
     """The modules of ``extra`` that are not installed."""
     return [m for m in EXTRAS[extra] if find_spec(m) is None]
@@ -24,5 +28,6 @@ def require_extra(extra: str, feature: str) -> None:
     """``MissingExtraError`` naming the pip command unless ``extra`` is fully installed."""
     absent = missing(extra)
     if absent:
-        raise MissingExtraError(f"{feature} needs the [{extra}] extra ({', '.join(absent)} not installed): "
+        names = ", ".join(PIP_NAMES.get(m, m) for m in absent)
+        raise MissingExtraError(f"{feature} needs the [{extra}] extra ({names} not installed): "
                                 f"pip install '{DISTRIBUTION}[{extra}]'")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..common.device import resolve_device
+from ..common.device import device_kind, resolve_device
 from ..errors import SqueezeNetError
 from ..inference.predict import Prediction, predict
 from ..models import InferenceModel, ModelMeta, Preprocessing, config_from_dict
@@ -73,8 +73,11 @@ def load_model(source: str | Path, *, threads: int | None = None, device: str | 
     """A model for ``predict``/``evaluate``: onnxruntime for ``.onnx`` (on ``providers``, default the CPU),
     PyTorch for every other weights file or named weight set (moved to ``device``, default the CPU)."""
     if str(source).lower().endswith(".onnx"):
-        if device is not None and torch.device(device).type != "cpu" and not providers:
-            providers = [{"cuda": "CUDAExecutionProvider"}.get(torch.device(device).type, "?")]
+        kind = "cpu" if device in (None, "auto") else device_kind(device)
+        if kind == "cuda" and not providers:
+            providers = ["CUDAExecutionProvider"]
+        elif kind not in ("cpu", "cuda"):
+            raise SqueezeNetError(f"{source}: onnxruntime does not run on {device!r}; choose execution providers instead")
         return OnnxModel(source, threads, providers)
     if providers:
         raise SqueezeNetError(f"{source}: execution providers are for .onnx files; PyTorch models take a device")
