@@ -145,9 +145,12 @@ def test_demo_summary_on_a_small_subset(tmp_path, data_root, capsys):
     trained, compressed = result.rows
     assert compressed.file.suffix == ".sqz" and compressed.file_bytes * 25 < result.fp32_bytes
     assert 0 <= compressed.top1 <= compressed.top5 <= 1
+    low, high = compressed.top1_interval  # paired with the trained model on the same 5,000 images
+    assert 0 <= compressed.agreement <= 1 and low <= compressed.top1 - trained.top1 <= high
     print_demo(result)
     out = capsys.readouterr().out
     assert "squeezenet1_1_cifar" in out and "730,570" in out and "test top-1" in out and "model.sqz" in out
+    assert "agreement" in out and f"{compressed.agreement:.4f}" in out
 
     # resuming a finished demo keeps its training and compression: the same files, nothing trained again
     sqz_bytes = compressed.file.read_bytes()

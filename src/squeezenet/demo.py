@@ -35,6 +35,8 @@ class DemoRow:
     top1: float
     top5: float
     images: int
+    agreement: float | None = None  # top-1 agreement with the trained model (compressed rows)
+    top1_interval: tuple[float, float] | None = None  # paired 95% interval of the top-1 difference
 
 
 @dataclass
@@ -108,7 +110,14 @@ def run_demo(run_dir: str | Path, *, epochs: int | None = None, data_root: str |
         compressed, _ = compress_model(model, spec, data="cifar10", data_root=data_root, work_dir=work,
                                        progress_bar=bar, resume=resume and (work / STATE_FILE).is_file())
         sqz = save_weights(compressed, run_dir / "model.sqz", source="squeezenet demo")
-        rows.append(measure("Deep Compression (.sqz)", sqz))
+        if test_dir.is_dir():  # paired with the trained model on the same images: agreement and an interval
+            from .inference import compare
+
+            paired = compare(load_weights(sqz), load_weights(best), test_dir, batch_size=500, progress=progress)
+            rows.append(DemoRow("Deep Compression (.sqz)", sqz, sqz.stat().st_size, paired.top1, paired.top5, paired.n,
+                                paired.agreement, (paired.top1_diff_low, paired.top1_diff_high)))
+        else:
+            rows.append(measure("Deep Compression (.sqz)", sqz))
     return DemoResult(recipe.model, params, 4 * floats, rows[0].images, train_time, time.perf_counter() - start,
                       metrics["device"], run_dir, rows)
 
@@ -121,11 +130,15 @@ def print_demo(result: DemoResult) -> None:
 
     table = Table(title=f"squeezenet demo: {result.model} ({result.params:,} parameters) on CIFAR-10",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("weights", "file", "size", "vs fp32", "vs AlexNet 240 MB", "test top-1", "test top-5"):
+    for col in ("weights", "file", "size", "vs fp32", "vs AlexNet 240 MB", "test top-1", "test top-5", "agreement",
+                "top-1 change (95%)"):
         table.add_column(col, justify="left" if col in ("weights", "file") else "right")
     for row in result.rows:
+        change = (f"{100 * (row.top1 - result.top1):+.2f} [{100 * row.top1_interval[0]:+.2f}, "
+                  f"{100 * row.top1_interval[1]:+.2f}]" if row.top1_interval else "")
         table.add_row(row.name, row.file.name, human_bytes(row.file_bytes), f"{result.fp32_bytes / row.file_bytes:.1f}x",
-                      f"{ALEXNET_BYTES / row.file_bytes:,.0f}x", f"{row.top1:.4f}", f"{row.top5:.4f}")
+                      f"{ALEXNET_BYTES / row.file_bytes:,.0f}x", f"{row.top1:.4f}", f"{row.top5:.4f}",
+                      f"{row.agreement:.4f}" if row.agreement is not None else "", change)
     console = console_for_output()
     console.print(table)
     console.print(f"{result.test_images:,} test images   training {result.train_time_s:.0f} s   compression "

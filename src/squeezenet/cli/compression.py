@@ -37,7 +37,9 @@ def _compress_arguments(p: argparse.ArgumentParser) -> None:
                         "default without)")
     p.add_argument("--recipe", help="base recipe for fine-tuning (default: cifar10 for small inputs, else torchvision)")
     add_set(p, "override a fine-tuning recipe field, repeatable: --set batch_size=64 --set data.limit_train=5000")
-    p.add_argument("--eval", metavar="DIR", help="image folder to measure top-1/top-5 before and after")
+    p.add_argument("--eval", metavar="DIR",
+                   help="labelled image folder: the compressed file against the input weights on it (top-1/top-5 of "
+                        "both, top-1 agreement, KL, paired interval of the top-1 difference)")
     p.add_argument("--work-dir", help="where fine-tuning runs go (default OUTPUT-runs/ beside the output)")
     p.add_argument("--resume", action="store_true",
                    help="continue a killed compression: the same command plus --resume picks up its work directory "
@@ -67,7 +69,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from ..common.dist import is_first_process
     from ..compress import CompressionSpec, compress_model
     from ..errors import SqueezeNetError
-    from ..inference import evaluate
+    from ..inference import compare
     from ..report.compression import compression_report, compression_summary, print_compression_summary
     from ..weights import load_weights, save_weights
 
@@ -80,7 +82,6 @@ def cmd_compress(args: argparse.Namespace) -> int:
                            centroid_lr=args.centroid_lr)
     model = load_weights(args.weights)
     first = is_first_process()  # under torchrun the other ranks only help fine-tune
-    before = evaluate(model, args.eval, progress=not args.json) if args.eval and first else None
     fp32 = 4 * sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
     work = Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-runs")
     compressed, log = compress_model(model, spec, data=args.data, data_root=args.data_root, work_dir=work,
@@ -89,8 +90,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
         return 0
     save_weights(compressed, out, source=f"squeezenet compress {Path(str(args.weights)).name}")
     report = compression_report(out)
-    after = evaluate(load_weights(out), args.eval, progress=not args.json) if args.eval else None
-    summary = compression_summary(report, fp32, before, after, log.phases)
+    paired = (compare(load_weights(out), load_weights(args.weights), args.eval, progress=not args.json)
+              if args.eval else None)  # the input is reloaded: compression changed `model` in place
+    summary = compression_summary(report, fp32, paired, log.phases)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

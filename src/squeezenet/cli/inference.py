@@ -20,6 +20,19 @@ def load_for_inference(args: argparse.Namespace) -> Any:
     return load_model(args.weights, device=args.device, providers=args.provider)
 
 
+def _compare(args: argparse.Namespace, model: Any) -> int:
+    from ..deploy import load_model
+    from ..inference import compare
+    from ..report.render import paired_lines
+
+    reference = load_model(args.reference, device=args.device, providers=args.provider)
+    result = compare(model, reference, args.data, batch_size=args.batch_size, progress=not args.json and sys.stderr.isatty())
+    for message in result.skipped_files:
+        logger.warning(f"skipped {message}")
+    print(json.dumps(result.to_dict()) if args.json else "\n".join(paired_lines(result)))
+    return 0
+
+
 def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, GIF, BMP, TIFF) or folders of them")
     add_weights(p, onnx=True)
@@ -34,8 +47,12 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-b", "--batch-size", type=positive_int, default=50, help="images per batch (default 50)")
     p.add_argument("-j", "--workers", type=nonnegative_int, default=0,
                    help="data-loading worker processes (default 0: load in the main process)")
+    p.add_argument("--reference", metavar="WEIGHTS",
+                   help="compare with these weights on the same images (the uncompressed or fp32 model): both "
+                        "accuracies, top-1 agreement, mean KL(reference || candidate), the paired 95%% interval of the "
+                        "top-1 difference and McNemar's exact p")
     add_device(p)
-    add_json(p, 'print {"top1", "top5", "n", "skipped"} as JSON')
+    add_json(p, 'print {"top1", "top5", "n", "skipped"} (with --reference: and the paired statistics) as JSON')
 
 
 @verb("predict", _predict_arguments)
@@ -75,6 +92,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..inference import evaluate
 
     model = load_for_inference(args)
+    if args.reference:
+        return _compare(args, model)
     result = evaluate(model, args.data, batch_size=args.batch_size, workers=args.workers,
                       progress=not args.json and sys.stderr.isatty())
     for message in result.skipped_files:

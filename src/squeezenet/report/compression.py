@@ -101,13 +101,18 @@ def print_compression(report: CompressionReport, console: Console | None = None)
                   f"{ALEXNET_BYTES / report.file_bytes:,.0f}x   decoded in {report.load_seconds:.2f} s")
 
 
-def compression_summary(report: CompressionReport, input_fp32_bytes: int, before: Any = None, after: Any = None,
+def compression_summary(report: CompressionReport, input_fp32_bytes: int, paired: Any = None,
                         phases: list[dict] | None = None) -> dict[str, Any]:
-    """What ``squeezenet compress`` reports: the file, its ratios to the input and to AlexNet, and the
-    accuracy before and after (``EvalResult``s, when measured)."""
+    """What ``squeezenet compress`` reports: the file, its ratios to the input and to AlexNet, and (when measured)
+    the compressed file against the input on the same images (a ``PairedResult``): ``before``/``after`` accuracy and
+    the paired statistics."""
+    before = after = None
+    if paired is not None:
+        before = {"top1": paired.reference_top1, "top5": paired.reference_top5, "n": paired.n, "skipped": paired.skipped}
+        after = {"top1": paired.top1, "top5": paired.top5, "n": paired.n, "skipped": paired.skipped}
     return {**report.to_dict(), "input_fp32_bytes": input_fp32_bytes,
             "ratio_to_input": input_fp32_bytes / report.file_bytes, "ratio_to_alexnet": ALEXNET_BYTES / report.file_bytes,
-            "before": before.to_dict() if before else None, "after": after.to_dict() if after else None,
+            "before": before, "after": after, "paired": paired.to_dict() if paired is not None else None,
             "phases": phases or []}
 
 
@@ -117,7 +122,9 @@ def print_compression_summary(report: CompressionReport, summary: dict[str, Any]
     print_compression(report, console)
     fp32 = summary["input_fp32_bytes"]
     console.print(f"input weights {fp32:,} bytes -> {report.file_bytes:,} bytes: {summary['ratio_to_input']:.1f}x smaller")
-    before, after = summary["before"], summary["after"]
-    if before and after:
-        console.print(f"top-1 {before['top1']:.4f} -> {after['top1']:.4f} ({100 * (after['top1'] - before['top1']):+.2f} pt)   "
-                      f"top-5 {before['top5']:.4f} -> {after['top5']:.4f}   on {after['n']:,} images of {eval_dir}")
+    paired = summary["paired"]
+    if paired:
+        console.print(f"on {paired['n']:,} images of {eval_dir}: top-1 {paired['reference_top1']:.4f} -> {paired['top1']:.4f} "
+                      f"({100 * paired['top1_diff']:+.2f} pt, 95% [{100 * paired['top1_diff_low']:+.2f}, "
+                      f"{100 * paired['top1_diff_high']:+.2f}])   top-5 {paired['reference_top5']:.4f} -> {paired['top5']:.4f}   "
+                      f"agreement {paired['agreement']:.4f}   KL {paired['kl']:.4f}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -63,6 +65,16 @@ def print_architecture(report: ArchitectureReport, console: Console | None = Non
         f"parameters {report.params:,}   MACs {report.macs / 1e9:.3f} G   "
         f"fp32 size {report.size_bytes:,} bytes ({human_bytes(report.size_bytes)})"
     )
+
+
+def paired_lines(r: Any) -> list[str]:
+    """A :class:`~squeezenet.inference.PairedResult` as three lines: both accuracies, agreement, the difference."""
+    return [f"candidate top-1 {r.top1:.4f}   top-5 {r.top5:.4f}   reference top-1 {r.reference_top1:.4f}   "
+            f"top-5 {r.reference_top5:.4f}   images {r.n:,}   skipped {r.skipped:,}",
+            f"top-1 agreement {r.agreement:.4f}   mean KL(reference || candidate) {r.kl:.4f}",
+            f"top-1 difference {100 * r.top1_diff:+.2f} pt, 95% interval [{100 * r.top1_diff_low:+.2f}, "
+            f"{100 * r.top1_diff_high:+.2f}] (paired, Agresti-Min)   McNemar p {r.mcnemar_p:.3g} "
+            f"({r.only_candidate_right} only candidate right, {r.only_reference_right} only reference right)"]
 
 
 def file_line(info: dict) -> str:
