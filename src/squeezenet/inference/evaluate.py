@@ -9,10 +9,10 @@ import torch
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..common.imagenet import wnid_to_index
-from ..data import FileLoader, ImageDataset, collate_images, list_labelled_images
+from ..data import FileLoader, ImageDataset, collate_images
 from ..errors import SqueezeNetError
 from ..models import InferenceModel, input_device
+from .folders import labelled_images
 
 
 @dataclass
@@ -46,8 +46,7 @@ def evaluate(
     if batch_size < 1 or workers < 0:
         raise SqueezeNetError(f"batch size must be >= 1 and workers >= 0, got {batch_size} and {workers}")
     meta = model.meta
-    found = list_labelled_images(data, wnid_index=wnid_to_index if meta.num_classes == 1000 else None,
-                                 class_names=meta.classes)
+    found = labelled_images(meta, data)
     files, labels = [p for p, _ in found.samples], [y for _, y in found.samples]
     dataset = ImageDataset(FileLoader(files, meta.preprocessing.transforms()), labels)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_images)

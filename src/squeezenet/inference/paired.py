@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from ..common.imagenet import wnid_to_index
-from ..data import list_labelled_images, load_rgb_image
+from ..data import load_rgb_image
 from ..errors import SqueezeNetError
 from ..models import InferenceModel, input_device
+from .folders import labelled_images
 
 Z95 = 1.959963984540054
 
@@ -73,8 +73,7 @@ def compare(candidate: InferenceModel, reference: InferenceModel, data: str | Pa
     if ref.num_classes != cand.num_classes:
         raise SqueezeNetError(f"the candidate has {cand.num_classes} classes, the reference {ref.num_classes}: "
                               "not the same task")
-    found = list_labelled_images(data, wnid_index=wnid_to_index if ref.num_classes == 1000 else None,
-                                 class_names=ref.classes)
+    found = labelled_images(ref, data)
     t_ref, t_cand = ref.preprocessing.transforms(), cand.preprocessing.transforms()
     dev_ref, dev_cand = input_device(reference), input_device(candidate)
     reference.eval()

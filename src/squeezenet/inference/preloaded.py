@@ -18,12 +18,11 @@ def load_images(model: InferenceModel, data: str | Path, limit: int | None = Non
 
     The size is checked before anything is decoded: more than ``max_bytes`` is a ``ValueError`` that
     says which ``--limit`` fits."""
-    from ..common.imagenet import wnid_to_index
-    from ..data import FileLoader, ImageDataset, collate_images, list_labelled_images
+    from ..data import FileLoader, ImageDataset, collate_images
+    from .folders import labelled_images
 
     meta = model.meta
-    found = list_labelled_images(data, wnid_index=wnid_to_index if meta.num_classes == 1000 else None,
-                                 class_names=meta.classes)
+    found = labelled_images(meta, data)
     samples = found.samples
     if limit is not None and limit < len(samples):
         keep = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:limit].sort().values

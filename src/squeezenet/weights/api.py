@@ -97,17 +97,14 @@ def create_model(name: str, *, pretrained: bool = False, weights: str | Path | N
         weights = default_pretrained(name)
     if weights is None:
         return build_fresh(name, features_only=features_only, out_indices=out_indices, **kwargs)
-    entry = get_model_entry(name)
-    unknown = [k for k in kwargs if k not in entry.options()]
-    if unknown:
-        raise SqueezeNetError(f"{name} has no option {unknown[0]!r}; its options are: {', '.join(entry.options())}")
-    shaping = [k for k in kwargs if k not in ("num_classes", "dropout") and kwargs[k] != entry.options()[k]]
+    with torch.device("meta"):
+        expected = build_fresh(name, **kwargs).config  # the registry checks the option names
+    defaults = get_model_entry(name).options()
+    shaping = [k for k in kwargs if k not in ("num_classes", "dropout") and kwargs[k] != defaults[k]]
     if shaping:
         raise SqueezeNetError(f"{', '.join(shaping)} would change the layers of the pretrained {name}; build it "
                               "without weights, or load weights that have those layers")
     model = load_weights(weights)
-    with torch.device("meta"):
-        expected = build_fresh(name).config
     loaded = model.config
     if getattr(loaded, "arch", None) != expected.arch or _body(loaded) != _body(expected):
         raise SqueezeNetError(f"{weights} holds another network than {name} (see `squeezenet info {weights}`)")
