@@ -234,3 +234,96 @@ def test_written_files_get_the_usual_permissions(tmp_path, umask) -> None:
         os.umask(old)
     for name in ("w.sqz", "w.safetensors"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-5000, 5000), min_size=1, max_size=40), st.integers(1, 7), st.integers(-40, 10))
+def test_float_grid_finds_the_exact_integers_of_values_on_a_grid(ints, g, e) -> None:
+    from squeezenet.weights.sqz import float_grid, grid_values
+
+    values = np.ldexp(np.array(ints, dtype=np.float64) * g, e).astype(np.float32)
+    found = float_grid(values)
+    if not any(ints):
+        assert found is None  # all zero: no step to speak of
+        return
+    assert found is not None
+    n, g2, e2 = found
+    assert np.array_equal(grid_values(n, g2, e2).view("<u4"), values.view("<u4"))
+    nonzero = [abs(i) for i in ints if i]
+    if nonzero:  # the step found is the largest: no common factor is left in the integers
+        assert int(np.gcd.reduce(np.abs(n[n != 0]))) == 1 and g2 * 2.0**e2 >= g * 2.0**e
+
+
+def test_float_grid_refuses_what_it_cannot_store_exactly() -> None:
+    from squeezenet.weights.sqz import float_grid
+
+    assert float_grid(np.array([1.0, -0.0], np.float32)) is None  # -0.0 has no integer
+    assert float_grid(np.array([1e30, 1e-30], np.float32)) is None  # integers beyond 2**52
+    assert float_grid(np.array([np.inf], np.float32)) is None
+
+
+def test_golomb_streams_round_trip_and_damage_is_a_value_error() -> None:
+    from squeezenet.weights.coding import golomb_decode, golomb_encode
+
+    rng = np.random.default_rng(0)
+    for values in (rng.geometric(0.02, 500) - 1, np.zeros(3, np.int64), np.array([2**40, 0, 7])):
+        data = golomb_encode(values)
+        assert np.array_equal(golomb_decode(data, values.size), values)
+    data = golomb_encode(rng.geometric(0.02, 500) - 1)
+    with pytest.raises(ValueError):
+        golomb_decode(data[: len(data) // 2], 500)  # truncated
+    with pytest.raises(ValueError):
+        golomb_decode(data, 400)  # more left than padding
+
+
+def _trained_looking_model():
+    """Weight-shared layers whose codebooks and biases are arbitrary float32 values, as k-means leaves them."""
+    model = create_model("squeezenet1_1_cifar")
+    model.load_state_dict(_shared_state())
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                values, index = torch.unique(p, return_inverse=True)
+                p.copy_(torch.where(p != 0, (values + 0.01 * torch.randn_like(values))[index], 0.0))
+            else:
+                p.copy_(0.1 * torch.randn_like(p))
+    return model
+
+
+def test_side_data_on_a_grid_is_stored_exactly_and_smaller(tmp_path) -> None:
+    from squeezenet.compress.snap import snap_side_values
+
+    model = _trained_looking_model()
+    plain = save_weights(model, tmp_path / "plain.sqz")
+    snap_side_values(model, weight_bits=12, bias_bits=10)
+    snapped = save_weights(model, tmp_path / "snapped.sqz")
+    loaded, contents = read_sqz(snapped)
+    for k, v in model.state_dict().items():
+        assert torch.equal(_bits(loaded.state_dict[k]), _bits(v)), k
+    assert all(r.grid is not None for r in contents.records if r.kind == "shared")
+    assert snapped.stat().st_size < plain.stat().st_size - 4 * 16 * 26 // 2  # 26 codebooks of 16: half their float bytes
+    assert struct.unpack_from("<H", snapped.read_bytes(), len(MAGIC))[0] == 2
+    assert struct.unpack_from("<H", plain.read_bytes(), len(MAGIC))[0] == 1  # no grid: readable by older versions
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.update(grid=[0, -3]), "malformed grid"),
+    (lambda r: r.update(grid=[1, -3, 5]), "malformed grid"),
+    (lambda r: r.update(streams=r["streams"][:2]), "stream lengths"),
+])
+def test_forged_grid_records_are_rejected(tmp_path, edit, message) -> None:
+    from squeezenet.compress.snap import snap_side_values
+
+    model = snap_side_values(_trained_looking_model(), weight_bits=12)
+    data, _ = encode_sqz(model.state_dict(), _meta().to_dict())
+    header_len = struct.unpack_from("<I", data, len(MAGIC) + 2)[0]
+    start = len(MAGIC) + 6
+    header = json.loads(zlib.decompress(data[start:start + header_len]))
+    edit(next(r for r in header["tensors"] if "grid" in r))
+    packed = zlib.compress(json.dumps(header).encode())
+    body = data[:len(MAGIC) + 2] + struct.pack("<I", len(packed)) + packed + data[start + header_len:-32]
+    path = tmp_path / "forged.sqz"
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    with pytest.raises(ValueError, match=message):
+        read_weights_file(path)

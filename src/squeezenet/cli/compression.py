@@ -37,6 +37,12 @@ def _compress_arguments(p: argparse.ArgumentParser) -> None:
                         "default without)")
     p.add_argument("--recipe", help="base recipe for fine-tuning (default: cifar10 for small inputs, else torchvision)")
     add_set(p, "override a fine-tuning recipe field, repeatable: --set batch_size=64 --set data.limit_train=5000")
+    p.add_argument("--calibration", metavar="DIR",
+                   help="a folder of unlabelled images (a few hundred): each layer's weights are then chosen for its "
+                        "output on them (GPTQ-style reconstruction) instead of rounded to the nearest centroid")
+    p.add_argument("--max-bytes", type=positive_int, metavar="N",
+                   help="the .sqz must fit N bytes: with --calibration, a grid per layer chosen by measured sensitivity "
+                        "per byte; without, the finest side data (codebooks, biases) that fits, which keeps every answer")
     p.add_argument("--eval", metavar="DIR",
                    help="labelled image folder: the compressed file against the input weights on it (top-1/top-5 of "
                         "both, top-1 agreement, KL, paired interval of the top-1 difference)")
@@ -79,20 +85,22 @@ def cmd_compress(args: argparse.Namespace) -> int:
     spec = CompressionSpec(density=args.density, quality=args.quality, bits=args.bits, schedule=args.schedule,
                            finetune_epochs=args.finetune_epochs, centroid_epochs=args.centroid_epochs, lr=args.lr,
                            budget_s=args.budget, init=args.init, recipe=args.recipe, overrides=dict(args.options),
-                           centroid_lr=args.centroid_lr)
+                           centroid_lr=args.centroid_lr, max_bytes=args.max_bytes)
     model = load_weights(args.weights)
     first = is_first_process()  # under torchrun the other ranks only help fine-tune
     fp32 = 4 * sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
     work = Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-runs")
     compressed, log = compress_model(model, spec, data=args.data, data_root=args.data_root, work_dir=work,
-                                     progress_bar=False if args.json else None, resume=args.resume)
+                                     progress_bar=False if args.json else None, resume=args.resume,
+                                     calibration=args.calibration)
     if not first:
         return 0
-    save_weights(compressed, out, source=f"squeezenet compress {Path(str(args.weights)).name}")
+    save_weights(compressed, out, source=f"squeezenet compress {Path(str(args.weights)).name}", max_bytes=args.max_bytes)
     report = compression_report(out)
     paired = (compare(load_weights(out), load_weights(args.weights), args.eval, progress=not args.json)
               if args.eval else None)  # the input is reloaded: compression changed `model` in place
     summary = compression_summary(report, fp32, paired, log.phases)
+    summary.update(method=log.method, budget=log.budget)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

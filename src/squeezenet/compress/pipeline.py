@@ -47,12 +47,15 @@ class CompressionSpec:
     recipe: str | None = None  # base recipe for fine-tuning (augmentation, batch size); default by input size
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted recipe keys for both fine-tuning phases
     centroid_lr: float = 1e-4  # Adam: a centroid's gradient sums thousands of members', so SGD steps explode
+    max_bytes: int | None = None  # the written .sqz fits this (per-layer choices: see compress.fit)
 
     def __post_init__(self) -> None:
         if self.density is not None and self.quality is not None:
             raise SqueezeNetError("give a pruning density or a quality, not both")
         if self.finetune_epochs < 0 or (self.centroid_epochs or 0) < 0 or self.lr <= 0 or self.centroid_lr <= 0:
             raise SqueezeNetError("fine-tuning epochs must be >= 0 and the learning rate > 0")
+        if self.max_bytes is not None and self.max_bytes < 1024:
+            raise SqueezeNetError(f"max_bytes={self.max_bytes}: a .sqz file needs more than 1 KB for its header alone")
         if self.schedule not in ("gradual", "oneshot"):
             raise SqueezeNetError(f"schedule must be gradual or oneshot, got {self.schedule!r}")
 
@@ -64,11 +67,14 @@ class CompressionLog:
     densities: dict[str, float] = field(default_factory=dict)
     quantization: list[LayerQuantization] = field(default_factory=list)
     phases: list[dict] = field(default_factory=list)
+    method: str = ""  # how the weights were shared, in words
+    budget: list[dict] = field(default_factory=list)  # per-layer choices of a byte budget, and why
 
 
 def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = None,
                    data_root: str | Path | None = None, work_dir: str | Path | None = None,
-                   progress_bar: bool | None = None, resume: bool = False) -> tuple[Network, CompressionLog]:
+                   progress_bar: bool | None = None, resume: bool = False,
+                   calibration: str | Path | None = None) -> tuple[Network, CompressionLog]:
     """Compress ``model`` (from :func:`squeezenet.weights.load_weights`); returns the compressed model, whose
     ``meta`` is the input's (but for ``batch_norm``, which is folded away). Progress is logged
     (``logging.getLogger("squeezenet")``).
@@ -77,8 +83,15 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
     writes a run directory under ``work_dir`` (logs, curves, epoch checkpoints) and its finished weights.
     ``resume``: continue a killed compression from ``work_dir`` (finished phases are skipped, an
     unfinished one continues from its last epoch checkpoint).
+
+    ``calibration`` (a folder of unlabelled images): weights are assigned by output-error reconstruction
+    (:mod:`.reconstruct`) instead of nearest-centroid rounding. ``spec.max_bytes``: per-layer grids are chosen
+    to fit (:mod:`.fit`); without calibration images only the side data's precision is spent.
     """
     record = CompressionLog()
+    if (calibration is not None or spec.max_bytes is not None) and data is not None:
+        raise SqueezeNetError("calibration= and max_bytes= are post-training; fine-tuning with data= does not "
+                              "combine with them yet")
     tune = data is not None and spec.finetune_epochs > 0
     centroid_epochs = spec.centroid_epochs if spec.centroid_epochs is not None else (1 if tune else 0)
     if (spec.finetune_epochs or centroid_epochs) and data is None:
@@ -126,6 +139,8 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
 
     plain = fold_batch_norm(model)
     bits = parse_bits(spec.bits, plain)
+    if calibration is not None or spec.max_bytes is not None:
+        return _post_training(plain, spec, bits, calibration, record)
     logger.info(f"weight sharing: k-means ({init} initialisation)")
     record.quantization = quantize(plain, bits, init=init)
     if centroid_epochs:
@@ -173,6 +188,33 @@ def _prune_with_finetuning(model: Network, spec: CompressionSpec, final: dict[st
                        progress_bar=progress_bar, resume=checkpoint is not None)
     apply_counts(model, final)  # a budget, or a resume with nothing left to train, may end before the schedule does
     record.phases.append({"phase": "prune", **metrics})
+
+
+def _post_training(plain: Network, spec: CompressionSpec, bits: dict[str, int], calibration: str | Path | None,
+                   record: CompressionLog) -> tuple[Network, CompressionLog]:
+    from ..weights import sqz_size, sqz_tensor_bytes
+    from .budget import step_bits
+    from .calibration import calibration_images
+    from .fit import fit_with_data, fit_without_data, kmeans_reconstruction
+
+    images = calibration_images(plain.meta, calibration) if calibration is not None else None
+    progress = logger.info
+    if spec.max_bytes is None:
+        logger.info(f"weight sharing: k-means, weights assigned by reconstruction on {len(images)} images")  # type: ignore[arg-type]
+        kmeans_reconstruction(plain, images, bits, progress=lambda path: None)  # type: ignore[arg-type]
+        record.method = "k-means codebooks, reconstruction"
+    elif images is None:
+        record.method, _ = fit_without_data(plain, spec.max_bytes, sqz_size)
+    else:
+        plan, _ = fit_with_data(plain, images, spec.max_bytes, sqz_tensor_bytes, progress=progress)
+        record.method = "per-layer uniform grids (byte budget), reconstruction"
+        layers = prunable_layers(plain)
+        record.budget = [{"layer": lp.name, "path": lp.path, "step": lp.choice.step,
+                          "levels_bits": step_bits(layers[lp.path].weight, lp.choice.step),
+                          "bytes": lp.choice.bytes, "output_error": lp.choice.error,
+                          "sensitivity": lp.sensitivity, "kl": lp.choice.kl} for lp in plan.layers]
+    shared = {p: max(1, int(torch.unique(m.weight[m.weight != 0]).numel())) for p, m in prunable_layers(plain).items()}
+    return _finish(plain, {p: max(1, (n - 1).bit_length()) for p, n in shared.items()}, record)
 
 
 def _finish(plain: Network, bits: dict[str, int], record: CompressionLog) -> tuple[Network, CompressionLog]:

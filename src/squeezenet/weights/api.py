@@ -13,7 +13,7 @@ from torch import nn
 from ..errors import SqueezeNetError
 from ..models import FeatureExtractor, Network, effective_state_dict, get_model_entry, model_from_config
 from ..models import create_model as build_fresh
-from .files import READ_FORMATS, WeightsFile, read_weights_file, write_weights_file
+from .files import READ_FORMATS, WeightsFile, encode_sqz_file, read_weights_file, sqz_bytes, write_weights_file
 from .pretrained import PRETRAINED, default_pretrained, fetch_pretrained
 
 
@@ -55,11 +55,29 @@ def load_weights(source: str | Path) -> Network:
     return build_model(_read(source), str(source))
 
 
-def save_weights(model: Network, path: str | Path, *, source: str | None = None) -> Path:
+def save_weights(model: Network, path: str | Path, *, source: str | None = None, max_bytes: int | None = None) -> Path:
     """Write a model's weights with its meta (architecture, preprocessing, class names); format by extension.
-    Parametrized models (pruning masks, shared weights) are saved as the plain weights they compute with."""
+    Parametrized models (pruning masks, shared weights) are saved as the plain weights they compute with.
+    ``max_bytes`` (``.sqz`` only): refuse, writing nothing, if the file would be larger."""
     meta = model.meta if source is None else model.meta.replace(source=source)
-    return write_weights_file(path, _canonical_order(effective_state_dict(model), meta.config), meta)
+    state = _canonical_order(effective_state_dict(model), meta.config)
+    if max_bytes is not None:
+        size = len(sqz_bytes(state, meta))
+        if size > max_bytes:
+            raise SqueezeNetError(f"{path}: the file would be {size:,} bytes, more than max_bytes={max_bytes:,}; "
+                                  "nothing written")
+    return write_weights_file(path, state, meta)
+
+
+def sqz_size(model: Network) -> int:
+    """Bytes of the ``.sqz`` file :func:`save_weights` would write for this model."""
+    return len(sqz_bytes(_canonical_order(effective_state_dict(model), model.meta.config), model.meta))
+
+
+def sqz_tensor_bytes(model: Network) -> tuple[int, dict[str, float]]:
+    """That size, and the bytes each tensor takes in the file (keyed by state_dict key)."""
+    data, per_tensor = encode_sqz_file(_canonical_order(effective_state_dict(model), model.meta.config), model.meta)
+    return len(data), per_tensor
 
 
 def _canonical_order(state: dict[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:

@@ -289,3 +289,60 @@ class ByteReader:
 def bits_for(centroids: int) -> int:
     """Index width a codebook of this size needs (what the paper's tables call bits)."""
     return max(1, math.ceil(math.log2(centroids))) if centroids > 1 else (1 if centroids else 0)
+
+
+MAX_GOLOMB_ORDER = 31
+
+
+def golomb_bits(values: np.ndarray, k: int) -> int:
+    """Length in bits of the order-``k`` Exp-Golomb codes of ``values`` (non-negative ints)."""
+    lengths = np.floor(np.log2(values.astype(np.float64) + (1 << k))).astype(np.int64) + 1
+    return int((2 * lengths - k - 1).sum())
+
+
+def golomb_encode(values: np.ndarray) -> bytes:
+    """Non-negative ints as Exp-Golomb codes of the best order (stored in the first 5 bits), padded to bytes.
+
+    For the few thousand grid integers of codebooks and biases: no table to store, and within a few
+    percent of their entropy when their sizes fall off geometrically (sorted codebook gaps, biases)."""
+    values = np.asarray(values, dtype=np.int64)
+    if values.size and (values.min() < 0 or values.max() >= 1 << 52):
+        raise SqueezeNetError("Exp-Golomb values must be in [0, 2**52)")
+    k = min(range(MAX_GOLOMB_ORDER + 1), key=lambda order: golomb_bits(values, order))
+    parts = [format(k, "05b")]
+    for u in (values + (1 << k)).tolist():
+        body = format(u, "b")
+        parts.append("0" * (len(body) - k - 1) + body)
+    bits = "".join(parts)
+    bits += "0" * (-len(bits) % 8)
+    return int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+def golomb_decode(data: bytes, count: int) -> np.ndarray:
+    """Inverse of :func:`golomb_encode`; ``ValueError`` if the codes end early or leave more than padding."""
+    bits = np.unpackbits(np.frombuffer(data, np.uint8)).tobytes().translate(bytes.maketrans(b"\x00\x01", b"01")).decode()
+    if len(bits) < 5:
+        raise SqueezeNetError("Exp-Golomb stream is too short")
+    k, pos = int(bits[:5], 2), 5
+    out = np.empty(count, dtype=np.int64)
+    for i in range(count):
+        one = bits.find("1", pos)
+        zeros = one - pos
+        if one < 0 or zeros + k > 52 or one + zeros + k + 1 > len(bits):
+            raise SqueezeNetError("Exp-Golomb stream ends early or holds a value out of range")
+        end = one + zeros + k + 1
+        out[i] = int(bits[one:end], 2) - (1 << k)
+        pos = end
+    if len(bits) - pos >= 8 or "1" in bits[pos:]:
+        raise SqueezeNetError("Exp-Golomb stream has data after its last value")
+    return out
+
+
+def zigzag(values: np.ndarray) -> np.ndarray:
+    """Signed ints as non-negative ones (0, -1, 1, -2 ... -> 0, 1, 2, 3 ...)."""
+    values = np.asarray(values, dtype=np.int64)
+    return np.where(values >= 0, 2 * values, -2 * values - 1)
+
+
+def unzigzag(values: np.ndarray) -> np.ndarray:
+    return np.where(values % 2 == 0, values // 2, -(values + 1) // 2)

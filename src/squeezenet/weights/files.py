@@ -173,6 +173,27 @@ def _read_pth(path: Path) -> WeightsFile:
     return WeightsFile(state, parse_meta(text, str(path), state), ".pth", described=text is not None)
 
 
+def sqz_bytes(state_dict: Mapping[str, torch.Tensor], meta: ModelMeta) -> bytes:
+    """The ``.sqz`` file these tensors and meta make (to know its size before writing it)."""
+    return encode_sqz_file(state_dict, meta)[0]
+
+
+def encode_sqz_file(state_dict: Mapping[str, torch.Tensor], meta: ModelMeta) -> tuple[bytes, dict[str, float]]:
+    """The ``.sqz`` file and the bytes each tensor's values take in it: codes and grid streams plus its share of
+    the side data (masks, which depend only on which weights are zero, are left out)."""
+    from .sqz import IMAGENET_CLASSES, encode_sqz
+
+    meta_dict = meta.to_dict()
+    if meta.classes == imagenet_names():
+        meta_dict["classes"] = IMAGENET_CLASSES
+    data, records = encode_sqz({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, meta_dict)
+    header_len = int.from_bytes(data[10:14], "little")
+    side_raw = sum(r.side_bytes for r in records)
+    side = len(data) - 32 - 14 - header_len - sum(r.mask_bytes + r.codes_bytes + r.grid_bytes for r in records)
+    return data, {r.key: r.codes_bytes + r.grid_bytes + r.side_bytes * side / max(1, side_raw)
+                  for r in records}
+
+
 def write_weights_file(path: str | Path, state_dict: Mapping[str, torch.Tensor], meta: ModelMeta) -> Path:
     """Write tensors and metadata atomically in the format the extension names."""
     path = Path(path)
@@ -181,11 +202,7 @@ def write_weights_file(path: str | Path, state_dict: Mapping[str, torch.Tensor],
     meta_dict = meta.to_dict()
     with atomic_path(path) as tmp:
         if suffix == ".sqz":
-            from .sqz import IMAGENET_CLASSES, encode_sqz
-
-            if meta.classes == imagenet_names():
-                meta_dict["classes"] = IMAGENET_CLASSES
-            tmp.write_bytes(encode_sqz(tensors, meta_dict)[0])
+            tmp.write_bytes(sqz_bytes(tensors, meta))
         elif suffix == ".safetensors":
             from safetensors.torch import save_file
 

@@ -8,13 +8,19 @@ Layout (little-endian)::
     header                     zlib-compressed JSON: metadata (architecture config, preprocessing,
                                class names, source) and one record per tensor
     streams                    per shared tensor: its mask, then its codes (see coding.py)
-    side data                  LZMA: every codebook (sorted float32) and raw tensor (biases...),
+                               (version 2: a codebook or small raw tensor whose values lie on a grid,
+                               ``value = n * g * 2**e`` for integers n, has a third stream: the integers,
+                               Exp-Golomb coded: sorted codebook gaps, zigzagged raw values)
+    side data                  LZMA: every other codebook (sorted float32) and raw tensor (biases...),
                                float32 bytes split into byte planes (exponents compress, mantissas don't)
     sha256                     32 bytes over everything before it
 
 A *shared* tensor is stored as a mask of its non-zero entries (bit patterns, so ``-0.0`` survives),
 a codebook of its distinct non-zero values and one codebook index per kept entry: decoding rebuilds
 the tensor bit for bit. Tensors with too many distinct values to share (or 1-D ones) are stored raw.
+The grid is found in the values themselves (the largest power-of-two times integer step they are all
+multiples of), so it is lossless too: a model whose codebooks and biases were rounded to a grid
+(see ``squeezenet.compress.snap``) is stored compactly with no flag, and one that was not keeps float32.
 Reading checks the checksum first, then every record against the architecture the config describes,
 so a damaged file is one ``ValueError``, never a partial model or an allocation its size can't justify.
 """
@@ -35,14 +41,28 @@ import numpy as np
 import torch
 
 from ..errors import SqueezeNetError
-from .coding import ByteReader, EncodedStream, bernoulli, bits_for, decode_stream, encode_stream
+from .coding import (
+    ByteReader,
+    EncodedStream,
+    bernoulli,
+    bits_for,
+    decode_stream,
+    encode_stream,
+    golomb_decode,
+    golomb_encode,
+    unzigzag,
+    zigzag,
+)
 
 MAGIC = b"\x89SQZ\r\n\x1a\n"
-VERSION = 1
+VERSION = 2  # 2 adds grid-coded codebooks and raw tensors; files without them are still written as 1
 MAX_FILE_BYTES = 1 << 30
 MAX_HEADER_BYTES = 16 << 20
 MAX_ELEMENTS = 100_000_000  # AlexNet has 61M; a file claiming more than this is not a model we wrote
 MAX_CENTROIDS = 1 << 16
+MAX_GRID_RAW = 1 << 16  # raw tensors up to this size may be grid-coded (biases; the Golomb coder is per value)
+MAX_GRID_INT = 1 << 52  # n * g must be exact in float64
+GRID_GAIN = 0.75  # grid-code only when it beats raw float32 by this much (LZMA gets ~20% on float planes)
 IMAGENET_CLASSES = "imagenet-1k"  # stands in for the 1000 ImageNet class names (saves ~10 KB)
 RAW_DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
@@ -62,6 +82,8 @@ class TensorRecord:
     codes_bytes: int = 0
     coders: tuple[str, ...] = ()  # coder of the mask and of the codes stream
     side_bytes: int = 0  # raw bytes in the side data (codebook or tensor) before LZMA
+    grid: tuple[int, int] | None = None  # (g, e): the codebook/raw values are integers times g * 2**e
+    grid_bytes: int = 0  # length of the Exp-Golomb stream of those integers
 
     @property
     def numel(self) -> int:
@@ -76,6 +98,9 @@ class TensorRecord:
         if self.kind == "shared":
             d.update(kept=self.kept, centroids=self.centroids, streams=[self.mask_bytes, self.codes_bytes],
                      coders=list(self.coders))
+        if self.grid is not None:
+            d["grid"] = list(self.grid)
+            d["streams"] = [*d.get("streams", []), self.grid_bytes]
         return d
 
 
@@ -94,7 +119,7 @@ class SqzContents:
     def tensor_bytes(self, record: TensorRecord) -> float:
         """File bytes attributable to one tensor: its streams plus its share of the compressed side data."""
         share = record.side_bytes * self.side_bytes / max(1, self.side_raw_bytes)
-        return record.mask_bytes + record.codes_bytes + share
+        return record.mask_bytes + record.codes_bytes + record.grid_bytes + share
 
 
 def _shuffle(data: bytes, itemsize: int) -> bytes:
@@ -121,6 +146,58 @@ def _shared_parts(t: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray, np.n
     return mask, patterns[order].view("<f4"), rank[inverse]
 
 
+def float_grid(values: np.ndarray) -> tuple[np.ndarray, int, int] | None:
+    """``(n, g, e)`` with ``values == n * g * 2**e`` exactly, for integers ``n`` (int64) and the largest such step;
+    ``None`` when there is none worth having (a -0.0, a non-finite value, or integers beyond 2**52)."""
+    bits = np.ascontiguousarray(values, dtype="<f4").ravel().view("<u4").astype(np.int64)
+    if bits.size == 0 or (bits == 0x80000000).any() or (((bits >> 23) & 0xFF) == 0xFF).any():
+        return None
+    biased = (bits >> 23) & 0xFF
+    mantissa = np.where(biased > 0, (bits & 0x7FFFFF) | 0x800000, bits & 0x7FFFFF)
+    exponent = np.where(biased > 0, biased - 150, -149)
+    nonzero = mantissa != 0
+    if not nonzero.any():
+        return None
+    shift = np.log2((mantissa & -mantissa)[nonzero]).astype(np.int64)  # trailing zero bits of each mantissa
+    odd, place = mantissa[nonzero] >> shift, exponent[nonzero] + shift  # value = odd * 2**place
+    e = int(place.min())
+    if int((place - e).max()) + 24 > 52:
+        return None
+    ints = np.zeros(bits.size, dtype=np.int64)
+    ints[nonzero] = odd << (place - e)
+    ints = np.where(bits >> 31 == 1, -ints, ints)
+    g = int(np.gcd.reduce(np.abs(ints[nonzero])))
+    return ints // g, g, e
+
+
+def grid_values(ints: np.ndarray, g: int, e: int) -> np.ndarray | None:
+    """float32 values ``n * g * 2**e``, or ``None`` if any is not exactly a float32 (a corrupt grid)."""
+    exact = np.ldexp((ints * g).astype(np.float64), e)
+    values = exact.astype("<f4")
+    return values if np.array_equal(values.astype(np.float64), exact) else None
+
+
+def _grid_code(values: np.ndarray, sorted_distinct: bool) -> tuple[bytes, tuple[int, int]] | None:
+    """The Exp-Golomb stream of a grid's integers when it beats raw float32 by :data:`GRID_GAIN`."""
+    found = float_grid(values)
+    if found is None:
+        return None
+    ints, g, e = found
+    if np.abs(ints).max() * g >= MAX_GRID_INT:
+        return None
+    symbols = np.concatenate([zigzag(ints[:1]), np.diff(ints) - 1]) if sorted_distinct else zigzag(ints)
+    stream = golomb_encode(symbols)
+    return (stream, (g, e)) if len(stream) < GRID_GAIN * 4 * values.size else None
+
+
+def _grid_decode(stream: bytes, count: int, grid: tuple[int, int], sorted_distinct: bool) -> np.ndarray | None:
+    symbols = golomb_decode(stream, count)
+    ints = np.cumsum(np.concatenate([unzigzag(symbols[:1]), symbols[1:] + 1])) if sorted_distinct else unzigzag(symbols)
+    if count and np.abs(ints).max() * grid[0] >= MAX_GRID_INT:
+        return None
+    return grid_values(ints, *grid)
+
+
 def encode_sqz(state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[bytes, list[TensorRecord]]:
     """The bytes of a ``.sqz`` file for these tensors and metadata, and its tensor records."""
     records: list[TensorRecord] = []
@@ -136,14 +213,25 @@ def encode_sqz(state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> tup
             mask_stream = encode_stream(mask.astype(np.int64), 2, bernoulli(kept, mask.size))
             code_stream: EncodedStream = encode_stream(codes, max(1, codebook.size))
             streams += [mask_stream.to_bytes(), code_stream.to_bytes()]
-            side_f32.append(codebook.tobytes())
+            coded = _grid_code(codebook, sorted_distinct=True)
+            if coded is None:
+                side_f32.append(codebook.tobytes())
+            else:
+                streams.append(coded[0])
             records.append(TensorRecord(key, shape, "shared", "float32", kept, int(codebook.size),
-                                        len(streams[-2]), len(streams[-1]),
-                                        (mask_stream.method_name, code_stream.method_name), 4 * int(codebook.size)))
+                                        len(streams[-2 - (coded is not None)]), len(streams[-1 - (coded is not None)]),
+                                        (mask_stream.method_name, code_stream.method_name),
+                                        4 * int(codebook.size) if coded is None else 0,
+                                        None if coded is None else coded[1], 0 if coded is None else len(coded[0])))
         else:
             name = {torch.float32: "float32", torch.int64: "int64"}.get(t.dtype)
             if name is None:
                 raise SqueezeNetError(f"{key}: {t.dtype} tensors cannot be stored in .sqz (float32 and int64 can)")
+            coded = _grid_code(t.numpy(), sorted_distinct=False) if name == "float32" and t.numel() <= MAX_GRID_RAW else None
+            if coded is not None:
+                streams.append(coded[0])
+                records.append(TensorRecord(key, shape, "raw", name, grid=coded[1], grid_bytes=len(coded[0])))
+                continue
             data = np.ascontiguousarray(t.numpy(), dtype=RAW_DTYPES[name]).tobytes()
             (side_f32 if name == "float32" else side_other).append(data)
             records.append(TensorRecord(key, shape, "raw", name, side_bytes=len(data)))
@@ -152,7 +240,8 @@ def encode_sqz(state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> tup
     header = {"format": "squeezenet.sqz", "meta": meta, "tensors": [r.to_json() for r in records],
               "side": [len(side), len(raw_side), sum(map(len, side_f32))]}
     header_bytes = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
-    body = MAGIC + struct.pack("<HI", VERSION, len(header_bytes)) + header_bytes + b"".join(streams) + side
+    version = VERSION if any(r.grid is not None for r in records) else 1  # readable by older toolkits when it can be
+    body = MAGIC + struct.pack("<HI", version, len(header_bytes)) + header_bytes + b"".join(streams) + side
     return body + hashlib.sha256(body).digest(), records
 
 
@@ -167,18 +256,26 @@ def _record(d: Any, index: int) -> TensorRecord:
     _check(isinstance(key, str) and isinstance(shape, list) and all(isinstance(s, int) and 0 <= s < 2**31 for s in shape),
            f"tensor record {index} has a malformed key or shape")
     _check(kind in ("shared", "raw") and dtype in RAW_DTYPES, f"{key}: unknown storage {kind!r}/{dtype!r}")
-    if kind == "raw":
-        return TensorRecord(key, tuple(shape), "raw", dtype,
-                            side_bytes=int(np.prod(shape, dtype=np.int64)) * RAW_DTYPES[dtype].itemsize)
-    kept, centroids, streams, coders = d.get("kept"), d.get("centroids"), d.get("streams"), d.get("coders", [])
-    _check(dtype == "float32" and isinstance(kept, int) and isinstance(centroids, int) and isinstance(streams, list)
-           and len(streams) == 2 and all(isinstance(s, int) and s >= 0 for s in streams)
-           and isinstance(coders, list) and all(isinstance(c, str) for c in coders), f"{key}: malformed record")
+    grid, streams = d.get("grid"), d.get("streams", [])
+    _check(grid is None or (isinstance(grid, list) and len(grid) == 2 and all(type(v) is int for v in grid)
+                            and 1 <= grid[0] < MAX_GRID_INT and -400 <= grid[1] <= 400 and dtype == "float32"),
+           f"{key}: malformed grid")
+    _check(isinstance(streams, list) and all(type(s) is int and s >= 0 for s in streams)
+           and len(streams) == (2 if kind == "shared" else 0) + (grid is not None), f"{key}: malformed stream lengths")
     numel = int(np.prod(shape, dtype=np.int64))
+    if kind == "raw":
+        _check(grid is None or numel <= MAX_GRID_RAW, f"{key}: a grid-coded raw tensor of {numel:,} entries")
+        side = 0 if grid is not None else numel * RAW_DTYPES[dtype].itemsize
+        return TensorRecord(key, tuple(shape), "raw", dtype, side_bytes=side,
+                            grid=None if grid is None else (grid[0], grid[1]), grid_bytes=streams[0] if grid else 0)
+    kept, centroids, coders = d.get("kept"), d.get("centroids"), d.get("coders", [])
+    _check(dtype == "float32" and isinstance(kept, int) and isinstance(centroids, int)
+           and isinstance(coders, list) and all(isinstance(c, str) for c in coders), f"{key}: malformed record")
     _check(0 <= kept <= numel and 0 <= centroids <= min(kept, MAX_CENTROIDS) and (centroids > 0) == (kept > 0),
            f"{key}: {kept:,} kept entries and {centroids:,} centroids do not fit a {numel:,}-entry tensor")
     return TensorRecord(key, tuple(shape), "shared", dtype, kept, centroids, streams[0], streams[1],
-                        tuple(str(c) for c in coders), 4 * centroids)
+                        tuple(str(c) for c in coders), 0 if grid else 4 * centroids,
+                        None if grid is None else (grid[0], grid[1]), streams[2] if grid else 0)
 
 
 Expect = Callable[[dict[str, Any]], dict[str, tuple[tuple[int, ...], torch.dtype]]]
@@ -230,8 +327,13 @@ def decode_sqz(data: bytes, where: str, expect: Expect | None = None) -> SqzCont
     body = ByteReader(data, start + header_len, len(data) - 32)
     state: dict[str, torch.Tensor] = {}
     shared: list[tuple[TensorRecord, np.ndarray, np.ndarray]] = []
+    gridded: dict[str, np.ndarray] = {}
     try:
         for r in records:
+            if r.kind == "raw" and r.grid is not None:
+                values = _grid_decode(body.take(r.grid_bytes), r.numel, r.grid, sorted_distinct=False)
+                _check(values is not None, f"{r.key}: grid values that are not float32")
+                state[r.key] = torch.from_numpy(values.reshape(r.shape))  # type: ignore[union-attr]
             if r.kind == "shared":
                 stream_start = body.offset
                 mask = decode_stream(body, r.numel, 2, bernoulli(r.kept, r.numel) if r.numel else None).astype(bool)
@@ -241,6 +343,10 @@ def decode_sqz(data: bytes, where: str, expect: Expect | None = None) -> SqzCont
                 codes = decode_stream(body, r.kept, max(1, r.centroids))
                 _check(body.offset - stream_start == r.codes_bytes, f"{r.key}: codes stream length disagrees with the header")
                 shared.append((r, mask, codes))
+                if r.grid is not None:
+                    values = _grid_decode(body.take(r.grid_bytes), r.centroids, r.grid, sorted_distinct=True)
+                    _check(values is not None, f"{r.key}: grid values that are not float32")
+                    gridded[r.key] = values  # type: ignore[assignment]
         _check(body.remaining == side_len, f"side data is {body.remaining:,} bytes, the header says {side_len:,}")
         expect_f32 = sum(r.side_bytes for r in records if r.dtype == "float32")
         expect_raw = expect_f32 + sum(r.side_bytes for r in records if r.dtype != "float32")
@@ -254,8 +360,13 @@ def decode_sqz(data: bytes, where: str, expect: Expect | None = None) -> SqzCont
     others = ByteReader(raw[side_f32_len:])
     codebooks: dict[str, np.ndarray] = {}
     for r in records:
-        reader = floats if r.dtype == "float32" else others
-        values = np.frombuffer(reader.take(r.side_bytes), dtype=RAW_DTYPES[r.dtype])
+        if r.kind == "raw" and r.grid is not None:
+            continue
+        if r.grid is not None:
+            values = gridded[r.key]
+        else:
+            reader = floats if r.dtype == "float32" else others
+            values = np.frombuffer(reader.take(r.side_bytes), dtype=RAW_DTYPES[r.dtype])
         if r.kind == "raw":
             state[r.key] = torch.from_numpy(values.copy().reshape(r.shape))
         else:

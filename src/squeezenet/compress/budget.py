@@ -1,0 +1,202 @@
+"""A byte budget: per-layer quantization chosen by measured sensitivity per byte saved.
+
+Each layer may stay as it is or move to a uniform grid with step ``2**e`` or ``1.5 * 2**e`` (such
+steps keep every grid value an exact float32 with a short integer, which the ``.sqz`` writer stores
+in a few bits). For every layer and step the plan knows two numbers:
+
+- **bytes**: the entropy of the layer's code symbols after :func:`~.reconstruct.gptq` on the unchanged
+  model's inputs (the ANS coder lands within a fraction of a percent of it), plus its small tables;
+- **loss**: the predicted KL(original || compressed) on the calibration images. The layer's output error
+  ``tr(D H D^T)`` is computed for every step; one measurement per layer -- the KL with that layer alone
+  quantized at a reference step -- turns output error into KL (``kl = sensitivity * error``), so a layer
+  whose errors the rest of the network amplifies pays for it (HAWQ measures this with Hessian traces,
+  HAQ with a search; a direct measurement is both cheaper here and closer to the goal).
+
+The allocation is greedy on the ratio ``extra KL / bytes saved`` (the Lagrangian path of a
+multiple-choice knapsack when the curves are convex, and a good one when they are not), from every
+layer unchanged down to the budget. Errors of different layers are assumed to add, which the final,
+sequential reconstruction does not need: it re-quantizes every chosen layer on the activations of the
+already-compressed layers before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import SqueezeNetError
+from ..models.layers import paper_layer_names, prunable_layers
+from .reconstruct import InputStatistics, gptq, output_error, stages, uniform_grid
+
+logger = logging.getLogger(__name__)
+FINEST, COARSEST = 8.0, 1.0  # steps from rms / 2**8 to rms / 2 of the layer's kept weights
+REFERENCE_SHIFT = 3.0  # the sensitivity is measured at step rms / 2**3: a change the KL can resolve
+
+
+@dataclass
+class Option:
+    step: float | None  # None: the layer as it is
+    bytes: float
+    error: float  # output error (mean squared, on the unchanged model's inputs)
+    kl: float = 0.0  # predicted KL contribution
+
+
+@dataclass
+class LayerPlan:
+    path: str
+    name: str
+    options: list[Option]
+    sensitivity: float = 0.0  # KL per unit of output error
+    chosen: int = 0
+
+    @property
+    def choice(self) -> Option:
+        return self.options[self.chosen]
+
+
+@dataclass
+class BudgetPlan:
+    layers: list[LayerPlan]
+    fixed_bytes: float = 0.0  # everything the choices do not change (header, masks, biases)
+    steps: list[str] = field(default_factory=list)  # what the greedy search did, for the report
+
+    @property
+    def predicted_bytes(self) -> float:
+        return self.fixed_bytes + sum(lp.choice.bytes for lp in self.layers)
+
+    @property
+    def predicted_kl(self) -> float:
+        return sum(lp.choice.kl for lp in self.layers)
+
+    def grids(self) -> dict[str, float | None]:
+        return {lp.path: lp.choice.step for lp in self.layers}
+
+
+def short_step(step: float) -> float:
+    """The nearest value ``2**e`` or ``1.5 * 2**e`` at or below ``step``."""
+    e = math.floor(math.log2(step))
+    return 1.5 * 2.0**e if step >= 1.5 * 2.0**e else 2.0**e
+
+
+def candidate_steps(weight: torch.Tensor) -> list[float]:
+    kept = weight[weight != 0].double()
+    if kept.numel() == 0:
+        return []
+    rms = float(kept.pow(2).mean().sqrt())
+    steps: list[float] = []
+    s = FINEST
+    while s >= COARSEST:
+        step = short_step(rms / 2**s)
+        if not steps or step > steps[-1]:
+            steps.append(step)
+        s -= 0.5
+    return steps
+
+
+def symbol_bytes(values: torch.Tensor) -> float:
+    """Bytes to code the non-zero ``values`` as indices into their sorted distinct set: order-0 entropy,
+    a frequency table (~1 byte per symbol used) and the codebook."""
+    kept = values[values != 0]
+    if kept.numel() == 0:
+        return 0.0
+    _, counts = torch.unique(kept, return_counts=True)
+    p = counts.double() / counts.sum()
+    entropy_bits = float(-(counts.double() * torch.log2(p)).sum())
+    return entropy_bits / 8 + 1.5 * counts.numel()
+
+
+def plan_layers(model: nn.Module, statistics: dict[str, InputStatistics]) -> list[LayerPlan]:
+    """Every layer's options: as it is, or on each candidate grid after GPTQ (bytes and output error)."""
+    names = paper_layer_names(model)
+    plans = []
+    for path, layer in prunable_layers(model).items():
+        weight = layer.weight.detach()
+        keep_bytes = symbol_bytes(weight) + 2.5 * torch.unique(weight[weight != 0]).numel()  # float codebook
+        options = [Option(None, keep_bytes, 0.0)]
+        for step in candidate_steps(weight):
+            q = gptq(weight, statistics[path].hessian, uniform_grid(weight, step))
+            options.append(Option(step, symbol_bytes(q), output_error(q - weight, statistics[path].hessian)))
+        plans.append(LayerPlan(path, names.get(path, path), options))
+    return plans
+
+
+@torch.no_grad()
+def measure_sensitivity(model: nn.Module, images: torch.Tensor, plans: list[LayerPlan],
+                        statistics: dict[str, InputStatistics], batch_size: int = 25) -> None:
+    """Fill each plan's ``sensitivity`` (KL per unit output error) and every option's predicted ``kl``:
+    the layer alone quantized at the reference step, the rest of the network run from cached activations."""
+    chain = stages(model)
+    layers = prunable_layers(model)
+    stage_of = {id(m): i for i, stage in enumerate(chain) for m in stage.modules()}
+    batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+    inputs: list[list[torch.Tensor]] = []  # the input of every stage, per batch
+    x = [b for b in batches]
+    for stage in chain:
+        inputs.append([t.clone() for t in x])
+        x = [stage(t) for t in x]
+    reference = [t.double().log_softmax(1) for t in x]
+    for plan in plans:
+        layer = layers[plan.path]
+        weight = layer.weight.detach().clone()
+        step = short_step(float(weight[weight != 0].double().pow(2).mean().sqrt()) / 2**REFERENCE_SHIFT)
+        q = gptq(weight, statistics[plan.path].hessian, uniform_grid(weight, step))
+        error = output_error(q - weight, statistics[plan.path].hessian)
+        layer.weight.copy_(q)
+        try:
+            first = stage_of[id(layer)]
+            kl = 0.0
+            for b, ref in zip(inputs[first], reference):
+                out = b.clone()
+                for stage in chain[first:]:
+                    out = stage(out)
+                lc = out.double().log_softmax(1)
+                kl += float((ref.exp() * (ref - lc)).sum())
+        finally:
+            layer.weight.copy_(weight)
+        plan.sensitivity = kl / len(images) / error if error > 0 else 0.0
+        for option in plan.options:
+            option.kl = plan.sensitivity * option.error
+
+
+def allocate(plans: list[LayerPlan], fixed_bytes: float, max_bytes: float) -> BudgetPlan:
+    """Greedy by least predicted KL per byte saved, from every layer at its least-loss option."""
+    plan = BudgetPlan(plans, fixed_bytes)
+    for lp in plans:
+        lp.chosen = min(range(len(lp.options)), key=lambda j: (lp.options[j].kl, -lp.options[j].bytes))
+    while plan.predicted_bytes > max_bytes:
+        best: tuple[float, LayerPlan, int] | None = None
+        for lp in plans:
+            current = lp.choice
+            for j, option in enumerate(lp.options):
+                saved = current.bytes - option.bytes
+                if saved > 0:
+                    ratio = max(0.0, option.kl - current.kl) / saved
+                    if best is None or ratio < best[0]:
+                        best = (ratio, lp, j)
+        if best is None:
+            raise SqueezeNetError(f"max_bytes={int(max_bytes):,} is out of reach: the coarsest grids give about "
+                                  f"{plan.predicted_bytes:,.0f} bytes")
+        _, lp, j = best
+        lp.chosen = j
+    while True:  # the last step may have saved more than needed: spend the rest where it lowers the KL most
+        room = max_bytes - plan.predicted_bytes
+        upgrades = [((lp.choice.kl - option.kl) / max(1e-9, option.bytes - lp.choice.bytes), lp, j)
+                    for lp in plans for j, option in enumerate(lp.options)
+                    if option.kl < lp.choice.kl and option.bytes - lp.choice.bytes <= room]
+        if not upgrades:
+            return plan
+        _, lp, j = max(upgrades, key=lambda u: u[0])
+        lp.chosen = j
+
+
+def step_bits(weight: torch.Tensor, step: float | None) -> float:
+    """log2 of the number of grid points spanning the layer's weights (what a fixed-length code would need)."""
+    if step is None:
+        return float("nan")
+    w = weight.detach().double()
+    return float(np.log2(max(2.0, float((w.max() - w.min()) / step) + 1)))
