@@ -216,3 +216,16 @@ def test_all_input_statistics_match_one_layer_capture() -> None:
     path = next(iter(prunable_layers(model)))
     assert torch.allclose(every[path].hessian, alone.hessian, rtol=1e-6, atol=1e-9)
     assert torch.allclose(every[path].mean, alone.mean, rtol=1e-6, atol=1e-9)
+
+
+def test_rate_aware_rounding_trades_error_for_fewer_bits() -> None:
+    from squeezenet.compress.budget import symbol_bytes
+
+    torch.manual_seed(0)
+    w = torch.randn(32, 48) * (torch.rand(32, 48) > 0.4)
+    stats = InputStatistics.of(torch.nn.Linear(48, 32), [_correlated_inputs()])
+    grid = uniform_grid(w, 0.25)
+    plain, rdo = gptq(w, stats.hessian, grid), gptq(w, stats.hessian, grid, rate=0.5)
+    assert symbol_bytes(rdo) < symbol_bytes(plain)
+    assert output_error(rdo - w, stats.hessian) > output_error(plain - w, stats.hessian)
+    assert torch.equal(rdo == 0, w == 0)

@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import SqueezeNetError
 from ..models import Network
 from ..models.layers import prunable_layers
-from .budget import BudgetPlan, allocate, measure_sensitivity, plan_layers
+from .budget import RATE, BudgetPlan, allocate, measure_sensitivity, plan_layers
 from .kmeans import kmeans_1d
 from .quantize import quantize, remove_sharing
 from .reconstruct import all_input_statistics, reconstruct, uniform_grid
@@ -106,7 +106,7 @@ def kmeans_reconstruction(model: Network, images: torch.Tensor, bits: dict[str, 
     return errors
 
 
-def fit_with_data(model: Network, images: torch.Tensor, max_bytes: int, layout: Layout, *,
+def fit_with_data(model: Network, images: torch.Tensor, max_bytes: int, layout: Layout, *, rate: float = RATE,
                   progress: Callable[[str], None] | None = None) -> tuple[BudgetPlan, int]:
     """Per-layer grids chosen for ``max_bytes`` by measured sensitivity, then sequential reconstruction on
     ``images``; the returned size is the measured one (always <= ``max_bytes - HEADER_SLACK``)."""
@@ -115,9 +115,9 @@ def fit_with_data(model: Network, images: torch.Tensor, max_bytes: int, layout: 
     say("input statistics of every layer")
     statistics = all_input_statistics(model, images)
     say("bytes and output error of every layer at every step")
-    plans = plan_layers(model, statistics)
+    plans = plan_layers(model, statistics, rate)
     say(f"sensitivity of every layer ({min(len(images), SENSITIVITY_IMAGES)} images)")
-    measure_sensitivity(model, images[:SENSITIVITY_IMAGES], plans, statistics)
+    measure_sensitivity(model, images[:SENSITIVITY_IMAGES], plans, statistics, rate=rate)
     snap_side_values(model)
     unchanged, per_tensor = layout(model)  # every layer as it is, side data on the grid: where choices start
     for lp in plans:
@@ -130,7 +130,7 @@ def fit_with_data(model: Network, images: torch.Tensor, max_bytes: int, layout: 
         say(f"reconstruction for a predicted {plan.predicted_bytes:,.0f} bytes (attempt {attempt + 1})")
         grids = plan.grids()
         model.load_state_dict(original)
-        reconstruct(model, images, _grid_quantizer(grids), reference=statistics)
+        reconstruct(model, images, _grid_quantizer(grids), reference=statistics, rate=rate)
         snap_side_values(model, skip_weights=[p for p, s in grids.items() if s is not None])
         measured = layout(model)[0]
         if measured <= max_bytes - HEADER_SLACK:
