@@ -70,7 +70,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
     you like), per-layer k-means weight sharing (--bits), then Huffman/ANS coding into a self-describing .sqz
     file that every command reads. With --data, pruning happens gradually during --finetune-epochs of
     fine-tuning and the centroids are fine-tuned afterwards (--centroid-epochs; fine-tuning needs the [train]
-    extra); without it this is post-training compression. Prints the per-layer table (density, bits, bytes).
+    extra); without it this is post-training compression. --calibration DIR (unlabelled images) chooses each
+    layer's weights for its output on them instead of rounding to the nearest centroid; --max-bytes N makes the
+    file fit N bytes (a grid per layer chosen by measured sensitivity with --calibration; without it, only the
+    precision of codebooks and biases is spent, which keeps every answer). Prints the per-layer table (density,
+    bits, bytes) and, for a budget, what it chose per layer and why.
     """
     from ..common.dist import is_first_process
     from ..compress import CompressionSpec, compress_model
