@@ -311,6 +311,7 @@ def test_side_data_on_a_grid_is_stored_exactly_and_smaller(tmp_path) -> None:
     (lambda r: r.update(grid=[0, -3]), "malformed grid"),
     (lambda r: r.update(grid=[1, -3, 5]), "malformed grid"),
     (lambda r: r.update(streams=r["streams"][:2]), "stream lengths"),
+    (lambda r: r.update(streams=[*r["streams"][:-1], 10**9]), "grid stream of"),  # bounded before it is read
 ])
 def test_forged_grid_records_are_rejected(tmp_path, edit, message) -> None:
     from squeezenet.compress.snap import snap_side_values

@@ -263,6 +263,10 @@ def _record(d: Any, index: int) -> TensorRecord:
     _check(isinstance(streams, list) and all(type(s) is int and s >= 0 for s in streams)
            and len(streams) == (2 if kind == "shared" else 0) + (grid is not None), f"{key}: malformed stream lengths")
     numel = int(np.prod(shape, dtype=np.int64))
+    if grid is not None:  # an Exp-Golomb code of a value below 2**52 is at most 105 bits: bound the stream first
+        count = numel if kind == "raw" else d.get("centroids")
+        _check(isinstance(count, int) and 0 <= count <= MAX_CENTROIDS and streams[-1] <= 14 * count + 8,
+               f"{key}: a grid stream of {streams[-1]:,} bytes for {count} values")
     if kind == "raw":
         _check(grid is None or numel <= MAX_GRID_RAW, f"{key}: a grid-coded raw tensor of {numel:,} entries")
         side = 0 if grid is not None else numel * RAW_DTYPES[dtype].itemsize
