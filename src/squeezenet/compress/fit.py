@@ -57,18 +57,17 @@ def fit_without_data(model: Network, max_bytes: int, size: Size) -> tuple[str, i
         snap_side_values(model, weight_bits=bits, first_layer_extra=min(3, 23 - bits))
         return size(model)
 
-    smallest = shared(2)
-    if smallest > limit:
-        raise SqueezeNetError(f"max_bytes={max_bytes:,} is out of reach without calibration images: 2-bit sharing "
-                              f"gives {smallest + HEADER_SLACK:,} bytes")
-    model.load_state_dict(original)
-    if (bytes_now := size(model)) <= limit:
+    if (bytes_now := size(model)) <= limit:  # cheapest first: most files asked for fit as they are or snapped
         return "unchanged (bit-exact)", bytes_now
     distinct = max(int(torch.unique(m.weight).numel()) for m in prunable_layers(model).values())
-    if distinct <= 1 << 12 and (bits := _finest(snapped, 8, 23, limit)) is not None:  # weight-shared already
-        return f"side data on a grid of {bits} binary places", snapped(bits)
-    bits = _finest(shared, 2, 8, limit)
-    assert bits is not None  # 2 bits fitted
+    if distinct <= 1 << 12:  # weight-shared already: the side data's precision is all there is to spend
+        bits, _ = _finest(snapped, 8, 23, limit)
+        if bits is not None:
+            return f"side data on a grid of {bits} binary places", snapped(bits)
+    bits, smallest = _finest(shared, 2, 8, limit)
+    if bits is None:
+        raise SqueezeNetError(f"max_bytes={max_bytes:,} is out of reach without calibration images: 2-bit sharing "
+                              f"gives {smallest + HEADER_SLACK:,} bytes")
     return f"k-means weight sharing, {bits} bits (no calibration images: answers change)", shared(bits)
 
 
@@ -79,17 +78,19 @@ def _grid_quantizer(grids: dict[str, float | None]) -> Callable[[str, torch.Tens
     return grid
 
 
-def _finest(size_at: Callable[[int], int], low: int, high: int, limit: int) -> int | None:
-    """The largest setting in [low, high] whose size fits ``limit`` (sizes grow with the setting)."""
-    if size_at(low) > limit:
-        return None
+def _finest(size_at: Callable[[int], int], low: int, high: int, limit: int) -> tuple[int | None, int]:
+    """The largest setting in [low, high] whose size fits ``limit`` (sizes grow with the setting), or None;
+    and the size at ``low`` (what the caller reports when nothing fits)."""
+    smallest = size_at(low)
+    if smallest > limit:
+        return None, smallest
     while low < high:
         mid = (low + high + 1) // 2
         if size_at(mid) <= limit:
             low = mid
         else:
             high = mid - 1
-    return low
+    return low, smallest
 
 
 def kmeans_reconstruction(model: Network, images: torch.Tensor, bits: dict[str, int], *,
