@@ -22,6 +22,18 @@ def require_shared(*parts: str) -> Path:
     return path
 
 
+def image_folder(folder: Path, n: int, size: tuple[int, int] = (40, 40)) -> Path:
+    """A folder of ``n`` random-pixel PNGs (unlabelled calibration images)."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
 def kill_after_line(cmd: list[str], marker: str, *, env: dict | None = None, delay_s: float = 1.0) -> None:
     """Run ``cmd``, wait for a stderr line containing ``marker``, then ``delay_s`` more, then SIGKILL it
     (no chance to clean up: what a crash, an OOM kill or a pulled plug leaves behind)."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import require_shared
+from conftest import image_folder, require_shared
 from squeezenet.compress import CompressionSpec, compress_model
 from squeezenet.compress.budget import allocate, short_step
 from squeezenet.compress.fit import fit_with_data, fit_without_data
@@ -161,19 +161,8 @@ def test_greedy_allocation_prefers_the_cheapest_loss_per_byte() -> None:
     assert (a.chosen, b.chosen) == (0, 0)
 
 
-def _image_folder(folder, n: int):
-    """A folder of ``n`` random-pixel PNGs (unlabelled calibration images)."""
-    from PIL import Image
-
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    return folder
-
-
 def test_compress_with_calibration_folder_and_budget_through_the_pipeline(tmp_path) -> None:
-    folder = _image_folder(tmp_path / "calib", 12)
+    folder = image_folder(tmp_path / "calib", 12)
     (folder / "broken.jpg").write_bytes(b"not an image")  # skipped with a warning
     model = _small_model()
     compressed, log = compress_model(model, CompressionSpec(max_bytes=200_000), calibration=folder)
@@ -239,7 +228,7 @@ def test_rate_aware_rounding_trades_error_for_fewer_bits() -> None:
 def test_cli_compress_with_calibration_and_budget_prints_the_choices(tmp_path) -> None:
     import json
 
-    folder = _image_folder(tmp_path / "calib", 8)
+    folder = image_folder(tmp_path / "calib", 8)
     src = save_weights(_small_model(), tmp_path / "m.safetensors")
     out = tmp_path / "small.sqz"
     cmd = [sys.executable, "-m", "squeezenet", "compress", "-w", str(src), "--calibration", str(folder),

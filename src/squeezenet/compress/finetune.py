@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from torch import nn
 
-from ..errors import SqueezeNetError
 from ..models import Network
 from ..train import Recipe, apply_overrides, load_recipe, train
 from .prune import apply_counts, gradual_fraction
 
 logger = logging.getLogger(__name__)
+UNLABELLED_BATCH = 25  # a few hundred calibration images: enough steps per epoch to learn from
 
 
 class GradualPruning(L.Callback):
@@ -59,34 +60,44 @@ class GradualPruning(L.Callback):
 
 
 def finetune_recipe(model: Network, *, epochs: int, lr: float, base: str | None = None, optimizer: str = "sgd",
-                    weight_decay: float | None = None, time_budget_s: float | None = None,
-                    overrides: Mapping[str, Any] | None = None) -> Recipe:
+                    weight_decay: float | None = None, time_budget_s: float | None = None, distill: float = 0.0,
+                    unlabelled: bool = False, overrides: Mapping[str, Any] | None = None) -> Recipe:
     """A short cosine run on the model's own input pipeline; ``overrides`` (dotted keys) come last.
 
     The base recipe (``cifar10`` for small inputs, ``torchvision`` otherwise) gives augmentation,
-    batch size and label smoothing; image size and normalisation come from the model's preprocessing.
+    batch size and label smoothing; image size, resizing, channel order, value range and normalisation come
+    from the model's preprocessing (so Caffe-preprocessed models fine-tune too). ``distill``: the teacher's
+    share of the loss; ``unlabelled``: the images are a small unlabelled folder (teacher only, mild
+    augmentation: resize, random crop, flip).
     """
     pre = model.meta.preprocessing
-    if pre.channel_order != "RGB" or pre.value_range != 1.0:
-        raise SqueezeNetError(f"fine-tuning supports RGB 0..1 preprocessing; this model's is {pre.name!r} "
-                              f"({pre.channel_order}, 0..{pre.value_range:g}): compress it without data")
     d = load_recipe(base or ("cifar10" if pre.crop <= 64 else "torchvision")).to_dict()
     d.update(name=f"{d['name']}-finetune", epochs=epochs, head_bias=0.0, time_budget_s=time_budget_s)
     d["optimizer"].update(name=optimizer, lr=lr)
     if weight_decay is not None:
         d["optimizer"]["weight_decay"] = weight_decay
     d["schedule"].update(name="cosine", warmup_epochs=0.0)
-    d["data"].update(image_size=pre.crop, resize=pre.resize, mean=list(pre.mean), std=list(pre.std))
+    d["data"].update(image_size=pre.crop, resize=pre.resize, mean=list(pre.mean), std=list(pre.std),
+                     channel_order=pre.channel_order, value_range=pre.value_range, resize_mode=pre.resize_mode)
+    d["distill"] = {"weight": 1.0 if unlabelled else distill, "temperature": 1.0}
+    if unlabelled:
+        d["batch_size"] = min(d["batch_size"], UNLABELLED_BATCH)
+        d["label_smoothing"] = 0.0
+        d["data"].update(in_memory=True, workers=0)  # decoded once (calibration sets are small)
+        if pre.crop > 64:
+            d["data"]["augment"] = "crop"
     return Recipe.from_dict(apply_overrides(d, overrides or {}), "fine-tuning recipe").validate()
 
 
 def finetune(model: Network, data: str, run_dir: str | Path, recipe: Recipe, *, data_root: str | Path | None = None,
-             callbacks: list[L.Callback] | None = None, progress_bar: bool | None = None, resume: bool = False) -> dict:
+             callbacks: list[L.Callback] | None = None, progress_bar: bool | None = None, resume: bool = False,
+             teacher: nn.Module | None = None) -> dict:
     """Fine-tune ``model`` in place (masks and shared weights stay enforced); returns the run's metrics.
 
     ``resume``: continue ``run_dir`` from its last epoch checkpoint; ``model`` must already carry the
-    parametrizations that checkpoint holds (see :mod:`squeezenet.compress.workdir`)."""
+    parametrizations that checkpoint holds (see :mod:`squeezenet.compress.workdir`). ``teacher``: distil from
+    it (``recipe.distill``); ``data`` may then be a folder of unlabelled images."""
     result = train(recipe, data, run_dir, data_root=data_root, model=model, callbacks=callbacks,
-                   progress_bar=progress_bar, resume=resume)
+                   progress_bar=progress_bar, resume=resume, teacher=teacher)
     model.eval()
     return result.metrics

@@ -52,23 +52,35 @@ def fit_without_data(model: Network, max_bytes: int, size: Size) -> tuple[str, i
         snap_side_values(model, weight_bits=DEFAULT_WEIGHT_BITS)
         return size(model)
 
-    def snapped(bits: int) -> int:
-        model.load_state_dict(original)
-        snap_side_values(model, weight_bits=bits, first_layer_extra=min(3, 23 - bits))
-        return size(model)
-
     if (bytes_now := size(model)) <= limit:  # cheapest first: most files asked for fit as they are or snapped
         return "unchanged (bit-exact)", bytes_now
     distinct = max(int(torch.unique(m.weight).numel()) for m in prunable_layers(model).values())
     if distinct <= 1 << 12:  # weight-shared already: the side data's precision is all there is to spend
-        bits, _ = _finest(snapped, 8, 23, limit)
-        if bits is not None:
-            return f"side data on a grid of {bits} binary places", snapped(bits)
+        fitted = fit_side_data(model, max_bytes, size)
+        if fitted is not None:
+            return fitted
     bits, smallest = _finest(shared, 2, 8, limit)
     if bits is None:
         raise SqueezeNetError(f"max_bytes={max_bytes:,} is out of reach without calibration images: 2-bit sharing "
                               f"gives {smallest + HEADER_SLACK:,} bytes")
     return f"k-means weight sharing, {bits} bits (no calibration images: answers change)", shared(bits)
+
+
+def fit_side_data(model: Network, max_bytes: int, size: Size) -> tuple[str, int] | None:
+    """Codebooks and biases of a weight-shared ``model`` on the finest grid (8 to 23 binary places) whose file
+    fits ``max_bytes``, in place; None (and ``model`` unchanged) if even the coarsest does not fit."""
+    original = _state(model)
+
+    def snapped(bits: int) -> int:
+        model.load_state_dict(original)
+        snap_side_values(model, weight_bits=bits, first_layer_extra=min(3, 23 - bits))
+        return size(model)
+
+    bits, _ = _finest(snapped, 8, 23, max_bytes - HEADER_SLACK)
+    if bits is None:
+        model.load_state_dict(original)
+        return None
+    return f"side data on a grid of {bits} binary places", snapped(bits)
 
 
 def _grid_quantizer(grids: dict[str, float | None]) -> Callable[[str, torch.Tensor], torch.Tensor | None]:

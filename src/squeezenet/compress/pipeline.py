@@ -6,21 +6,25 @@ saving it as ``.sqz`` adds the entropy coding (see :mod:`squeezenet.weights.sqz`
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+from torch import nn
 
 from ..common.extras import require_extra
+from ..data.images import expand_image_paths
 from ..data.training import resolve_data
 from ..errors import SqueezeNetError
 from ..models import Network, prunable_layers
 from .fold import fold_batch_norm
 from .kmeans import Init
 from .prune import apply_counts, current_mask, keep_counts, parse_targets, prune, remove_masks, set_mask
-from .quantize import LayerQuantization, parse_bits, quantize, remove_sharing
+from .quantize import LayerQuantization, parse_bits, quantize, remove_sharing, share_values
+from .snap import snap_side_values
 from .workdir import CompressionWorkDir, parametrized_layers
 
 if TYPE_CHECKING:
@@ -48,6 +52,7 @@ class CompressionSpec:
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted recipe keys for both fine-tuning phases
     centroid_lr: float = 1e-4  # Adam: a centroid's gradient sums thousands of members', so SGD steps explode
     max_bytes: int | None = None  # the written .sqz fits this (per-layer choices: see compress.fit)
+    distill: float = 0.0  # with data=: the uncompressed model's share of the fine-tuning loss (KL on its outputs)
 
     def __post_init__(self) -> None:
         if self.density is not None and self.quality is not None:
@@ -56,6 +61,8 @@ class CompressionSpec:
             raise SqueezeNetError("fine-tuning epochs must be >= 0 and the learning rate > 0")
         if self.max_bytes is not None and self.max_bytes < 1024:
             raise SqueezeNetError(f"max_bytes={self.max_bytes}: a .sqz file needs more than 1 KB for its header alone")
+        if not 0 <= self.distill <= 1:
+            raise SqueezeNetError(f"distill={self.distill:g}: the teacher's share of the loss is between 0 and 1")
         if self.schedule not in ("gradual", "oneshot"):
             raise SqueezeNetError(f"schedule must be gradual or oneshot, got {self.schedule!r}")
 
@@ -89,13 +96,18 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
     to fit (:mod:`.fit`); without calibration images only the side data's precision is spent.
     """
     record = CompressionLog()
-    if (calibration is not None or spec.max_bytes is not None) and data is not None:
-        raise SqueezeNetError("calibration= and max_bytes= are post-training; fine-tuning with data= does not "
-                              "combine with them yet")
+    post_training = calibration is not None or spec.max_bytes is not None
+    if post_training and data is not None:
+        raise SqueezeNetError("calibration= and max_bytes= are post-training (with calibration images, centroid "
+                              "epochs distil on them); fine-tuning with data= does not combine with them yet")
     tune = data is not None and spec.finetune_epochs > 0
     centroid_epochs = spec.centroid_epochs if spec.centroid_epochs is not None else (1 if tune else 0)
-    if (spec.finetune_epochs or centroid_epochs) and data is None:
-        raise SqueezeNetError("fine-tuning needs training data (data=)")
+    distil_on_calibration = calibration is not None and centroid_epochs > 0
+    if spec.finetune_epochs and data is None:
+        raise SqueezeNetError("fine-tuning while pruning needs training data (data=)")
+    if centroid_epochs and data is None and calibration is None:
+        raise SqueezeNetError("centroid fine-tuning needs training data (data=) or calibration images to distil on "
+                              "(calibration=)")
     if (tune or centroid_epochs) and work_dir is None:
         raise SqueezeNetError("fine-tuning needs a work directory for its runs")
     if data is not None and not (tune or centroid_epochs):
@@ -104,21 +116,26 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
     if tune or centroid_epochs:  # what fine-tuning will refuse, refused now rather than after pruning
         require_extra("train", "fine-tuning during compression")
         from .finetune import finetune, finetune_recipe
-        finetune_recipe(model, epochs=max(1, spec.finetune_epochs), lr=spec.lr, base=spec.recipe, overrides=spec.overrides)
-        if data != "cifar10":  # (cifar10 may still be downloaded)
-            resolve_data(data, data_root, download=False)  # type: ignore[arg-type]
+        finetune_recipe(model, epochs=max(1, spec.finetune_epochs), lr=spec.lr, base=spec.recipe, overrides=spec.overrides,
+                        unlabelled=distil_on_calibration)
+        if data is not None and data != "cifar10":  # (cifar10 may still be downloaded)
+            resolve_data(data, data_root, download=False)
+    # the uncompressed model, whose outputs the compressed one learns to match
+    teacher = copy.deepcopy(model).eval() if distil_on_calibration or (spec.distill > 0 and (tune or centroid_epochs)) \
+        else None
     work = CompressionWorkDir(work_dir) if work_dir is not None and (tune or centroid_epochs) else None
     if work is not None:
-        work.claim(model, spec, data, resume=resume)  # type: ignore[arg-type]
+        work.claim(model, spec, data if data is not None else f"calibration {calibration}", resume=resume)
     elif resume:
-        raise SqueezeNetError("only a compression with fine-tuning (data=) has anything to resume")
+        raise SqueezeNetError("only a compression with fine-tuning (data=, or centroid epochs on calibration images) "
+                              "has anything to resume")
     init: Init = spec.init or ("linear" if centroid_epochs else "optimal")
 
     quantized = work.load_result("centroids") if work is not None else None
     if quantized is not None:
         logger.info(f"resuming: {work.result('centroids')} holds the finished compression")  # type: ignore[union-attr]
         record.phases = [m for m in (work.metrics("prune"), work.metrics("centroids")) if m]  # type: ignore[union-attr]
-        return _finish(quantized, parse_bits(spec.bits, quantized), record)
+        return _finish(quantized, _shared_bits(quantized) if post_training else parse_bits(spec.bits, quantized), record)
 
     target_spec = spec.density if spec.density is not None else spec.quality
     pruned = work.load_result("prune") if work is not None else None
@@ -130,7 +147,8 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
         targets = parse_targets(target_spec, "density" if spec.density is not None else "quality", model)
         final = keep_counts(model, targets)
         if tune:
-            _prune_with_finetuning(model, spec, final, targets, data, data_root, work, progress_bar, record)  # type: ignore[arg-type]
+            _prune_with_finetuning(model, spec, final, targets, data, data_root, work, progress_bar, record,  # type: ignore[arg-type]
+                                   teacher)
         else:
             prune(model, targets)
         remove_masks(model)
@@ -139,17 +157,22 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
 
     plain = fold_batch_norm(model)
     bits = parse_bits(spec.bits, plain)
-    if calibration is not None or spec.max_bytes is not None:
-        return _post_training(plain, spec, bits, calibration, record)
+    if post_training:
+        _post_training(plain, spec, bits, calibration, record)
+        if distil_on_calibration:
+            _distil_on_calibration(plain, teacher, spec, centroid_epochs, calibration, work, progress_bar, record)  # type: ignore[arg-type]
+            work.save_result("centroids", plain)  # type: ignore[union-attr]
+        return _finish(plain, _shared_bits(plain), record)
     logger.info(f"weight sharing: k-means ({init} initialisation)")
     record.quantization = quantize(plain, bits, init=init)
     if centroid_epochs:
         recipe = finetune_recipe(plain, epochs=centroid_epochs, lr=spec.centroid_lr, base=spec.recipe, optimizer="adamw",
-                                 weight_decay=0.0, time_budget_s=spec.budget_s, overrides=spec.overrides)
+                                 weight_decay=0.0, time_budget_s=spec.budget_s, distill=spec.distill,
+                                 overrides=spec.overrides)
         checkpoint = work.checkpoint("centroids")  # type: ignore[union-attr]
         logger.info(f"{'resuming' if checkpoint else 'fine-tuning'} the centroids for {centroid_epochs} epoch(s)")
         metrics = finetune(plain, data, work.run_dir("centroids"), recipe, data_root=data_root,  # type: ignore[arg-type,union-attr]
-                           progress_bar=progress_bar, resume=checkpoint is not None)
+                           progress_bar=progress_bar, resume=checkpoint is not None, teacher=teacher)
         record.phases.append({"phase": "centroids", **metrics})
     remove_sharing(plain)
     if work is not None:
@@ -159,11 +182,11 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
 
 def _prune_with_finetuning(model: Network, spec: CompressionSpec, final: dict[str, int], targets: dict, data: str,
                            data_root: str | Path | None, work: CompressionWorkDir, progress_bar: bool | None,
-                           record: CompressionLog) -> None:
+                           record: CompressionLog, teacher: nn.Module | None) -> None:
     from .finetune import GradualPruning, finetune, finetune_recipe
 
     recipe = finetune_recipe(model, epochs=spec.finetune_epochs, lr=spec.lr, base=spec.recipe,
-                             time_budget_s=spec.budget_s, overrides=spec.overrides)
+                             time_budget_s=spec.budget_s, distill=spec.distill, overrides=spec.overrides)
     callbacks: list[L.Callback] = []
     checkpoint = work.checkpoint("prune")
     if checkpoint is not None:  # rebuild the masks the checkpoint holds, so its state loads into them
@@ -185,13 +208,13 @@ def _prune_with_finetuning(model: Network, spec: CompressionSpec, final: dict[st
     logger.info(f"{'resuming' if checkpoint else 'starting'} pruning ({spec.schedule}) with {spec.finetune_epochs} epochs "
         "of fine-tuning")
     metrics = finetune(model, data, work.run_dir("prune"), recipe, data_root=data_root, callbacks=callbacks,
-                       progress_bar=progress_bar, resume=checkpoint is not None)
+                       progress_bar=progress_bar, resume=checkpoint is not None, teacher=teacher)
     apply_counts(model, final)  # a budget, or a resume with nothing left to train, may end before the schedule does
     record.phases.append({"phase": "prune", **metrics})
 
 
 def _post_training(plain: Network, spec: CompressionSpec, bits: dict[str, int], calibration: str | Path | None,
-                   record: CompressionLog) -> tuple[Network, CompressionLog]:
+                   record: CompressionLog) -> None:
     from ..weights import sqz_size, sqz_tensor_bytes
     from .budget import step_bits
     from .calibration import calibration_images
@@ -213,8 +236,45 @@ def _post_training(plain: Network, spec: CompressionSpec, bits: dict[str, int], 
                           "levels_bits": step_bits(layers[lp.path].weight, lp.choice.step),
                           "bytes": lp.choice.bytes, "output_error": lp.choice.error,
                           "sensitivity": lp.sensitivity, "kl": lp.choice.kl} for lp in plan.layers]
+
+
+def _distil_on_calibration(plain: Network, teacher: nn.Module, spec: CompressionSpec, epochs: int,
+                           calibration: str | Path, work: CompressionWorkDir, progress_bar: bool | None,
+                           record: CompressionLog) -> None:
+    """Train the shared values (codebooks) and biases chosen by post-training compression to match the
+    uncompressed model's outputs on the calibration images (no labels); assignments and masks stay. Then the
+    side data goes back on a grid: the finest that fits ``spec.max_bytes`` (codebooks trained off their grid
+    cost bytes), or the default one."""
+    from ..weights import sqz_size
+    from .finetune import UNLABELLED_BATCH, finetune, finetune_recipe
+    from .fit import fit_side_data
+
+    share_values(plain)
+    images = len(expand_image_paths([calibration]))
+    recipe = finetune_recipe(plain, epochs=epochs, lr=spec.centroid_lr, base=spec.recipe, optimizer="adamw",
+                             weight_decay=0.0, time_budget_s=spec.budget_s, unlabelled=True,
+                             overrides={"batch_size": min(UNLABELLED_BATCH, images), **spec.overrides})
+    checkpoint = work.checkpoint("centroids")
+    logger.info(f"{'resuming' if checkpoint else 'distilling'}: codebooks and biases for {epochs} epoch(s) on the "
+                "uncompressed model's outputs")
+    metrics = finetune(plain, str(calibration), work.run_dir("centroids"), recipe, progress_bar=progress_bar,
+                       resume=checkpoint is not None, teacher=teacher)
+    record.phases.append({"phase": "distillation", **metrics})
+    remove_sharing(plain)
+    plain.requires_grad_(False)
+    if spec.max_bytes is None:
+        snap_side_values(plain)
+        return
+    fitted = fit_side_data(plain, spec.max_bytes, sqz_size)
+    if fitted is None:
+        raise SqueezeNetError(f"max_bytes={spec.max_bytes:,}: the distilled codebooks no longer fit, even on the "
+                              "coarsest grid; distil without a budget or give it a few more KB")
+    record.method += f", distilled ({fitted[0]})"
+
+
+def _shared_bits(plain: Network) -> dict[str, int]:
     shared = {p: max(1, int(torch.unique(m.weight[m.weight != 0]).numel())) for p, m in prunable_layers(plain).items()}
-    return _finish(plain, {p: max(1, (n - 1).bit_length()) for p, n in shared.items()}, record)
+    return {p: max(1, (n - 1).bit_length()) for p, n in shared.items()}
 
 
 def _finish(plain: Network, bits: dict[str, int], record: CompressionLog) -> tuple[Network, CompressionLog]:

@@ -86,6 +86,29 @@ def quantize(model: nn.Module, bits: Mapping[str, int], *, init: Init = "linear"
     return report
 
 
+def share_values(model: nn.Module) -> list[LayerQuantization]:
+    """Weight sharing from the values each layer already holds (after a grid or codebook was chosen and the
+    weights assigned): its codebook is the layer's distinct non-zero values, so the model computes exactly
+    what it did until the codebooks are trained (distillation after reconstruction)."""
+    remove_masks(model)
+    report = []
+    with torch.no_grad():
+        for path, layer in prunable_layers(model).items():
+            if parametrize.is_parametrized(layer, "weight"):
+                parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+            weight = layer.weight.detach()
+            mask = weight != 0
+            values, codes = torch.unique(weight[mask], return_inverse=True)
+            full = torch.zeros(weight.shape, dtype=torch.long, device=weight.device)
+            full[mask] = codes
+            sharing = SharedWeights(values if values.numel() else weight.new_zeros(1), full, mask)
+            parametrize.register_parametrization(layer, "weight", sharing, unsafe=True)
+            layer.parametrizations.weight.original.requires_grad_(False)  # type: ignore[union-attr]
+            n = int(values.numel())
+            report.append(LayerQuantization(path, max(1, (n - 1).bit_length()), n, int(mask.sum())))
+    return report
+
+
 def remove_sharing(model: nn.Module) -> nn.Module:
     """Bake the shared weights into plain tensors (each layer keeps at most ``2**bits`` distinct values)."""
     for layer in prunable_layers(model).values():

@@ -19,9 +19,9 @@ import torch
 from torchvision.transforms import v2
 
 from ..errors import SqueezeNetError
-from .images import FileLoader, ImageDataset, TensorLoader, list_labelled_images, load_rgb_image
+from .images import FileLoader, ImageDataset, TensorLoader, expand_image_paths, list_labelled_images, load_rgb_image
 
-Augment = Literal["cifar", "imagenet", "none"]
+Augment = Literal["cifar", "imagenet", "crop", "none"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # Per-channel statistics of the CIFAR-10 training set (0..1 scale), used to normalise CIFAR models.
@@ -37,7 +37,16 @@ def default_data_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "squeezenet" / "data"
 
 
-def train_transform(augment: Augment, size: int, in_memory: bool = False) -> v2.Compose | None:
+ResizeMode = Literal["shorter", "square"]
+
+
+def resize_step(resize: int, mode: ResizeMode = "shorter") -> v2.Resize:
+    """Shorter side to ``resize`` (aspect kept), or a warp to ``resize`` x ``resize`` (Caffe's databases)."""
+    return v2.Resize(resize if mode == "shorter" else (resize, resize), antialias=True)
+
+
+def train_transform(augment: Augment, size: int, in_memory: bool = False, resize: int | None = None,
+                    resize_mode: ResizeMode = "shorter") -> v2.Compose | None:
     """Per-sample v2 augmentation; ``None`` where the training module augments whole batches instead
     (``cifar`` on in-memory data: see :mod:`squeezenet.data.augment`)."""
     if augment == "cifar":
@@ -46,13 +55,16 @@ def train_transform(augment: Augment, size: int, in_memory: bool = False) -> v2.
         return v2.Compose([v2.RandomCrop(size, padding=size // 8, padding_mode="reflect"), v2.RandomHorizontalFlip()])
     if augment == "imagenet":
         return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
+    if augment == "crop":
+        steps = [] if in_memory else [resize_step(resize or size, resize_mode)]
+        return v2.Compose([*steps, v2.RandomCrop(size), v2.RandomHorizontalFlip()])
     if augment == "none":
         return None
-    raise SqueezeNetError(f"augment must be cifar, imagenet or none, got {augment!r}")
+    raise SqueezeNetError(f"augment must be cifar, imagenet, crop or none, got {augment!r}")
 
 
-def eval_transform(resize: int, size: int) -> v2.Compose:
-    return v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(size)])
+def eval_transform(resize: int, size: int, resize_mode: ResizeMode = "shorter") -> v2.Compose:
+    return v2.Compose([resize_step(resize, resize_mode), v2.CenterCrop(size)])
 
 
 @dataclass
@@ -71,15 +83,22 @@ class DataSource:
     train: SplitSource
     val: SplitSource
     val_name: str = "val"
+    labelled: bool = True  # False: every label is -1 (distillation from a teacher; val is the training images)
 
 
-def resolve_data(data: str, root: str | Path | None = None, *, download: bool = True) -> DataSource:
-    """Find a training/validation pair for ``data``: ``cifar10`` or a folder with train/ and val/ or test/."""
+def resolve_data(data: str, root: str | Path | None = None, *, download: bool = True,
+                 unlabelled: bool = False) -> DataSource:
+    """Find a training/validation pair for ``data``: ``cifar10`` or a folder with train/ and val/ or test/.
+
+    ``unlabelled``: a folder without train/ is a set of unlabelled images (any layout below it), used
+    for both splits (see :func:`unlabelled_source`)."""
     if data == "cifar10":
         return _cifar10(Path(root) if root else default_data_root(), download)
     base = Path(data)
     if not base.is_dir():
         raise SqueezeNetError(f"{data}: not a data folder (expected 'cifar10' or a folder with train/ and val/ or test/)")
+    if unlabelled and not (base / "train").is_dir():
+        return unlabelled_source(base)
     val_name = next((n for n in ("val", "test") if (base / n).is_dir()), None)
     if not (base / "train").is_dir() or val_name is None:
         raise SqueezeNetError(f"{base}: needs a train/ folder and a val/ or test/ folder, one sub-folder per class")
@@ -87,6 +106,14 @@ def resolve_data(data: str, root: str | Path | None = None, *, download: bool = 
     train = list_labelled_images(base / "train", class_names=classes)
     val = list_labelled_images(base / val_name, class_names=classes)
     return DataSource(base.name, classes, _split_from(train.samples), _split_from(val.samples), val_name)
+
+
+def unlabelled_source(folder: str | Path) -> DataSource:
+    """Every image below ``folder`` as training images with label -1, validated on the same images (without
+    augmentation): what a teacher's answers on them are learnt from, and how closely (agreement)."""
+    files = [str(p) for p in expand_image_paths([folder])]
+    split = SplitSource(labels=[-1] * len(files), files=files)
+    return DataSource(Path(folder).name, [], split, split, "calibration", labelled=False)
 
 
 def _split_from(samples: list[tuple[str, int]]) -> SplitSource:
@@ -117,14 +144,15 @@ def _has_batches(folder: Path) -> bool:
     return (folder / "cifar-10-batches-py" / "data_batch_1").is_file()
 
 
-def load_into_memory(split: SplitSource, size: int) -> tuple[torch.Tensor, list[int], list[str]]:
+def load_into_memory(split: SplitSource, size: int, resize_mode: ResizeMode = "shorter"
+                     ) -> tuple[torch.Tensor, list[int], list[str]]:
     """Decode a split once into a uint8 tensor (images resized to ``size`` if needed); skip unreadable files."""
     if split.arrays is not None:
         return split.arrays, split.labels, []
     assert split.files is not None
     if len(split.files) * 3 * size * size > IN_MEMORY_MAX_BYTES:
         raise SqueezeNetError(f"{len(split.files):,} images of {size}px do not fit the in-memory cache; stream them instead")
-    resize = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+    resize = v2.Compose([resize_step(size, resize_mode), v2.CenterCrop(size)])
     images = torch.empty(len(split.files), 3, size, size, dtype=torch.uint8)
     labels, skipped, n = [], [], 0
     for path, label in zip(split.files, split.labels):
@@ -140,18 +168,19 @@ def load_into_memory(split: SplitSource, size: int) -> tuple[torch.Tensor, list[
 
 
 def make_dataset(split: SplitSource, *, train: bool, size: int, resize: int, augment: Augment, in_memory: bool,
-                 seed: int) -> tuple[ImageDataset, list[str]]:
+                 seed: int, resize_mode: ResizeMode = "shorter") -> tuple[ImageDataset, list[str]]:
     """An :class:`ImageDataset` for one split, and the messages of images skipped while building it."""
-    transform = train_transform(augment, size, in_memory) if train else None
+    transform = train_transform(augment, size, in_memory, resize, resize_mode) if train else None
     if in_memory:
-        images, labels, skipped = load_into_memory(split, size if augment != "imagenet" else resize)
+        images, labels, skipped = load_into_memory(split, resize if augment in ("imagenet", "crop") else size,
+                                                   resize_mode)
         if transform is None and images.shape[-1] != size:
             transform = v2.CenterCrop(size)  # evaluation (or no augmentation) of images cached at `resize`
         return ImageDataset(TensorLoader(images), labels, transform, seed), skipped
     assert split.files is not None
-    base = eval_transform(resize, size) if not train or augment == "none" else None
+    base = eval_transform(resize, size, resize_mode) if not train or augment == "none" else None
     return ImageDataset(FileLoader(split.files, base), split.labels, transform, seed), []
 
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "DataSource", "SplitSource", "default_data_root",
-           "make_dataset", "resolve_data"]
+           "make_dataset", "resolve_data", "unlabelled_source"]

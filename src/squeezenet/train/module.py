@@ -60,16 +60,19 @@ class ClassifierModule(L.LightningModule):
     """Cross-entropy training of any registered model; inputs arrive as uint8 and are normalised on device."""
 
     def __init__(self, model: nn.Module, recipe: Recipe, num_classes: int, channels_last: bool = True,
-                 batch_augment: bool = False):
+                 batch_augment: bool = False, teacher: nn.Module | None = None):
         super().__init__()
         self.model = model
+        # a list, not a submodule: checkpoints and the optimizer hold the student only
+        self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []
         self.recipe = recipe
         self.channels_last = channels_last
         self.batch_augment = batch_augment  # pad-crop-flip on device (in-memory small-image data)
         std = torch.tensor(recipe.data.std).view(1, 3, 1, 1)
         mean = torch.tensor(recipe.data.mean).view(1, 3, 1, 1)
-        self.register_buffer("scale", 1.0 / (255.0 * std), persistent=False)
+        self.register_buffer("scale", recipe.data.value_range / (255.0 * std), persistent=False)
         self.register_buffer("shift", mean / std, persistent=False)
+        self.bgr = recipe.data.channel_order == "BGR"
         k = min(5, num_classes)
         self.train_acc = MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro")
         self.val_top1 = MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro")
@@ -85,6 +88,8 @@ class ClassifierModule(L.LightningModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y, index, skipped = batch
         self.skipped_images += len(skipped)
+        if self.bgr:
+            x = x.flip(1)  # images are decoded as RGB; mean/std are in the network's order
         x = x.float() * self.scale - self.shift
         if self.batch_augment and self.trainer is not None and self.trainer.training and x.numel():
             x = pad_crop_flip(x, index, self.current_epoch, self.recipe.seed, padding=x.shape[-1] // 8)
@@ -95,11 +100,42 @@ class ClassifierModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def teacher_logits(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The teacher's logits for ``x`` (moved to this module's device on first use), or None without one."""
+        if not self._teacher:
+            return None
+        teacher = self._teacher[0]
+        if next(teacher.parameters()).device != x.device:
+            teacher.to(x.device)
+        with torch.no_grad():
+            return teacher(x).float()
+
+    def loss(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy on labelled images; with a teacher, ``weight * T**2 * KL(teacher || student)`` plus
+        ``(1 - weight)`` of the cross-entropy, and the KL alone for unlabelled images (label < 0)."""
+        labelled = y >= 0
+        teacher = self.teacher_logits(x) if self._teacher and self.recipe.distill.weight > 0 else None
+        if teacher is None:
+            if not bool(labelled.all()):
+                raise SqueezeNetError("unlabelled images need a teacher to learn from (distillation)")
+            return F.cross_entropy(logits, y, label_smoothing=self.recipe.label_smoothing)
+        t, w = self.recipe.distill.temperature, self.recipe.distill.weight
+        student_log = F.log_softmax(logits.float() / t, dim=1)
+        teacher_log = F.log_softmax(teacher / t, dim=1)
+        kl = (teacher_log.exp() * (teacher_log - student_log)).sum(1) * t * t
+        ce = F.cross_entropy(logits, y.clamp(min=0), label_smoothing=self.recipe.label_smoothing, reduction="none")
+        share = torch.where(labelled, torch.full_like(kl, w), torch.ones_like(kl))
+        return (share * kl + (1 - share) * ce).mean()
+
     def on_train_epoch_start(self) -> None:
         self._seen, self._epoch_start = 0, time.perf_counter()
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._step_start = time.perf_counter()
+        if self._teacher and not self.recipe.distill.dropout:
+            for m in self.model.modules():  # the student matches the teacher's deterministic outputs
+                if isinstance(m, nn.Dropout):
+                    m.eval()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self._step_start is not None:
@@ -128,12 +164,14 @@ class ClassifierModule(L.LightningModule):
         if y.numel() == 0:
             return None  # every image of this batch was unreadable
         logits = self.model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.recipe.label_smoothing)
-        self.train_acc(logits.detach(), y)
+        loss = self.loss(x, logits, y)
+        labelled = y >= 0
+        if bool(labelled.any()):  # (an unlabelled set has no accuracy to log, only the loss)
+            self.train_acc(logits.detach()[labelled], y[labelled])
+            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=int(labelled.sum()))
         self._seen += y.numel() * self.trainer.world_size
         rate = self._seen / max(1e-9, time.perf_counter() - self._epoch_start)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=y.numel())
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=y.numel())
         self.log("img/s", rate, on_step=True, on_epoch=False, prog_bar=True, logger=False)
         return loss
 
@@ -151,6 +189,11 @@ class ClassifierModule(L.LightningModule):
         if y.numel() == 0:
             return
         logits = self.model(x)
+        if bool((y < 0).any()):  # unlabelled: the teacher's answer is the label, val/top1 is the agreement with it
+            teacher = self.teacher_logits(x)
+            if teacher is None:
+                raise SqueezeNetError("unlabelled validation images need a teacher")
+            y = torch.where(y < 0, teacher.argmax(1), y)
         self.val_top1(logits, y)
         self.val_top5(logits, y)
         self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True, batch_size=y.numel())

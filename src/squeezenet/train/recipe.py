@@ -42,13 +42,30 @@ class ScheduleSpec:
 class DataSpec:
     image_size: int = 224  # crop fed to the network
     resize: int = 256  # evaluation: shorter side before the centre crop
-    augment: Literal["cifar", "imagenet", "none"] = "imagenet"
+    # cifar: pad-crop + flip; imagenet: random-resized crop + flip; crop: resize, random crop + flip (as Caffe's
+    # AlexNet/SqueezeNet were trained: mild, for distillation and short fine-tuning); none
+    augment: Literal["cifar", "imagenet", "crop", "none"] = "imagenet"
     in_memory: bool | None = None  # decode everything once; default: yes for images of 64 px or less
     workers: int = 4
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    channel_order: Literal["RGB", "BGR"] = "RGB"  # what the network sees (BGR: Caffe models)
+    value_range: float = 1.0  # pixels scaled to 0..1 (1.0) or left 0..255 (255.0, Caffe); mean/std in that range
+    resize_mode: Literal["shorter", "square"] = "shorter"  # square: warp to resize x resize (Caffe's databases)
     limit_train: int | None = None  # use only the first N training images (smoke tests, subsets)
     limit_val: int | None = None
+
+
+@dataclass
+class DistillSpec:
+    """Knowledge distillation from a teacher model (passed to ``train(teacher=)``, not named here).
+
+    The loss is ``weight * T**2 * KL(teacher || student at temperature T) + (1 - weight) * cross-entropy``;
+    images without a label (an unlabelled folder) take the teacher's term alone."""
+
+    weight: float = 1.0
+    temperature: float = 1.0
+    dropout: bool = False  # keep the student's dropout on (off: it matches the teacher's deterministic outputs)
 
 
 @dataclass
@@ -68,6 +85,7 @@ class Recipe:
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     data: DataSpec = field(default_factory=DataSpec)
+    distill: DistillSpec = field(default_factory=DistillSpec)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -89,6 +107,10 @@ class Recipe:
             raise SqueezeNetError(f"recipe {self.name}: label_smoothing must be in [0, 1)")
         if self.data.image_size < 8 or self.data.resize < self.data.image_size:
             raise SqueezeNetError(f"recipe {self.name}: need 8 <= data.image_size <= data.resize")
+        if self.data.value_range not in (1.0, 255.0):
+            raise SqueezeNetError(f"recipe {self.name}: data.value_range must be 1 or 255, got {self.data.value_range:g}")
+        if not 0 <= self.distill.weight <= 1 or not 0 < self.distill.temperature <= 100:
+            raise SqueezeNetError(f"recipe {self.name}: distill.weight must be in [0, 1] and distill.temperature in (0, 100]")
         return self
 
 

@@ -139,7 +139,7 @@ def build_datasets(recipe: Recipe, source: DataSource) -> tuple[ImageDataset, Im
     d = recipe.data
     in_memory = uses_memory(recipe)
     common: dict[str, Any] = dict(size=d.image_size, resize=d.resize, augment=d.augment, in_memory=in_memory,
-                                  seed=recipe.seed)
+                                  seed=recipe.seed, resize_mode=d.resize_mode)
     train, skipped_train = make_dataset(_limit(source.train, d.limit_train, recipe.seed), train=True, **common)
     val, skipped_val = make_dataset(_limit(source.val, d.limit_val, recipe.seed), train=False, **common)
     return train, val, skipped_train + skipped_val
@@ -180,12 +180,15 @@ def train(
     progress_bar: bool | None = None,
     model: Network | None = None,
     callbacks: list[L.Callback] | None = None,
+    teacher: torch.nn.Module | None = None,
 ) -> TrainResult:
     """Train ``recipe`` on ``data`` into ``run_dir``; returns the final metrics (also in metrics.json) and the model.
 
     ``model``: fine-tune this model (its classes must be the data's) instead of building the recipe's;
     ``callbacks``: extra Lightning callbacks (compression schedules use this); ``progress_bar``: a live bar
     (default: when stderr is a terminal), else one log line per epoch (``logging``, logger ``squeezenet``).
+    ``teacher``: distil from this model's outputs (``recipe.distill``); then ``data`` may also be a folder of
+    unlabelled images, and val/top1 on it is the agreement with the teacher.
     """
     run_dir = Path(run_dir)
     ckpt = run_dir / LAST_CKPT
@@ -199,7 +202,9 @@ def train(
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     env = LaunchEnv.detect()
-    source = resolve_data(data, data_root)
+    if teacher is not None and model is None:
+        raise SqueezeNetError("distillation needs the student model too (model=)")
+    source = resolve_data(data, data_root, unlabelled=teacher is not None)
     train_set, val_set, skipped = build_datasets(recipe, source)
     if len(train_set) < recipe.batch_size:
         raise SqueezeNetError(f"{len(train_set)} training images are fewer than one batch of {recipe.batch_size}")
@@ -216,13 +221,14 @@ def train(
             preprocessing=Preprocessing(recipe.name, resize=recipe.data.resize, crop=recipe.data.image_size,
                                         mean=recipe.data.mean, std=recipe.data.std),
             classes=tuple(source.classes), source=f"squeezenet train {recipe.name} on {source.name}")
-    else:
+    elif source.labelled:
         names = model.meta.classes
         if len(names) != len(source.classes) or (names != tuple(source.classes) and names != default_classes(len(names))):
             raise SqueezeNetError(f"{data}: its {len(source.classes)} classes are not the model's "
                                   f"({len(names)} classes: {', '.join(names[:5])}...)")
-        model.train()
-    module = ClassifierModule(model, recipe, len(source.classes),
+    model.train()
+    num_classes = len(source.classes) if source.labelled else len(model.meta.classes)
+    module = ClassifierModule(model, recipe, num_classes, teacher=teacher,
                               batch_augment=recipe.data.augment == "cifar" and uses_memory(recipe))
     if compile:
         module.model = torch.compile(module.model)  # type: ignore[assignment]
