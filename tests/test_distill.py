@@ -100,3 +100,5 @@ def test_compress_distils_on_calibration_images_and_keeps_the_structure(tmp_path
         assert torch.unique(w[w != 0]).numel() <= 8, path  # and the 3-bit sharing
     with pytest.raises(SqueezeNetError, match="calibration images to distil on"):
         compress_model(model, CompressionSpec(centroid_epochs=1), work_dir=tmp_path / "w2")
+    with pytest.raises(SqueezeNetError, match="distill= mixes"):
+        compress_model(model, CompressionSpec(distill=0.5), calibration=folder)

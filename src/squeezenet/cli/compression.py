@@ -25,7 +25,12 @@ def _compress_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune-epochs", type=nonnegative_int, default=0,
                    help="epochs of fine-tuning while pruning (needs --data; default 0)")
     p.add_argument("--centroid-epochs", type=nonnegative_int, default=None,
-                   help="epochs of centroid fine-tuning after weight sharing (default 1 with --finetune-epochs)")
+                   help="epochs of centroid fine-tuning after weight sharing (default 1 with --finetune-epochs); with "
+                        "--calibration and no --data: epochs of distillation of codebooks and biases on the calibration "
+                        "images (default 0: measured no better than reconstruction alone, docs/compression.md)")
+    p.add_argument("--distill", type=_share, default=0.0, metavar="W",
+                   help="with --data: share W (0..1) of the fine-tuning loss taken from the input model's outputs "
+                        "(KL, knowledge distillation), the rest from the labels (default 0)")
     p.add_argument("--schedule", choices=("gradual", "oneshot"), default="gradual",
                    help="with fine-tuning: prune along a cubic schedule, or all at once first (default gradual)")
     p.add_argument("--lr", type=float, default=0.02, help="peak learning rate while pruning (SGD, cosine; default 0.02)")
@@ -70,7 +75,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     you like), per-layer k-means weight sharing (--bits), then Huffman/ANS coding into a self-describing .sqz
     file that every command reads. With --data, pruning happens gradually during --finetune-epochs of
     fine-tuning and the centroids are fine-tuned afterwards (--centroid-epochs; fine-tuning needs the [train]
-    extra); without it this is post-training compression. --calibration DIR (unlabelled images) chooses each
+    extra), learning from the labels and, with --distill W, from the input model's outputs; without it this is
+    post-training compression. --calibration DIR (unlabelled images) chooses each
     layer's weights for its output on them instead of rounding to the nearest centroid; --max-bytes N makes the
     file fit N bytes (a grid per layer chosen by measured sensitivity with --calibration; without it, only the
     precision of codebooks and biases is spent, which keeps every answer). Prints the per-layer table (density,
@@ -89,7 +95,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     spec = CompressionSpec(density=args.density, quality=args.quality, bits=args.bits, schedule=args.schedule,
                            finetune_epochs=args.finetune_epochs, centroid_epochs=args.centroid_epochs, lr=args.lr,
                            budget_s=args.budget, init=args.init, recipe=args.recipe, overrides=dict(args.options),
-                           centroid_lr=args.centroid_lr, max_bytes=args.max_bytes)
+                           centroid_lr=args.centroid_lr, max_bytes=args.max_bytes, distill=args.distill)
     model = load_weights(args.weights)
     first = is_first_process()  # under torchrun the other ranks only help fine-tune
     fp32 = 4 * sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
@@ -139,6 +145,16 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     console.print(sensitivity_table(result))
     console.print(f"plot: {args.output}")
     return 0
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
 
 
 def _densities(text: str) -> str:

@@ -100,6 +100,9 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
     if post_training and data is not None:
         raise SqueezeNetError("calibration= and max_bytes= are post-training (with calibration images, centroid "
                               "epochs distil on them); fine-tuning with data= does not combine with them yet")
+    if spec.distill and data is None:
+        raise SqueezeNetError("distill= mixes the input model's outputs into fine-tuning on data=; with calibration "
+                              "images alone, centroid epochs distil from it anyway")
     tune = data is not None and spec.finetune_epochs > 0
     centroid_epochs = spec.centroid_epochs if spec.centroid_epochs is not None else (1 if tune else 0)
     distil_on_calibration = calibration is not None and centroid_epochs > 0
