@@ -2,8 +2,7 @@
 
 Train the ``cifar10`` recipe on whatever hardware is present, re-load the exported weights file the way
 a user would and evaluate it on the test images; then Deep-Compress it (gradual pruning while fine-tuning,
-4-bit k-means weight sharing, centroid fine-tuning, both distilled from the trained model, entropy coding into
-``model.sqz``), re-load and
+4-bit k-means weight sharing, centroid fine-tuning, entropy coding into ``model.sqz``), re-load and
 evaluate that file too, and print both rows with sizes and the ratios to fp32 and to AlexNet's 240 MB.
 """
 
@@ -26,8 +25,10 @@ DEMO_DENSITY = "0.08,conv1=0.5,conv10=0.3,*/squeeze=0.25,*/expand1x1=0.15"
 DEMO_BITS = 4
 DEMO_PRUNE_EPOCHS = 8
 DEMO_LR = 0.05
-#: Both fine-tuning phases learn half from the labels, half from the trained model's outputs (distillation).
-DEMO_DISTILL = 0.5
+#: Without distillation: measured on one trained model (fresh clone, 2026-11-25, 0.7692 top-1), the demo's
+#: compression kept 0.7706 (+0.14 pt, agreement 0.842) in 571 s; with half the loss from the trained model's
+#: outputs (`distill=0.5`) 0.7624 (-0.68 pt, agreement 0.883) in 782 s. A short training run leaves the model
+#: improvable, and the labels improve it while the teacher holds it back (docs/compression.md).
 
 
 @dataclass
@@ -108,7 +109,7 @@ def run_demo(run_dir: str | Path, *, epochs: int | None = None, data_root: str |
         from .weights import save_weights
 
         spec = CompressionSpec(density=DEMO_DENSITY, bits=DEMO_BITS, finetune_epochs=prune_epochs, lr=DEMO_LR,
-                               distill=DEMO_DISTILL, overrides=dict(compress_overrides or {}))
+                               overrides=dict(compress_overrides or {}))
         work = run_dir / "compress"
         compressed, _ = compress_model(model, spec, data="cifar10", data_root=data_root, work_dir=work,
                                        progress_bar=bar, resume=resume and (work / STATE_FILE).is_file())

@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import SqueezeNetError
 from ..models.layers import paper_layer_names, prunable_layers
-from .reconstruct import InputStatistics, gptq, output_error, stages, uniform_grid
+from .reconstruct import InputStatistics, gptq, output_error, prune_mask, stages, uniform_grid
 
 logger = logging.getLogger(__name__)
 FINEST, COARSEST = 8.0, 1.0  # steps from rms / 2**8 to rms / 2 of the layer's kept weights
@@ -40,6 +40,7 @@ REFERENCE_SHIFT = 3.0  # the sensitivity is measured at step rms / 2**3: a chang
 # bytes came out with KL 0.0082 against 0.0075 without it (its lower bytes per step do not pay for the error
 # it adds, which GPTQ then spreads over the other weights); see docs/compression.md
 RATE = 0.0
+PRUNE = (0.15, 0.3)  # shares of a layer's kept weights it may also prune (its other weights compensate)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Option:
     bytes: float
     error: float  # output error (mean squared, on the unchanged model's inputs)
     kl: float = 0.0  # predicted KL contribution
+    prune: float = 0.0  # share of the kept weights pruned besides (by saliency; the mask's bytes change too)
 
 
 @dataclass
@@ -57,6 +59,7 @@ class LayerPlan:
     options: list[Option]
     sensitivity: float = 0.0  # KL per unit of output error
     chosen: int = 0
+    masks: dict[float, torch.Tensor] = field(default_factory=dict)  # the mask of each extra pruning share
 
     @property
     def choice(self) -> Option:
@@ -79,6 +82,10 @@ class BudgetPlan:
 
     def grids(self) -> dict[str, float | None]:
         return {lp.path: lp.choice.step for lp in self.layers}
+
+    def masks(self) -> dict[str, torch.Tensor]:
+        """The layers pruned further, and their masks."""
+        return {lp.path: lp.masks[lp.choice.prune] for lp in self.layers if lp.choice.prune}
 
 
 def short_step(step: float) -> float:
@@ -114,18 +121,36 @@ def symbol_bytes(values: torch.Tensor) -> float:
     return entropy_bits / 8 + 1.5 * counts.numel()
 
 
-def plan_layers(model: nn.Module, statistics: dict[str, InputStatistics], rate: float = RATE) -> list[LayerPlan]:
-    """Every layer's options: as it is, or on each candidate grid after GPTQ (bytes and output error)."""
+def mask_bytes(mask: torch.Tensor) -> float:
+    """Order-0 entropy of a keep/prune mask, in bytes (what the .sqz mask stream costs, within ~1%)."""
+    n, kept = mask.numel(), int(mask.sum())
+    if kept in (0, n):
+        return 0.0
+    d = kept / n
+    return -n * (d * math.log2(d) + (1 - d) * math.log2(1 - d)) / 8
+
+
+def plan_layers(model: nn.Module, statistics: dict[str, InputStatistics], rate: float = RATE,
+                prune: tuple[float, ...] = PRUNE) -> list[LayerPlan]:
+    """Every layer's options: as it is, or on each candidate grid after GPTQ (bytes and output error), also with
+    a share ``prune`` of its kept weights pruned (SparseGPT-style: the others compensate)."""
     names = paper_layer_names(model)
     plans = []
     for path, layer in prunable_layers(model).items():
         weight = layer.weight.detach()
+        hessian = statistics[path].hessian
         keep_bytes = symbol_bytes(weight) + 2.5 * torch.unique(weight[weight != 0]).numel()  # float codebook
-        options = [Option(None, keep_bytes, 0.0)]
-        for step in candidate_steps(weight):
-            q = gptq(weight, statistics[path].hessian, uniform_grid(weight, step), rate=rate)
-            options.append(Option(step, symbol_bytes(q), output_error(q - weight, statistics[path].hessian)))
-        plans.append(LayerPlan(path, names.get(path, path), options))
+        plan = LayerPlan(path, names.get(path, path), [Option(None, keep_bytes, 0.0)])
+        base_mask_bytes = mask_bytes(weight != 0)
+        for share in (0.0, *prune):
+            mask = prune_mask(weight, share) if share else None
+            extra = mask_bytes(mask) - base_mask_bytes if mask is not None else 0.0
+            if mask is not None:
+                plan.masks[share] = mask
+            for step in candidate_steps(weight):
+                q = gptq(weight, hessian, uniform_grid(weight, step), mask=mask, rate=rate)
+                plan.options.append(Option(step, symbol_bytes(q) + extra, output_error(q - weight, hessian), prune=share))
+        plans.append(plan)
     return plans
 
 

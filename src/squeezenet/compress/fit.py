@@ -143,7 +143,7 @@ def fit_with_data(model: Network, images: torch.Tensor, max_bytes: int, layout: 
         say(f"reconstruction for a predicted {plan.predicted_bytes:,.0f} bytes (attempt {attempt + 1})")
         grids = plan.grids()
         model.load_state_dict(original)
-        reconstruct(model, images, _grid_quantizer(grids), reference=statistics, rate=rate)
+        reconstruct(model, images, _grid_quantizer(grids), reference=statistics, rate=rate, masks=plan.masks())
         snap_side_values(model, skip_weights=[p for p, s in grids.items() if s is not None])
         measured = layout(model)[0]
         if measured <= max_bytes - HEADER_SLACK:

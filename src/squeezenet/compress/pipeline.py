@@ -237,7 +237,7 @@ def _post_training(plain: Network, spec: CompressionSpec, bits: dict[str, int], 
         layers = prunable_layers(plain)
         record.budget = [{"layer": lp.name, "path": lp.path, "step": lp.choice.step,
                           "levels_bits": step_bits(layers[lp.path].weight, lp.choice.step),
-                          "bytes": lp.choice.bytes, "output_error": lp.choice.error,
+                          "prune": lp.choice.prune, "bytes": lp.choice.bytes, "output_error": lp.choice.error,
                           "sensitivity": lp.sensitivity, "kl": lp.choice.kl} for lp in plan.layers]
 
 

@@ -117,19 +117,21 @@ def compression_summary(report: CompressionReport, input_fp32_bytes: int, paired
 
 
 def budget_table(rows: list[dict[str, Any]]) -> Table:
-    """What a byte budget chose per layer and why: the grid step (or the layer as it was), the bytes it costs,
+    """What a byte budget chose per layer and why: the grid step (or the layer as it was), the share of its kept
+    weights it also pruned, the bytes it costs (indices, plus or minus its mask's change),
     the layer's output error, how much the network amplifies it (KL per unit error) and the KL it predicts."""
     table = Table(title="byte budget: per-layer choices (greedy on predicted KL per byte saved)", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("layer", "grid step", "levels", "bytes", "output error", "KL per error", "predicted KL"):
+    for col in ("layer", "grid step", "levels", "also pruned", "bytes", "output error", "KL per error", "predicted KL"):
         table.add_column(col, justify="left" if col == "layer" else "right")
     for r in rows:
         as_is = r["step"] is None
         table.add_row(r["layer"], "as is" if as_is else f"{r['step']:.3g}", "" if as_is else f"2^{r['levels_bits']:.1f}",
-                      f"{r['bytes']:,.0f}", f"{r['output_error']:.3g}", f"{r['sensitivity']:.3g}", f"{r['kl']:.5f}")
+                      f"{r.get('prune', 0.0):.0%}" if r.get("prune") else "", f"{r['bytes']:,.0f}",
+                      f"{r['output_error']:.3g}", f"{r['sensitivity']:.3g}", f"{r['kl']:.5f}")
     table.add_section()
-    table.add_row("total", "", "", f"{sum(r['bytes'] for r in rows):,.0f}", "", "", f"{sum(r['kl'] for r in rows):.4f}",
-                  style="bold")
+    table.add_row("total", "", "", "", f"{sum(r['bytes'] for r in rows):,.0f}", "", "",
+                  f"{sum(r['kl'] for r in rows):.4f}", style="bold")
     return table
 
 
