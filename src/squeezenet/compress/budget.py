@@ -5,7 +5,8 @@ steps keep every grid value an exact float32 with a short integer, which the ``.
 in a few bits). For every layer and step the plan knows two numbers:
 
 - **bytes**: the entropy of the layer's code symbols after :func:`~.reconstruct.gptq` on the unchanged
-  model's inputs (the ANS coder lands within a fraction of a percent of it), plus its small tables;
+  model's inputs (the ANS coder lands within a fraction of a percent of it), plus its small tables and its
+  mask's entropy (a layer stored raw has none: moving it to a grid adds one);
 - **loss**: the predicted KL(original || compressed) on the calibration images. The layer's output error
   ``tr(D H D^T)`` is computed for every step; one measurement per layer -- the KL with that layer alone
   quantized at a reference step -- turns output error into KL (``kl = sensitivity * error``), so a layer
@@ -69,7 +70,7 @@ class LayerPlan:
 @dataclass
 class BudgetPlan:
     layers: list[LayerPlan]
-    fixed_bytes: float = 0.0  # everything the choices do not change (header, masks, biases)
+    fixed_bytes: float = 0.0  # everything the choices do not change (header, biases, side data)
     steps: list[str] = field(default_factory=list)  # what the greedy search did, for the report
 
     @property
@@ -139,17 +140,18 @@ def plan_layers(model: nn.Module, statistics: dict[str, InputStatistics], rate: 
     for path, layer in prunable_layers(model).items():
         weight = layer.weight.detach()
         hessian = statistics[path].hessian
-        keep_bytes = symbol_bytes(weight) + 2.5 * torch.unique(weight[weight != 0]).numel()  # float codebook
+        # (an estimate: the caller replaces it with the measured bytes, which differ for a layer stored raw)
+        keep_bytes = symbol_bytes(weight) + 2.5 * torch.unique(weight[weight != 0]).numel() + mask_bytes(weight != 0)
         plan = LayerPlan(path, names.get(path, path), [Option(None, keep_bytes, 0.0)])
-        base_mask_bytes = mask_bytes(weight != 0)
         for share in (0.0, *prune):
             mask = prune_mask(weight, share) if share else None
-            extra = mask_bytes(mask) - base_mask_bytes if mask is not None else 0.0
             if mask is not None:
                 plan.masks[share] = mask
             for step in candidate_steps(weight):
                 q = gptq(weight, hessian, uniform_grid(weight, step), mask=mask, rate=rate)
-                plan.options.append(Option(step, symbol_bytes(q) + extra, output_error(q - weight, hessian), prune=share))
+                # the mask stream codes q's zeros: pruned ones and any the grid rounded to zero
+                plan.options.append(Option(step, symbol_bytes(q) + mask_bytes(q != 0), output_error(q - weight, hessian),
+                                           prune=share))
         plans.append(plan)
     return plans
 

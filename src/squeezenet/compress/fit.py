@@ -133,6 +133,7 @@ def fit_with_data(model: Network, images: torch.Tensor, max_bytes: int, layout: 
     measure_sensitivity(model, images[:SENSITIVITY_IMAGES], plans, statistics, rate=rate)
     snap_side_values(model)
     unchanged, per_tensor = layout(model)  # every layer as it is, side data on the grid: where choices start
+    # (per-tensor bytes include masks: so do the options', and what is left is fixed whatever is chosen)
     for lp in plans:
         lp.options[0].bytes = per_tensor[f"{lp.path}.weight"]  # measured, not estimated
     model.load_state_dict(original)

@@ -179,8 +179,8 @@ def sqz_bytes(state_dict: Mapping[str, torch.Tensor], meta: ModelMeta) -> bytes:
 
 
 def encode_sqz_file(state_dict: Mapping[str, torch.Tensor], meta: ModelMeta) -> tuple[bytes, dict[str, float]]:
-    """The ``.sqz`` file and the bytes each tensor's values take in it: codes and grid streams plus its share of
-    the side data (masks, which depend only on which weights are zero, are left out)."""
+    """The ``.sqz`` file and the bytes each tensor takes in it: mask, codes and grid streams plus its share of
+    the side data. (A tensor stored raw has no mask: its zeros are in its values.)"""
     from .sqz import IMAGENET_CLASSES, encode_sqz
 
     meta_dict = meta.to_dict()
@@ -190,7 +190,7 @@ def encode_sqz_file(state_dict: Mapping[str, torch.Tensor], meta: ModelMeta) -> 
     header_len = int.from_bytes(data[10:14], "little")
     side_raw = sum(r.side_bytes for r in records)
     side = len(data) - 32 - 14 - header_len - sum(r.mask_bytes + r.codes_bytes + r.grid_bytes for r in records)
-    return data, {r.key: r.codes_bytes + r.grid_bytes + r.side_bytes * side / max(1, side_raw)
+    return data, {r.key: r.mask_bytes + r.codes_bytes + r.grid_bytes + r.side_bytes * side / max(1, side_raw)
                   for r in records}
 
 
