@@ -102,3 +102,20 @@ def test_compress_distils_on_calibration_images_and_keeps_the_structure(tmp_path
         compress_model(model, CompressionSpec(centroid_epochs=1), work_dir=tmp_path / "w2")
     with pytest.raises(SqueezeNetError, match="distill= mixes"):
         compress_model(model, CompressionSpec(distill=0.5), calibration=folder)
+
+
+def test_cli_distillation_options_fail_in_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from squeezenet.weights import save_weights
+
+    src = save_weights(create_model("squeezenet1_1_cifar", num_classes=10), tmp_path / "m.safetensors")
+    base = [sys.executable, "-m", "squeezenet", "compress", "-w", str(src), "-o", str(tmp_path / "c.sqz")]
+    for extra, message in ((["--distill", "0.5"], "--distill mixes"), (["--distill", "1.5"], "from 0 to 1"),
+                           (["--centroid-epochs", "1"], "or calibration images to distil on (--calibration)")):
+        result = subprocess.run(base + extra, capture_output=True, text=True)
+        last = result.stderr.strip().splitlines()[-1]  # (argparse prints its usage above a bad value)
+        assert result.returncode != 0 and message in last and last.startswith("squeezenet"), result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "c.sqz").exists()
