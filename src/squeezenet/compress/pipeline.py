@@ -123,9 +123,6 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
                         unlabelled=distil_on_calibration)
         if data is not None and data != "cifar10":  # (cifar10 may still be downloaded)
             resolve_data(data, data_root, download=False)
-    # the uncompressed model, whose outputs the compressed one learns to match
-    teacher = copy.deepcopy(model).eval() if distil_on_calibration or (spec.distill > 0 and (tune or centroid_epochs)) \
-        else None
     work = CompressionWorkDir(work_dir) if work_dir is not None and (tune or centroid_epochs) else None
     if work is not None:
         work.claim(model, spec, data if data is not None else f"calibration {calibration}", resume=resume)
@@ -140,6 +137,9 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
         record.phases = [m for m in (work.metrics("prune"), work.metrics("centroids")) if m]  # type: ignore[union-attr]
         return _finish(quantized, _shared_bits(quantized) if post_training else parse_bits(spec.bits, quantized), record)
 
+    # the uncompressed model, whose outputs the compressed one learns to match (copied before any change to it)
+    teacher = copy.deepcopy(model).eval() if distil_on_calibration or (spec.distill > 0 and (tune or centroid_epochs)) \
+        else None
     target_spec = spec.density if spec.density is not None else spec.quality
     pruned = work.load_result("prune") if work is not None else None
     if pruned is not None:

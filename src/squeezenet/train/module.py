@@ -114,7 +114,7 @@ class ClassifierModule(L.LightningModule):
         """Cross-entropy on labelled images; with a teacher, ``weight * T**2 * KL(teacher || student)`` plus
         ``(1 - weight)`` of the cross-entropy, and the KL alone for unlabelled images (label < 0)."""
         labelled = y >= 0
-        teacher = self.teacher_logits(x) if self._teacher and self.recipe.distill.weight > 0 else None
+        teacher = self.teacher_logits(x) if self.recipe.distill.weight > 0 else None
         if teacher is None:
             if not bool(labelled.all()):
                 raise SqueezeNetError("unlabelled images need a teacher to learn from (distillation)")
