@@ -113,7 +113,7 @@ def test_int8_export_is_smaller_and_agrees(tmp_path) -> None:
     calib = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     fp32, int8 = tmp_path / "m.onnx", tmp_path / "m8.onnx"
     export_onnx(model, fp32, check_images=calib[:16])
-    check = export_onnx(model, int8, check_images=calib[:32], int8=True, calibration=calib, min_top1_agreement=0.5)
+    check = export_onnx(model, int8, check_images=calib[:32], int8=True, calibration=calib, min_agreement=0.5, force=True)
     assert int8.stat().st_size < 0.5 * fp32.stat().st_size
     assert OnnxModel(int8).precision == "int8" and check.top1_agreement >= 0.5
     with pytest.raises(ValueError, match="calibration"):

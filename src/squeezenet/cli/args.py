@@ -83,9 +83,13 @@ def parse_option(text: str) -> tuple[str, Any]:
     return key.replace("-", "_"), value
 
 
+# kept in step with squeezenet.deploy.runtime.RUNTIMES (a test checks); listed here so --help imports nothing
+RUNTIME_CHOICES = ("auto", "pytorch", "onnxruntime", "openvino", "openvino-fp32", "executorch")
+
+
 def add_weights(p: argparse.ArgumentParser, onnx: bool = False) -> None:
     p.add_argument("-w", "--weights", required=True,
-                   help=WEIGHTS_HELP + ("; or an .onnx file from `squeezenet export`" if onnx else ""))
+                   help=WEIGHTS_HELP + ("; or an .onnx/.pte file from `squeezenet export`" if onnx else ""))
 
 
 def add_labelled_data(p: argparse.ArgumentParser) -> None:
@@ -113,3 +117,7 @@ def add_device(p: argparse.ArgumentParser, onnx: bool = True) -> None:
         p.add_argument("--provider", action="append", default=None, metavar="NAME",
                        help="onnxruntime execution provider for .onnx files, repeatable in order of preference "
                             "(default CPUExecutionProvider)")
+        p.add_argument("--runtime", default="auto", choices=RUNTIME_CHOICES,
+                       help="what runs the file: pytorch (weights files), onnxruntime, openvino (bf16 where the CPU "
+                            "has it), openvino-fp32 (.onnx), executorch (.pte); auto (default): the fastest installed "
+                            "runtime for the file that keeps its precision, measured on this machine once")

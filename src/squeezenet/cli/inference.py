@@ -17,7 +17,7 @@ def load_for_inference(args: argparse.Namespace) -> Any:
     """The model for ``--weights`` on ``--device`` / ``--provider`` (onnxruntime only for .onnx files)."""
     from ..deploy import load_model
 
-    return load_model(args.weights, device=args.device, providers=args.provider)
+    return load_model(args.weights, device=args.device, providers=args.provider, runtime=args.runtime)
 
 
 def _compare(args: argparse.Namespace, model: Any) -> int:
@@ -25,6 +25,7 @@ def _compare(args: argparse.Namespace, model: Any) -> int:
     from ..inference import compare
     from ..report.render import paired_lines
 
+    # the reference keeps its own precision (runtime auto never picks bf16), whatever --runtime runs the candidate
     reference = load_model(args.reference, device=args.device, providers=args.provider)
     result = compare(model, reference, args.data, batch_size=args.batch_size, progress=not args.json and sys.stderr.isatty())
     for message in result.skipped_files:

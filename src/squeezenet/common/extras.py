@@ -12,6 +12,8 @@ DISTRIBUTION = "squeezenet-toolkit"
 EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("lightning", "tensorboard", "matplotlib", "yaml"),
     "deploy": ("onnx", "onnxruntime", "onnxscript"),
+    "openvino": ("openvino",),
+    "executorch": ("executorch", "torchao"),
 }
 
 

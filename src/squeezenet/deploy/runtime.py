@@ -1,25 +1,46 @@
-"""``Classifier``: one object for inference from any file this toolkit reads or writes.
+"""``Classifier``: one object for inference from any file this toolkit reads or writes, on any runtime.
 
-``.onnx`` files run in onnxruntime (their meta comes from the file's metadata); ``.sqz``, ``.safetensors``,
-``.pth``, ``.pt`` and ``.net`` files and named weight sets run in PyTorch.
+Runtimes (:data:`RUNTIMES`): ``pytorch`` for weights files (``.sqz``, ``.safetensors``, ``.pth``, ``.pt``,
+``.net``) and named weight sets; ``onnxruntime``, ``openvino`` (its default precision: bf16 where the CPU has
+it) and ``openvino-fp32`` for ``.onnx``; ``executorch`` for ``.pte``. ``auto`` (the default) picks the fastest
+runtime installed for the file, measured on this machine (batch-1 median, cached per file, CPU and thread
+count) among those that keep the file's precision: it never picks bf16 on its own.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
-from collections.abc import Sequence
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ..common.cpu import cpu_model
 from ..common.device import device_kind, resolve_device
+from ..common.extras import missing
+from ..common.io import atomic_path
 from ..errors import SqueezeNetError
 from ..inference.predict import Prediction, predict
-from ..models import InferenceModel, ModelMeta, Preprocessing, config_from_dict
+from ..models import InferenceModel, ModelMeta, Preprocessing
 from ..weights import load_weights
-from .onnx import INPUT_NAME, META_FORMAT, OUTPUT_NAME, ort_session
+from .metadata import meta_from_properties
+from .onnx import INPUT_NAME, OUTPUT_NAME, ort_session
+
+logger = logging.getLogger(__name__)
+RUNTIMES = ("auto", "pytorch", "onnxruntime", "openvino", "openvino-fp32", "executorch")
+#: the runtimes that can run each kind of file; the first is the fallback when nothing else is installed
+FILE_RUNTIMES = {".onnx": ("onnxruntime", "openvino-fp32", "openvino"), ".pte": ("executorch",)}
+#: the extra each runtime needs
+RUNTIME_EXTRAS = {"onnxruntime": "deploy", "openvino": "openvino", "openvino-fp32": "openvino", "executorch": "executorch"}
+AUTO_CANDIDATES = {".onnx": ("onnxruntime", "openvino-fp32")}  # same precision as the file
 
 
 class OnnxModel:
@@ -36,17 +57,7 @@ class OnnxModel:
             raise
         except Exception as exc:  # onnxruntime raises its own exception types for malformed files
             raise SqueezeNetError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if meta.get("format") != META_FORMAT:
-            raise SqueezeNetError(f"{path}: an ONNX file without squeezenet metadata (export it with `squeezenet export`); "
-                                  "its preprocessing is unknown, so it is not used")
-        try:
-            config = config_from_dict(json.loads(meta["config"]), f"{path}: config")
-            self.meta = ModelMeta(config, Preprocessing.from_dict(json.loads(meta["preprocessing"]), f"{path}: preprocessing"),
-                                  tuple(json.loads(meta["classes"])), meta.get("source") or path.name)
-        except (KeyError, ValueError, TypeError, RecursionError) as exc:
-            raise SqueezeNetError(f"{path}: unreadable squeezenet metadata in the ONNX file ({exc})") from None
-        self.precision = meta.get("precision", "fp32")
+        self.meta, self.precision = meta_from_properties(self.session.get_modelmeta().custom_metadata_map, str(path))
         self.path = path
         inputs = self.session.get_inputs()
         if [i.name for i in inputs] != [INPUT_NAME]:
@@ -68,19 +79,113 @@ class OnnxModel:
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0])
 
 
-def load_model(source: str | Path, *, threads: int | None = None, device: str | torch.device | None = None,
-               providers: Sequence[str] | None = None) -> InferenceModel:
-    """A model for ``predict``/``evaluate``: onnxruntime for ``.onnx`` (on ``providers``, default the CPU),
-    PyTorch for every other weights file or named weight set (moved to ``device``, default the CPU)."""
-    if str(source).lower().endswith(".onnx"):
-        kind = "cpu" if device in (None, "auto") else device_kind(device)
-        if kind == "cuda" and not providers:
-            providers = ["CUDAExecutionProvider"]
-        elif kind not in ("cpu", "cuda"):
-            raise SqueezeNetError(f"{source}: onnxruntime does not run on {device!r}; choose execution providers instead")
+def runtime_of(model: InferenceModel) -> str:
+    """The runtime name of a loaded model (one of :data:`RUNTIMES` but ``auto``)."""
+    name = type(model).__name__
+    if name == "OpenVinoModel":
+        return "openvino-fp32" if model.mode == "fp32" else "openvino"  # type: ignore[attr-defined]
+    return {"OnnxModel": "onnxruntime", "ExecuTorchModel": "executorch"}.get(name, "pytorch")
+
+
+def _open(source: str | Path, runtime: str, threads: int | None, providers: Sequence[str] | None) -> InferenceModel:
+    if runtime == "onnxruntime":
         return OnnxModel(source, threads, providers)
-    if providers:
+    if runtime in ("openvino", "openvino-fp32"):
+        from .openvino import OpenVinoModel
+
+        return OpenVinoModel(source, threads, "fp32" if runtime == "openvino-fp32" else "fast")
+    from .executorch import ExecuTorchModel
+
+    return ExecuTorchModel(source)
+
+
+def _cache_file() -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "squeezenet" / "runtime-choice.json"
+
+
+def _file_key(path: Path, threads: int | None) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"{digest.hexdigest()[:24]}|{cpu_model()}|{os.cpu_count()}|threads={threads or 'default'}"
+
+
+def median_call_seconds(call: Callable[[], object], repeats: int = 7, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def choose_runtime(source: str | Path, threads: int | None = None) -> str:
+    """The fastest installed runtime for ``source`` that keeps its precision, measured here at batch 1 once and
+    remembered (``~/.cache/squeezenet/runtime-choice.json``, keyed by the file's hash, the CPU and ``threads``)."""
+    path = Path(source)
+    suffix = path.suffix.lower()
+    installed = [r for r in FILE_RUNTIMES.get(suffix, ("pytorch",)) if r == "pytorch" or not missing(RUNTIME_EXTRAS[r])]
+    candidates = [r for r in AUTO_CANDIDATES.get(suffix, installed) if r in installed]
+    if len(candidates) <= 1:
+        return (candidates or installed or FILE_RUNTIMES.get(suffix, ("pytorch",)))[0]
+    key, cache = _file_key(path, threads), _cache_file()
+    try:
+        known = json.loads(cache.read_text())
+        if not isinstance(known, dict):
+            known = {}
+    except (OSError, ValueError):
+        known = {}
+    if known.get(key) in candidates:
+        return known[key]
+    timings = {}
+    for runtime in candidates:
+        model = _open(path, runtime, threads, None)
+        crop = model.meta.preprocessing.crop
+        timings[runtime] = median_call_seconds(functools.partial(model, torch.zeros(1, model.meta.config.in_chans, crop, crop)))
+    best = min(timings, key=timings.__getitem__)
+    logger.info(f"runtime auto: {best} for {path.name} (batch-1 median: "
+                + ", ".join(f"{r} {1e3 * t:.1f} ms" for r, t in timings.items()) + ")")
+    known[key] = best
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache) as out:
+            out.write_text(json.dumps(known, indent=1))
+    except OSError as exc:  # a read-only home only loses the memory of the choice
+        logger.warning(f"could not remember the runtime choice in {cache}: {exc.strerror or exc}")
+    return best
+
+
+def load_model(source: str | Path, *, threads: int | None = None, device: str | torch.device | None = None,
+               providers: Sequence[str] | None = None, runtime: str = "auto") -> InferenceModel:
+    """A model for ``predict``/``evaluate``/``compare`` on ``runtime`` (:data:`RUNTIMES`). ``device`` moves PyTorch
+    models (default the CPU) and picks onnxruntime's CUDA provider for ``.onnx`` files; ``providers`` names
+    onnxruntime execution providers (default the CPU)."""
+    if runtime not in RUNTIMES:
+        raise SqueezeNetError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    suffix = Path(str(source)).suffix.lower()
+    allowed = FILE_RUNTIMES.get(suffix, ("pytorch",))
+    if runtime != "auto" and runtime not in allowed:
+        raise SqueezeNetError(f"{source}: runtime {runtime} does not run {suffix or 'these'} files; "
+                              f"choose from {', '.join(allowed)}")
+    kind = "cpu" if device in (None, "auto") else device_kind(device)
+    if providers and suffix != ".onnx":
         raise SqueezeNetError(f"{source}: execution providers are for .onnx files; PyTorch models take a device")
+    if suffix in FILE_RUNTIMES:
+        if kind == "cuda" and suffix == ".onnx" and runtime in ("auto", "onnxruntime"):
+            return OnnxModel(source, threads, providers or ["CUDAExecutionProvider"])
+        if kind != "cpu":
+            raise SqueezeNetError(f"{source}: runs on the CPU here (onnxruntime takes --provider for other devices)")
+        if providers:
+            return OnnxModel(source, threads, providers)
+        if runtime == "auto":
+            if not Path(source).is_file():
+                raise FileNotFoundError(f"no such file: {source}")
+            runtime = choose_runtime(source, threads)
+        return _open(source, runtime, threads, None)
     model = load_weights(source)
     return model.to(resolve_device(device)) if device is not None else model
 
@@ -97,10 +202,11 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | Path, threads: int | None = None, *, device: str | torch.device | None = None,
-             providers: Sequence[str] | None = None) -> Classifier:
-        """``device`` for PyTorch weights (``cuda``, ``auto``...), ``providers`` for ``.onnx`` files
-        (onnxruntime execution providers, e.g. ``["CUDAExecutionProvider"]``)."""
-        return cls(load_model(path, threads=threads, device=device, providers=providers), str(path))
+             providers: Sequence[str] | None = None, runtime: str = "auto") -> Classifier:
+        """``runtime``: one of :data:`RUNTIMES` (``auto``: the fastest installed for the file, measured here);
+        ``device`` for PyTorch weights (``cuda``, ``auto``...), ``providers`` for ``.onnx`` files on onnxruntime
+        (execution providers, e.g. ``["CUDAExecutionProvider"]``)."""
+        return cls(load_model(path, threads=threads, device=device, providers=providers, runtime=runtime), str(path))
 
     @property
     def meta(self) -> ModelMeta:
@@ -116,7 +222,9 @@ class Classifier:
 
     @property
     def backend(self) -> str:
-        return f"onnxruntime ({self.model.precision})" if isinstance(self.model, OnnxModel) else "pytorch"
+        """The runtime and the file's precision, e.g. ``openvino-fp32 (int8)``."""
+        runtime = runtime_of(self.model)
+        return "pytorch" if runtime == "pytorch" else f"{runtime} ({getattr(self.model, 'precision', 'fp32')})"
 
     def predict(self, images: Sequence[str | Path | Image.Image | np.ndarray], topk: int = 5,
                 batch_size: int = 32) -> list[Prediction]:

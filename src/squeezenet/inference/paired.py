@@ -65,6 +65,15 @@ def paired_difference(b: int, c: int, n: int) -> tuple[float, float, float, floa
     return (b - c) / n, max(-1.0, d - Z95 * se), min(1.0, d + Z95 * se), p
 
 
+def agreement_and_kl(reference: torch.Tensor, candidate: torch.Tensor) -> tuple[float, float]:
+    """Top-1 agreement and mean KL(reference || candidate) of two models' logits for the same images."""
+    if reference.shape != candidate.shape:
+        raise SqueezeNetError(f"logits of shape {list(candidate.shape)} cannot be paired with {list(reference.shape)}")
+    lr, lc = reference.double().log_softmax(1), candidate.double().log_softmax(1)
+    agreement = float((lr.argmax(1) == lc.argmax(1)).double().mean())
+    return agreement, float((lr.exp() * (lr - lc)).sum(1).mean())
+
+
 @torch.inference_mode()
 def compare(candidate: InferenceModel, reference: InferenceModel, data: str | Path, *, batch_size: int = 50,
             progress: bool = True) -> PairedResult:

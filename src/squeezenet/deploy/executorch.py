@@ -1,0 +1,191 @@
+"""ExecuTorch with the XNNPACK delegate: ``.pte`` programs for ARM phones and boards (and x86), fp32 and int8.
+
+The model's metadata (the same properties as an ONNX file's, :mod:`squeezenet.deploy.metadata`) is embedded
+in the program as a constant method ``squeezenet_metadata`` returning a JSON string: one file, readable by
+any ExecuTorch runtime (``program.load_method("squeezenet_metadata").execute([])``), no sidecar to lose.
+
+XNNPACK delegates static shapes only: exported with a dynamic batch, the published model ran undelegated at
+132 ms per image instead of 6.7 ms (measured in ``docs/deployment.md``). So a program has one batch size
+(``batch``, default 1, stored in the metadata) and :class:`ExecuTorchModel` feeds larger batches in chunks.
+
+int8 follows the PT2E flow ExecuTorch documents (``XNNPACKQuantizer``, symmetric per-channel weights, static
+activations calibrated on unlabelled images) and is checked like ONNX int8: refused below ``min_agreement``
+with the fp32 model on the calibration images unless forced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from ..common.extras import require_extra
+from ..common.io import atomic_path
+from ..errors import SqueezeNetError
+from ..inference.paired import agreement_and_kl
+from ..models import Network
+from .int8 import Int8Check
+from .metadata import meta_from_properties, model_properties
+from .onnx import ExportCheck
+
+METADATA_METHOD = "squeezenet_metadata"
+MAX_BATCH = 256
+# torchao registers an Enum with torch's pytree on import and torch warns about it on every command
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """The XNNPACK threadpool's cpuinfo prints five lines of C++ diagnostics to file descriptor 2 when the first
+    method loads ("Failed to open midr file" on x86); they say nothing to a user."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _lower(model: Network, example: torch.Tensor, properties: dict[str, str]) -> bytes:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    program = torch.export.export(model, (example,))
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
+                                          constant_methods={METADATA_METHOD: json.dumps(properties)})
+    return bytes(lowered.to_executorch().buffer)
+
+
+def _quantized(model: Network, example: torch.Tensor, calibration: torch.Tensor) -> torch.nn.Module:
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    graph = torch.export.export(model, (example,)).module()
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for start in range(0, len(calibration) - len(example) + 1, len(example)):
+            prepared(calibration[start:start + len(example)])
+    return convert_pt2e(prepared)
+
+
+def export_executorch(model: Network, path: str | Path, *, check_images: torch.Tensor, int8: bool = False,
+                      calibration: torch.Tensor | None = None, batch: int = 1, min_agreement: float = 0.98,
+                      force: bool = False, tolerance: float = 1e-3) -> ExportCheck:
+    """Write ``model`` as an ExecuTorch program for ``batch`` images at a time, checked before it is kept:
+    fp32 within ``tolerance`` of PyTorch on ``check_images``; int8 (calibrated on ``calibration``) agreeing
+    with fp32 on at least ``min_agreement`` of the calibration images' top-1 classes unless ``force``."""
+    if not isinstance(model, Network):
+        raise SqueezeNetError(f"export needs one of the toolkit's networks (with a meta), got {type(model).__name__}")
+    if not 1 <= batch <= MAX_BATCH:
+        raise SqueezeNetError(f"batch={batch}: choose 1 to {MAX_BATCH}")
+    if int8 and (calibration is None or len(calibration) < batch):
+        raise SqueezeNetError(f"int8 export needs at least {batch} calibration images (calibration=)")
+    path = Path(path)
+    if path.suffix.lower() != ".pte":
+        raise SqueezeNetError(f"{path}: ExecuTorch programs are named *.pte")
+    require_extra("executorch", "ExecuTorch export")
+    model = model.eval()
+    pre = model.meta.preprocessing
+    example = torch.zeros(batch, model.meta.config.in_chans, pre.crop, pre.crop)
+    properties = model_properties(model, "int8" if int8 else "fp32", batch=str(batch), runtime="executorch-xnnpack")
+    with torch.no_grad():
+        graph = _quantized(model, example, calibration) if int8 else model  # type: ignore[arg-type]
+        data = _lower(graph, example, properties)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory(dir=path.parent if path.parent.is_dir() else None) as tmp:
+        candidate = Path(tmp) / "model.pte"
+        candidate.write_bytes(data)
+        program = ExecuTorchModel(candidate)
+        with torch.no_grad():
+            reference, got = model(check_images), program(check_images)
+        agreement, _ = agreement_and_kl(reference, got)
+        check = ExportCheck(len(check_images), float((got - reference).abs().max()), agreement)
+        if not int8 and check.max_abs_diff > tolerance:
+            raise SqueezeNetError(f"the ExecuTorch program differs from PyTorch by {check.max_abs_diff:.3g} on "
+                                  f"{check.images} images (tolerance {tolerance:g}); not written")
+        if int8:
+            assert calibration is not None
+            with torch.no_grad():
+                agreement, kl = agreement_and_kl(model(calibration), program(calibration))
+            check.int8 = Int8Check(agreement, kl, len(calibration), "minmax (XNNPACKQuantizer)")
+            if agreement < min_agreement and not force:
+                raise SqueezeNetError(f"the int8 program agrees with fp32 on {agreement:.3f} of the {len(calibration)} "
+                                      f"calibration images' top-1 classes (KL {kl:.4f}), below {min_agreement:g}; not "
+                                      "written. Lower --min-agreement or --force")
+        del program
+        with atomic_path(path) as out:
+            out.write_bytes(data)
+    return check
+
+
+class ExecuTorchModel:
+    """An ExecuTorch program with the model contract (:class:`~squeezenet.models.InferenceModel`)."""
+
+    def __init__(self, path: str | Path):
+        require_extra("executorch", "running .pte files")
+        from executorch.runtime import Runtime
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {path}")
+        try:
+            with _native_stderr_silenced():  # a bad file also gets a C++ log line before the exception
+                program = Runtime.get().load_program(str(path))
+            names = set(program.method_names)
+        except Exception as exc:  # the runtime raises RuntimeError/ValueError with C++ messages
+            raise SqueezeNetError(f"{path}: not a loadable ExecuTorch program ({str(exc).strip()[:200]})") from None
+        if METADATA_METHOD not in names or "forward" not in names:
+            raise SqueezeNetError(f"{path}: an ExecuTorch program without squeezenet metadata (export it with "
+                                  "`squeezenet export --format executorch`); its preprocessing is unknown, so it is not used")
+        try:
+            raw = program.load_method(METADATA_METHOD).execute([])[0]
+            props = json.loads(raw) if isinstance(raw, str) else None
+            if not isinstance(props, dict):
+                raise ValueError("not a JSON object")
+            self.batch = int(props.get("batch", "1"))
+            if not 1 <= self.batch <= MAX_BATCH:
+                raise ValueError(f"batch {self.batch}")
+        except (ValueError, TypeError, RecursionError, RuntimeError) as exc:
+            raise SqueezeNetError(f"{path}: unreadable squeezenet metadata ({str(exc)[:200]})") from None
+        self.meta, self.precision = meta_from_properties({str(k): str(v) for k, v in props.items()}, str(path))
+        with _native_stderr_silenced():
+            self.forward = program.load_method("forward")
+        self.program, self.path = program, path
+
+    @property
+    def num_classes(self) -> int:
+        return self.meta.num_classes
+
+    def eval(self) -> ExecuTorchModel:
+        return self
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        crop = self.meta.preprocessing.crop
+        if images.dim() != 4 or tuple(images.shape[1:]) != (self.meta.config.in_chans, crop, crop):
+            raise SqueezeNetError(f"{self.path.name} takes N x {self.meta.config.in_chans} x {crop} x {crop} batches, "
+                                  f"got {list(images.shape)}")
+        x = images.detach().cpu().float().contiguous()
+        outs = []
+        for start in range(0, len(x), self.batch):
+            chunk = x[start:start + self.batch]
+            if len(chunk) < self.batch:  # the program's batch is fixed: pad, then drop the padding's outputs
+                chunk = torch.cat([chunk, chunk.new_zeros(self.batch - len(chunk), *chunk.shape[1:])])
+            outs.append(self.forward.execute([chunk])[0][:min(self.batch, len(x) - start)])
+        return torch.cat(outs)

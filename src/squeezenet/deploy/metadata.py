@@ -1,0 +1,64 @@
+"""The metadata every deployable file carries: flat string properties a client reads without this package.
+
+ONNX files keep them as ``metadata_props`` (OpenVINO shows the same map as ``rt_info["framework"]``);
+ExecuTorch programs as a constant method ``squeezenet_metadata`` returning their JSON. The keys: ``format``,
+``format_version``, ``precision``, ``config`` (architecture, JSON), ``classes`` (JSON list), ``source``, and the
+preprocessing both as readable flat keys (``resize``, ``resize_mode``, ``crop``, ``mean``, ``std``,
+``channel_order``, ``value_range``, ``interpolation``, ``input_layout``) and as one JSON object
+(``preprocessing``) that :func:`meta_from_properties` reads back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from ..errors import SqueezeNetError
+from ..models import ModelMeta, Network, Preprocessing, config_from_dict
+
+META_FORMAT = "squeezenet.onnx"  # the value of ``format`` in every file we write (kept from the first ONNX files)
+MAX_PROPERTY_CHARS = 4_000_000  # 1000 class names and a config are ~40 KB; a bigger property is not ours
+
+
+def preprocessing_metadata(pre: Preprocessing) -> dict[str, str]:
+    """Flat, self-explanatory keys a client reads without this package."""
+    return {
+        "resize": str(pre.resize), "resize_mode": pre.resize_mode, "crop": str(pre.crop),
+        "mean": json.dumps(list(pre.mean)), "std": json.dumps(list(pre.std)), "channel_order": pre.channel_order,
+        "value_range": str(pre.value_range), "interpolation": pre.interpolation,
+        "input_layout": "NCHW float32: resize (shorter side to `resize`, or to resize x resize if resize_mode is "
+                        "square), centre-crop `crop`, scale pixels to 0..value_range, order channels as "
+                        "channel_order, subtract mean, divide by std",
+        "preprocessing": json.dumps(pre.to_dict()),
+    }
+
+
+def model_properties(model: Network, precision: str, **extra: str) -> dict[str, str]:
+    """Every property of a file exported from ``model`` stored at ``precision`` (``fp32``, ``int8``...)."""
+    props = {"format": META_FORMAT, "format_version": "1", "precision": precision,
+             "config": json.dumps(model.meta.config.to_dict()), "classes": json.dumps(list(model.meta.classes))}
+    if model.meta.source:
+        props["source"] = model.meta.source
+    props.update(preprocessing_metadata(model.meta.preprocessing))
+    props.update(extra)
+    return props
+
+
+def meta_from_properties(props: Mapping[str, str], where: str) -> tuple[ModelMeta, str]:
+    """The model contract and precision from a file's properties; ``SqueezeNetError`` naming ``where`` when they
+    are absent (a file not exported by us: its preprocessing is unknown) or unreadable."""
+    if props.get("format") != META_FORMAT:
+        raise SqueezeNetError(f"{where}: a file without squeezenet metadata (export it with `squeezenet export`); "
+                              "its preprocessing is unknown, so it is not used")
+    try:
+        if any(len(str(v)) > MAX_PROPERTY_CHARS for v in props.values()):
+            raise ValueError(f"a property longer than {MAX_PROPERTY_CHARS:,} characters")
+        config = config_from_dict(json.loads(props["config"]), f"{where}: config")
+        pre = Preprocessing.from_dict(json.loads(props["preprocessing"]), f"{where}: preprocessing")
+        classes = json.loads(props["classes"])
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise ValueError("classes must be a list of names")
+        meta = ModelMeta(config, pre, tuple(classes), props.get("source") or where)
+    except (KeyError, ValueError, TypeError, RecursionError) as exc:
+        raise SqueezeNetError(f"{where}: unreadable squeezenet metadata ({str(exc)[:300]})") from None
+    return meta, str(props.get("precision", "fp32"))

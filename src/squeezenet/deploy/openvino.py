@@ -1,0 +1,81 @@
+"""OpenVINO on x86 CPUs: runs our ``.onnx`` files (fp32 and int8 QDQ) directly, with their metadata.
+
+OpenVINO reads ONNX itself and exposes its ``metadata_props`` as ``rt_info["framework"]``, so the file needs no
+conversion. Converting to OpenVINO IR (``.xml``/``.bin``) gave the same compiled graph and the same load time
+(0.35 s both, measured in ``docs/deployment.md``), so the toolkit ships one file.
+
+Precision: by default OpenVINO runs fp32 graphs in bf16 where the CPU has it (AVX-512 BF16 or AMX): faster, and
+it changes answers (1.6% of the published model's top-1 on the 250 samples). ``precision="fp32"`` asks for true
+fp32 (``INFERENCE_PRECISION_HINT=f32``); the runtime names ``openvino`` and ``openvino-fp32`` select the two.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..common.extras import require_extra
+from ..errors import SqueezeNetError
+from .metadata import meta_from_properties
+
+PRECISIONS = ("fast", "fp32")
+
+
+class OpenVinoModel:
+    """An OpenVINO compiled model with the model contract (:class:`~squeezenet.models.InferenceModel`)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, precision: str = "fast"):
+        if precision not in PRECISIONS:
+            raise SqueezeNetError(f"OpenVINO precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+        require_extra("openvino", "running files with OpenVINO")
+        import openvino as ov
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {path}")
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line C++ messages
+            raise SqueezeNetError(f"{path}: OpenVINO cannot read it ({str(exc).strip().splitlines()[0][:200]})") from None
+        info = model.get_rt_info()
+        props = info["framework"] if "framework" in list(info.keys()) else {}
+        props = props.astype(dict) if hasattr(props, "astype") else props  # an OVAny in some versions, a dict in others
+        self.meta, self.precision = meta_from_properties(
+            {str(k): v.astype(str) if hasattr(v, "astype") else str(v) for k, v in props.items()}, str(path))
+        if [i.get_any_name() for i in model.inputs][:1] != ["image"] or len(model.inputs) != 1:
+            raise SqueezeNetError(f"{path}: expected one input called 'image'")
+        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if precision == "fp32":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.path, self.mode = path, precision
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.compute_precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # "f32", "bf16"
+
+    @property
+    def num_classes(self) -> int:
+        return self.meta.num_classes
+
+    def eval(self) -> OpenVinoModel:
+        return self
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        crop = self.meta.preprocessing.crop
+        if images.dim() != 4 or tuple(images.shape[1:]) != (self.meta.config.in_chans, crop, crop):
+            raise SqueezeNetError(f"{self.path.name} takes N x {self.meta.config.in_chans} x {crop} x {crop} batches, "
+                                  f"got {list(images.shape)}")
+        batch = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(np.array(self.request.infer({0: batch})[0]))
+
+    def kernels(self) -> Counter[str]:
+        """How many operations ran on each oneDNN kernel (``brgconv_avx512_1x1_I8``...): which ISA was used.
+        Known after the first call."""
+        return Counter(str(op.get_rt_info()["primitiveType"].astype(str))
+                       for op in self.compiled.get_runtime_model().get_ordered_ops())

@@ -1,0 +1,189 @@
+"""Runtimes behind Classifier.load: OpenVINO, ExecuTorch, the measured `auto` choice, and int8 that is checked."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import require_shared
+from squeezenet.deploy import RUNTIMES, Classifier, OnnxModel, export_onnx
+from squeezenet.deploy import runtime as runtime_module
+from squeezenet.errors import SqueezeNetError
+from squeezenet.models import create_model
+from squeezenet.weights import Preprocessing, load_weights, save_weights
+
+needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="the [openvino] extra is not installed")
+needs_executorch = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
+                                      reason="the [executorch] extra is not installed")
+
+
+def _cifar_model(tmp_path: Path):
+    torch.manual_seed(0)
+    model = create_model("squeezenet1_1_cifar", batch_norm=True, stem_pool=True).eval()
+    model.meta = model.meta.replace(classes=[f"c{i}" for i in range(10)])
+    model.meta = model.meta.replace(preprocessing=Preprocessing("cifar", resize=32, crop=32, mean=(0.5,) * 3, std=(0.25,) * 3))
+    save_weights(model, tmp_path / "cifar.safetensors")
+    return load_weights(tmp_path / "cifar.safetensors").eval()
+
+
+def _images(n: int, seed: int = 1, scale: float = 1.0) -> torch.Tensor:
+    return scale * torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def test_cli_runtime_choices_are_the_library_runtimes() -> None:
+    from squeezenet.cli.args import RUNTIME_CHOICES
+
+    assert tuple(RUNTIME_CHOICES) == tuple(RUNTIMES)
+
+
+def test_int8_below_min_agreement_is_refused_and_force_writes_the_best(tmp_path) -> None:
+    model = _cifar_model(tmp_path)
+    # a deliberately bad calibration: one image 1000x brighter than the rest stretches every activation range, so
+    # int8 keeps ~no resolution for the others
+    bad = _images(64)
+    bad[0] *= 1000
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(SqueezeNetError, match="no int8 file reaches top-1 agreement 0.98"):
+        export_onnx(model, out, check_images=bad[:8], int8=True, calibration=bad, calibration_method="minmax")
+    assert not out.exists() and not list(tmp_path.glob("*.onnx"))
+    check = export_onnx(model, out, check_images=bad[:8], int8=True, calibration=bad, calibration_method="minmax", force=True)
+    q = check.int8
+    assert out.exists() and OnnxModel(out).precision == "int8"
+    assert q is not None and q.agreement < 0.98 and q.images == 64
+    assert q.agreement == max(t["agreement"] for t in q.tried)  # the most faithful candidate measured was written
+    assert len(q.tried) > 1  # layers were kept in fp32 to try to reach the target
+
+
+def test_int8_that_agrees_is_written_whole(tmp_path) -> None:
+    model = _cifar_model(tmp_path)
+    calib = _images(64)
+    check = export_onnx(model, tmp_path / "ok.onnx", check_images=calib[:8], int8=True, calibration=calib,
+                        calibration_method="minmax", min_agreement=0.5)
+    assert check.int8 is not None and check.int8.agreement >= 0.5 and check.int8.fp32_layers == []
+    assert [t["fp32_layers"] for t in check.int8.tried] == [0]
+
+
+@needs_openvino
+def test_openvino_runs_our_onnx_files_with_true_fp32_and_its_fast_mode(tmp_path) -> None:
+    from squeezenet.deploy.openvino import OpenVinoModel
+
+    model = _cifar_model(tmp_path)
+    x = _images(6)
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path, check_images=x)
+    exact, fast = OpenVinoModel(path, threads=1, precision="fp32"), OpenVinoModel(path, threads=1)
+    with torch.no_grad():
+        reference = model(x)
+    assert exact.meta.replace(source=None) == model.meta and exact.compute_precision == "f32"
+    assert (exact(x) - reference).abs().max() < 1e-4
+    assert fast(x).shape == reference.shape and fast.kernels()  # runs; which kernels is the CPU's business
+    clf = Classifier.load(path, runtime="openvino-fp32")
+    assert clf.backend == "openvino-fp32 (fp32)" and clf.class_names == list(model.meta.classes)
+    with pytest.raises(SqueezeNetError, match="takes N x 3 x 32 x 32"):
+        exact(torch.zeros(1, 3, 16, 16))
+
+
+@needs_executorch
+def test_executorch_program_equals_pytorch_with_metadata_inside(tmp_path) -> None:
+    from squeezenet.deploy.executorch import ExecuTorchModel, export_executorch
+
+    model = _cifar_model(tmp_path)
+    x = _images(5)
+    for batch in (1, 4):  # 5 images: a batch-4 program pads the second call
+        path = tmp_path / f"m{batch}.pte"
+        check = export_executorch(model, path, check_images=x, batch=batch)
+        program = ExecuTorchModel(path)
+        with torch.no_grad():
+            assert (program(x) - model(x)).abs().max() < 1e-4
+        assert program.meta.replace(source=None) == model.meta and program.batch == batch and check.max_abs_diff < 1e-4
+    clf = Classifier.load(tmp_path / "m1.pte")
+    assert clf.backend == "executorch (fp32)"
+    q = export_executorch(model, tmp_path / "q.pte", check_images=x, int8=True, calibration=_images(32, seed=2),
+                          min_agreement=0.0)
+    assert ExecuTorchModel(tmp_path / "q.pte").precision == "int8" and q.int8 is not None
+    assert (tmp_path / "q.pte").stat().st_size < 0.6 * (tmp_path / "m1.pte").stat().st_size
+
+
+@needs_executorch
+def test_foreign_executorch_programs_and_wrong_runtimes_are_one_line_errors(tmp_path) -> None:
+    from executorch.exir import to_edge
+
+    program = to_edge(torch.export.export(torch.nn.Linear(3, 2), (torch.zeros(1, 3),))).to_executorch()
+    foreign = tmp_path / "foreign.pte"
+    foreign.write_bytes(program.buffer)
+    garbage = tmp_path / "garbage.pte"
+    garbage.write_bytes(b"not a program" * 10)
+    for path, words in ((foreign, "without squeezenet metadata"), (garbage, "not a loadable ExecuTorch program")):
+        run = subprocess.run([sys.executable, "-m", "squeezenet", "predict", "-w", str(path), str(path)],
+                             capture_output=True, text=True)
+        lines = run.stderr.strip().splitlines()
+        assert run.returncode != 0 and len(lines) == 1 and words in lines[0] and str(path) in lines[0], run.stderr
+    with pytest.raises(SqueezeNetError, match="does not run .pte files"):
+        Classifier.load(foreign, runtime="onnxruntime")
+
+
+def test_auto_measures_once_per_file_and_remembers(tmp_path, monkeypatch) -> None:
+    model = _cifar_model(tmp_path)
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path, check_images=_images(4))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    timed: list[str] = []
+    real_open = runtime_module._open
+
+    def counting_open(source, runtime, threads, providers):
+        timed.append(runtime)
+        return real_open(source, runtime, threads, providers)
+
+    monkeypatch.setattr(runtime_module, "_open", counting_open)
+    monkeypatch.setattr(runtime_module, "AUTO_CANDIDATES", {".onnx": ("onnxruntime",)})
+    monkeypatch.setattr(runtime_module, "FILE_RUNTIMES", {".onnx": ("onnxruntime",), ".pte": ("executorch",)})
+    first = runtime_module.choose_runtime(path)
+    assert first == "onnxruntime" and timed == []  # one candidate installed: nothing to measure
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("measuring between runtimes needs the [openvino] extra")
+    monkeypatch.setattr(runtime_module, "AUTO_CANDIDATES", {".onnx": ("onnxruntime", "openvino-fp32")})
+    monkeypatch.setattr(runtime_module, "FILE_RUNTIMES", {".onnx": ("onnxruntime", "openvino-fp32"), ".pte": ("executorch",)})
+    chosen = runtime_module.choose_runtime(path)
+    assert sorted(timed) == ["onnxruntime", "openvino-fp32"]
+    remembered = json.loads((tmp_path / "cache" / "squeezenet" / "runtime-choice.json").read_text())
+    assert list(remembered.values()) == [chosen]
+    timed.clear()
+    assert runtime_module.choose_runtime(path) == chosen and timed == []  # remembered, not measured again
+    path.write_bytes(path.read_bytes() + b"\0")  # another file (hash): measured again
+    with pytest.raises(SqueezeNetError):
+        runtime_module.choose_runtime(path)  # (a corrupted file cannot load: the error is the loader's, one line)
+
+
+@pytest.mark.slow
+@needs_openvino
+@needs_executorch
+def test_published_model_on_every_runtime(tmp_path) -> None:
+    """fp32 on ExecuTorch and OpenVINO-fp32 gives PyTorch's answers on real images; int8 agrees as checked."""
+    from squeezenet.deploy.executorch import export_executorch
+    from squeezenet.inference.paired import agreement_and_kl
+    from squeezenet.inference.preloaded import load_images
+
+    model = load_weights(require_shared("deep-compression", "compressed_SqueezeNet.net")).eval()
+    images = load_images(model, require_shared("imagenet-samples"), 40)[0]
+    calib = load_images(model, require_shared("imagenet-calib"), 48)[0]
+    with torch.no_grad():
+        reference = model(images)
+    onnx_path, pte = tmp_path / "dc.onnx", tmp_path / "dc.pte"
+    export_onnx(model, onnx_path, check_images=images[:8])
+    export_executorch(model, pte, check_images=images[:8])
+    for runtime, path in (("openvino-fp32", onnx_path), ("executorch", pte), ("onnxruntime", onnx_path)):
+        got = Classifier.load(path, runtime=runtime).model(images)
+        assert agreement_and_kl(reference, got)[0] == 1.0 and (got - reference).abs().max() < 1e-2, runtime
+    int8 = tmp_path / "dc8.onnx"
+    check = export_onnx(model, int8, check_images=images[:8], int8=True, calibration=calib, min_agreement=0.85,
+                        calibration_method="minmax")
+    assert check.int8 is not None and check.int8.agreement >= 0.85
+    for runtime in ("onnxruntime", "openvino-fp32"):
+        agreement, kl = agreement_and_kl(reference, Classifier.load(int8, runtime=runtime).model(images))
+        assert agreement >= 0.8 and kl < 0.1, (runtime, agreement, kl)
