@@ -186,12 +186,21 @@ def test_export_and_bench_cli(tmp_path) -> None:
                         capture_output=True, text=True)
     assert ev.returncode == 0 and json.loads(ev.stdout)["n"] == 40, ev.stderr[-1500:]
     bench = subprocess.run([sys.executable, "-m", "squeezenet", "bench", "-w", str(weights), "-d", str(data),
-                            "--repeats", "3", "--work-dir", str(tmp_path / "b"), "--json"], capture_output=True, text=True)
+                            "--repeats", "3", "--work-dir", str(tmp_path / "b"), "--runtime", "pytorch", "--runtime",
+                            "onnxruntime", "--json"], capture_output=True, text=True)
     assert bench.returncode == 0, bench.stderr[-1500:]
-    rows = json.loads(bench.stdout)
-    assert [r["format"] for r in rows] == ["pytorch fp32", "onnx fp32", "onnx int8", "alexnet fp32 (pytorch)"]
-    assert rows[1]["top1"] == rows[0]["top1"] and rows[2]["size_bytes"] < rows[1]["size_bytes"]
+    result = json.loads(bench.stdout)
+    rows = result["rows"]
+    assert [(r["runtime"], r["precision"]) for r in rows] == [("pytorch", "fp32"), ("onnxruntime", "fp32"),
+                                                              ("onnxruntime", "int8"), ("pytorch", "fp32")]
+    assert rows[1]["top1"] == rows[0]["top1"] and rows[1]["agreement"] == 1.0 and rows[0]["kl"] == 0.0
+    assert rows[2]["size_bytes"] < rows[1]["size_bytes"] and rows[1]["vs_onnxruntime"] == 1.0
     assert all(r["latency_ms"] > 0 and r["throughput"] > 0 for r in rows) and rows[3]["top1"] is None
+    # transfer sizes are real compressions of the file; load time and memory come from a runtime-only process
+    assert all(0 < r["gzip_bytes"] < r["size_bytes"] for r in rows[:3])
+    assert all(r["peak_rss_mb"] > 10 and r["load_ms"] > 0 for r in rows[:3])
+    assert rows[1]["peak_rss_mb"] < rows[0]["peak_rss_mb"]  # onnxruntime alone needs less memory than torch
+    assert result["cpu"] and result["omp_wait_policy"] == "PASSIVE" and result["peaks"]["fp32"] > 1e9
 
 
 def test_onnx_model_carries_the_same_meta_and_runs_where_asked(tmp_path, capsys):

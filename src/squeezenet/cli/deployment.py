@@ -51,13 +51,18 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
     add_weights(p)
     add_labelled_data(p)
     p.add_argument("--calibration", metavar="DIR", help="int8 calibration images (default: 64 of --data)")
+    p.add_argument("--calibration-images", type=positive_int, default=250, help="how many (default 250)")
+    p.add_argument("--runtime", action="append", choices=("pytorch", "onnxruntime", "openvino", "executorch"),
+                   help="measure only these runtimes (repeatable; default: every installed one)")
     p.add_argument("--threads", type=positive_int, default=2, help="intra-op threads for every runtime (default 2)")
-    p.add_argument("--repeats", type=positive_int, default=50, help="timed batch-1 runs per format (default 50)")
-    p.add_argument("--limit", type=positive_int, help="accuracy on a fixed random subset of N images (default: all)")
+    p.add_argument("--repeats", type=positive_int, default=50, help="timed batch-1 runs per row (default 50)")
+    p.add_argument("--limit", type=positive_int, help="agreement/accuracy on a fixed random subset of N images (default: all)")
     p.add_argument("--no-alexnet", action="store_true", help="skip the AlexNet baseline row")
-    p.add_argument("--work-dir", help="where the ONNX files go (default ./bench-onnx)")
+    p.add_argument("--no-subprocess", action="store_true",
+                   help="skip the load-time / peak-RSS measurement in a fresh runtime-only process per row")
+    p.add_argument("--work-dir", help="where the exported files go (default ./bench-files)")
     add_device(p, onnx=False)
-    add_json(p, "print the rows as JSON")
+    add_json(p, "print the CPU, peaks and rows as JSON")
 
 
 @verb("export", _export_arguments, extra="deploy")
@@ -123,23 +128,33 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 @verb("bench", _bench_arguments, extra="deploy")
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Size, accuracy and speed of PyTorch, ONNX fp32 and ONNX int8 side by side.
+    """Every runtime x precision side by side: size, download, load, memory, speed, agreement.
 
-    Benchmark every deployable form of one set of weights on this machine: PyTorch eager fp32, ONNX fp32 and
-    ONNX int8 (onnxruntime), plus AlexNet fp32 as the paper's baseline: file size, top-1/top-5 on an image
-    folder, batch-1 latency and batch-32 throughput (medians), same thread count for all.
+    Export the weights to every installed runtime (ONNX for onnxruntime and OpenVINO, .pte for ExecuTorch; fp32
+    and int8) and measure each on this machine: file size and what a device downloads (gzip, brotli), load time
+    and peak RSS of a process importing only that runtime, batch-1 latency and batch-32 throughput (medians,
+    interleaved), speed relative to onnxruntime fp32, the fraction of this CPU's measured peak, the kernels the
+    runtime reports, and top-1 agreement/KL with the fp32 PyTorch model. The CPU model and instruction sets are
+    printed with the table; PyTorch runs with OMP_WAIT_POLICY=PASSIVE.
     """
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spin-waiting made eager 6x slower
     from ..deploy.bench import bench
     from ..report.render import console_for_output
     from ..report.tables import bench_table
 
-    work = Path(args.work_dir or "bench-onnx")
-    rows = bench(args.weights, args.data, work, calibration=args.calibration, threads=args.threads,
-                 repeats=args.repeats, limit=args.limit, alexnet=not args.no_alexnet, device=args.device)
+    work = Path(args.work_dir or "bench-files")
+    result = bench(args.weights, args.data, work, calibration=args.calibration,
+                   calibration_images=args.calibration_images, threads=args.threads, repeats=args.repeats,
+                   limit=args.limit, alexnet=not args.no_alexnet, runtimes=args.runtime,
+                   subprocesses=not args.no_subprocess, device=args.device)
     if args.json:
-        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        print(json.dumps(result.to_dict(), indent=2))
         return 0
     console = console_for_output()
-    console.print(bench_table(rows, f"{Path(str(args.weights)).name} on {args.data}: {args.threads} threads, medians"))
-    console.print(f"ONNX files in {work}/")
+    peaks = ", ".join(f"{k} {v / 1e9:,.0f} G{'FLOP' if k == 'fp32' else 'OP'}/s" for k, v in result.peaks.items())
+    console.print(bench_table(result, f"{Path(str(args.weights)).name} on {args.data} ({result.images} images): "
+                                      f"{args.threads} threads, medians, OMP_WAIT_POLICY={result.omp_wait_policy}"))
+    console.print(f"CPU: {result.cpu}\nmeasured peak ({args.threads} threads): {peaks}\nfiles in {work}/")
     return 0

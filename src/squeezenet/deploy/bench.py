@@ -1,48 +1,98 @@
-"""``squeezenet bench``: every deployable form of a model side by side on this machine.
+"""``squeezenet bench``: every runtime x precision of one model, side by side on this machine.
 
-For PyTorch eager fp32, ONNX fp32 and ONNX int8 (onnxruntime, static QDQ) of the same weights, plus
-AlexNet fp32 as the paper's baseline: file size, top-1/top-5 on an image folder, batch-1 latency
-(median ms) and batch-32 throughput (median img/s), all with the same number of threads.
+Rows: PyTorch eager fp32; onnxruntime fp32/int8; OpenVINO true fp32, its default (bf16 where the CPU has it)
+and int8; ExecuTorch (XNNPACK) fp32/int8 — each runtime present only when its extra is installed — plus
+AlexNet fp32 as the paper's baseline. Columns: the file and what a device downloads (gzip and brotli), load
+time and peak RSS of a process that imports only that runtime (no torch, except where the runtime needs it),
+batch-1 median latency, batch-32 median throughput and its ratio to onnxruntime fp32, the fraction of this
+CPU's measured peak (:mod:`.peak`) and the kernels the runtime reported, and top-1 agreement/KL with the fp32
+PyTorch model (plus top-1/top-5 when the images are labelled).
+
+Timings are interleaved in rounds (these 2-core machines vary 2x between minutes) and PyTorch runs with passive
+OpenMP waiting (spin-waiting made eager 6x slower on a busy machine): the CLI sets ``OMP_WAIT_POLICY=PASSIVE``
+before torch loads, and :func:`bench` warns when it was not set.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
+import gzip
+import json
 import logging
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..common.cpu import cpu_summary
 from ..common.device import resolve_device
+from ..common.extras import missing
+from ..errors import SqueezeNetError
+from ..inference.paired import agreement_and_kl
 from ..inference.preloaded import load_images
+from ..models import InferenceModel
 from ..weights import load_weights
-from .onnx import export_onnx, ort_session, run_onnx
+from .onnx import export_onnx
+from .peak import gemm_rate, measured_peaks
+from .runtime import _open
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class BenchRow:
-    format: str
+    runtime: str
+    precision: str  # of the file: fp32, int8; "bf16" for OpenVINO's default on an fp32 file
     file: str
     size_bytes: int
-    top1: float | None
-    top5: float | None
-    latency_ms: float  # batch 1, median
-    throughput: float  # images/s at batch 32, median
+    gzip_bytes: int | None = None
+    brotli_bytes: int | None = None
+    load_ms: float | None = None  # create the session / compile / load the program, in a fresh process
+    peak_rss_mb: float | None = None  # that process, after one batch-32 call
+    latency_ms: float = 0.0  # batch 1, median
+    throughput: float = 0.0  # images/s at batch 32, median
+    vs_onnxruntime: float | None = None  # batch-32 throughput / onnxruntime fp32's
+    of_peak: float | None = None  # achieved (dense) FLOP/s at batch 32 / the measured peak of its precision
+    kernels: str = ""  # what the runtime reports it ran (OpenVINO's oneDNN kernels, PyTorch's CPU capability)
+    agreement: float | None = None  # top-1 agreement with PyTorch fp32
+    kl: float | None = None
+    top1: float | None = None
+    top5: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-    return float((top5[:, 0] == labels).float().mean()), float((top5 == labels[:, None]).any(1).float().mean())
+@dataclass
+class BenchResult:
+    cpu: str
+    threads: int
+    images: int
+    peaks: dict[str, float]  # measured: fp32 FLOP/s, int8 OP/s (AVX-512 VNNI)
+    omp_wait_policy: str
+    rows: list[BenchRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"cpu": self.cpu, "threads": self.threads, "images": self.images, "peaks": self.peaks,
+                "omp_wait_policy": self.omp_wait_policy, "rows": [r.to_dict() for r in self.rows]}
+
+
+def transfer_sizes(path: Path) -> tuple[int | None, int | None]:
+    """gzip -9 and brotli (quality 11) sizes of a file: what a device downloads over HTTP compression."""
+    if not path.is_file():
+        return None, None
+    data = path.read_bytes()
+    try:
+        import brotli
+    except ImportError:
+        return len(gzip.compress(data, 9, mtime=0)), None
+    return len(gzip.compress(data, 9, mtime=0)), len(brotli.compress(data, quality=11))
 
 
 def _synced(out: torch.Tensor) -> torch.Tensor:
@@ -54,9 +104,8 @@ def _synced(out: torch.Tensor) -> torch.Tensor:
 
 def interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int, rounds: int = 5) -> dict[str, float]:
     """Median seconds per call of each runner, timed in alternating rounds so that a noisy phase of the
-    machine hits every format alike (these 2-core machines vary by 2x between minutes). Each runtime keeps
-    its default thread behaviour (onnxruntime's workers spin between ops), with a pause between blocks so
-    one runtime's spinning threads do not slow the next one down."""
+    machine hits every runtime alike. Each runtime keeps its default thread behaviour (onnxruntime's workers
+    spin between ops), with a pause between blocks so one runtime's spinning threads do not slow the next."""
     samples: dict[str, list[float]] = {name: [] for name in runners}
     for fn in runners.values():
         for _ in range(3):
@@ -64,7 +113,7 @@ def interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int, 
     per_round = max(1, repeats // rounds)
     for _ in range(rounds):
         for name, fn in runners.items():
-            time.sleep(0.2)  # let the previous runtime's worker threads stop spinning before timing the next
+            time.sleep(0.2)
             for _ in range(per_round):
                 start = time.perf_counter()
                 fn()
@@ -72,55 +121,213 @@ def interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int, 
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
+# Runs in a fresh interpreter that imports only the runtime (and numpy): load time and peak RSS as a device sees them.
+RUNTIME_ONLY = r"""
+import json, resource, sys, time
+import numpy as np
+runtime, path, threads, shape = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+x = np.zeros(shape, np.float32)
+if runtime == "onnxruntime":
+    import onnxruntime as ort
+    start = time.perf_counter()
+    options = ort.SessionOptions(); options.intra_op_num_threads = threads; options.inter_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    loaded = time.perf_counter()
+    session.run(None, {"image": x})
+elif runtime.startswith("openvino"):
+    import openvino as ov
+    start = time.perf_counter()
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    if runtime == "openvino-fp32":
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    compiled = ov.Core().compile_model(path, "CPU", config)
+    loaded = time.perf_counter()
+    compiled(x)
+elif runtime == "executorch":
+    import logging; logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    from executorch.runtime import Runtime
+    import torch
+    start = time.perf_counter()
+    method = Runtime.get().load_program(path).load_method("forward")
+    loaded = time.perf_counter()
+    method.execute([torch.zeros(*shape)])
+else:
+    import torch
+    torch.set_num_threads(threads)
+    from squeezenet.weights import load_weights
+    start = time.perf_counter()
+    model = load_weights(path).eval()
+    loaded = time.perf_counter()
+    with torch.inference_mode():
+        model(torch.from_numpy(x))
+# VmHWM, not getrusage: Linux keeps ru_maxrss across exec, so a child of a big process would report the parent's peak
+hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+peak_kb = int(hwm[0]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"load_ms": 1e3 * (loaded - start), "peak_rss_mb": peak_kb / 1024}))
+"""
+
+
+def runtime_only(runtime: str, path: Path, threads: int, shape: list[int]) -> tuple[float | None, float | None]:
+    """(load ms, peak RSS MB) of a fresh process running ``path`` on ``runtime`` once; (None, None) if it fails."""
+    if sys.platform == "win32":  # the resource module is POSIX
+        return None, None
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    run = subprocess.run([sys.executable, "-c", RUNTIME_ONLY, runtime, str(path), str(threads), json.dumps(shape)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    try:
+        out = json.loads(run.stdout.strip().splitlines()[-1])
+        return float(out["load_ms"]), float(out["peak_rss_mb"])
+    except (IndexError, ValueError, KeyError):
+        logger.warning(f"could not measure {runtime} in a separate process: {run.stderr.strip()[-200:]}")
+        return None, None
+
+
+def _kernels(model: InferenceModel, runtime: str) -> str:
+    if runtime.startswith("openvino"):
+        counts = model.kernels()  # type: ignore[attr-defined]
+        convs = {k: v for k, v in counts.items() if "conv" in k}
+        return ", ".join(f"{k} x{v}" for k, v in sorted(convs.items(), key=lambda kv: -kv[1])[:2])
+    if runtime == "pytorch":
+        return f"ATen {torch.backends.cpu.get_cpu_capability()}"
+    return {"onnxruntime": "MLAS (not reported)", "executorch": "XNNPACK (not reported)"}.get(runtime, "")
+
+
+def _dense_flops(model: InferenceModel, x: torch.Tensor) -> float | None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if not isinstance(model, torch.nn.Module):
+        return None
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(x)
+    return float(counter.get_total_flops())
+
+
 def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibration: str | Path | None = None,
-          calibration_images: int = 64, threads: int = 2, repeats: int = 50, alexnet: bool = True, limit: int | None = None,
-          device: str | None = None) -> list[BenchRow]:
-    """Measure the formats; ONNX files are written to ``work_dir`` (kept: they are the deployable artefacts).
-    ``device`` runs the PyTorch rows there (``cuda``...); onnxruntime rows run on the CPU."""
+          calibration_images: int = 250, threads: int = 2, repeats: int = 50, alexnet: bool = True,
+          limit: int | None = None, runtimes: list[str] | None = None, subprocesses: bool = True,
+          device: str | None = None, progress: Callable[[str], None] | None = None) -> BenchResult:
+    """Export ``weights`` to every installed runtime in ``work_dir`` (kept: they are the deployable artefacts; int8
+    files are calibrated on ``calibration``, default 64 of ``data``, and written even below 0.98 agreement: the
+    table shows it) and measure each. ``runtimes`` limits the runtimes (default: all installed). ``device``
+    (``cuda``...) adds a PyTorch row on that device."""
+    say = progress or (lambda line: logger.info(line))
+    policy = os.environ.get("OMP_WAIT_POLICY", "")
+    if policy.upper() != "PASSIVE":
+        logger.warning("OMP_WAIT_POLICY is not PASSIVE: PyTorch's OpenMP threads spin between ops, which inflates "
+                       "every 'vs PyTorch' ratio on a busy machine (the CLI sets it)")
     torch.set_num_threads(threads)
     model = load_weights(weights).eval()
-    dev = resolve_device(device or "cpu")
-    eager = model if dev.type == "cpu" else copy.deepcopy(model).to(dev)
-    eager_name = "pytorch fp32" if dev.type == "cpu" else f"pytorch fp32 ({dev})"
     images, labels = load_images(model, data, limit)
-    calib = load_images(model, calibration, calibration_images)[0] if calibration else images[:calibration_images]
+    labelled = bool(labels.numel()) and bool((labels >= 0).all())
+    calib = load_images(model, calibration, calibration_images)[0] if calibration else images[:64]
     work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    weights_path = Path(str(weights))
+    stem = weights_path.stem if weights_path.suffix else str(weights).replace("/", "_")
+    installed = {"onnxruntime": not missing("deploy"), "openvino": not missing("openvino"),
+                 "executorch": not missing("executorch")}
+    wanted = set(runtimes or ["pytorch", "onnxruntime", "openvino", "executorch"])
+    unknown = wanted - {"pytorch", "onnxruntime", "openvino", "executorch"}
+    if unknown:
+        raise SqueezeNetError(f"unknown runtime(s) {', '.join(sorted(unknown))}; choose from pytorch, onnxruntime, "
+                              "openvino, executorch")
+
+    files: dict[str, Path] = {}
+    if installed["onnxruntime"] and wanted & {"onnxruntime", "openvino"}:
+        say("exporting ONNX fp32")
+        files["onnx fp32"] = work / f"{stem}.onnx"
+        export_onnx(model, files["onnx fp32"], check_images=images[:16], threads=threads)
+        say(f"quantizing ONNX int8 on {len(calib)} calibration images")
+        files["onnx int8"] = work / f"{stem}-int8.onnx"
+        quality = export_onnx(model, files["onnx int8"], check_images=images[:16], int8=True, calibration=calib,
+                              force=True, threads=threads).int8
+        if quality is not None and quality.agreement < 0.98:
+            logger.warning(f"the int8 ONNX file agrees with fp32 on {quality.agreement:.3f} of the calibration images' "
+                           "top-1 (below 0.98; written for the benchmark)")
+    if installed["executorch"] and "executorch" in wanted:
+        from .executorch import export_executorch
+
+        say("exporting ExecuTorch fp32 and int8")
+        files["pte fp32"], files["pte int8"] = work / f"{stem}.pte", work / f"{stem}-int8.pte"
+        export_executorch(model, files["pte fp32"], check_images=images[:8])
+        export_executorch(model, files["pte int8"], check_images=images[:8], int8=True, calibration=calib, force=True)
+
+    plan: list[tuple[str, str, Path | None]] = []  # (runtime, precision label, file)
+    if "pytorch" in wanted:
+        plan.append(("pytorch", "fp32", weights_path))
+    if "onnx fp32" in files and "onnxruntime" in wanted:
+        plan += [("onnxruntime", "fp32", files["onnx fp32"]), ("onnxruntime", "int8", files["onnx int8"])]
+    if "onnx fp32" in files and installed["openvino"] and "openvino" in wanted:
+        plan += [("openvino-fp32", "fp32", files["onnx fp32"]), ("openvino", "fp32", files["onnx fp32"]),
+                 ("openvino", "int8", files["onnx int8"])]
+    if "pte fp32" in files:
+        plan += [("executorch", "fp32", files["pte fp32"]), ("executorch", "int8", files["pte int8"])]
+
+    with torch.inference_mode():
+        reference = torch.cat([model(images[i:i + 50]) for i in range(0, len(images), 50)])
     one = images[:1]
     batch = images[:32] if len(images) >= 32 else images[:1].repeat(32, 1, 1, 1)
-    weights_path = Path(str(weights))
+    peaks = measured_peaks(threads) or {"fp32": gemm_rate(threads)}
+    flops = _dense_flops(model, one)
     rows: list[BenchRow] = []
     single: dict[str, Callable[[], object]] = {}
     batched: dict[str, Callable[[], object]] = {}
+    for runtime, precision, path in plan:
+        loaded: InferenceModel = model if runtime == "pytorch" else _open(path, runtime, threads, None)  # type: ignore[arg-type]
+        if runtime == "openvino" and precision == "fp32":
+            precision = loaded.compute_precision.replace("f32", "fp32")  # type: ignore[attr-defined]
+        name = f"{runtime} {precision}"
+        say(f"measuring {name}")
+        size = path.stat().st_size if path is not None and path.is_file() else 0
+        row = BenchRow(runtime, precision, path.name if path else "", size, *transfer_sizes(path) if path else (None, None))
+        with torch.inference_mode():
+            logits = torch.cat([loaded(images[i:i + 32]) for i in range(0, len(images), 32)])
+        row.agreement, row.kl = agreement_and_kl(reference, logits)
+        if labelled:
+            top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            row.top1 = float((top5[:, 0] == labels).float().mean())
+            row.top5 = float((top5 == labels[:, None]).any(1).float().mean())
+        with torch.inference_mode():
+            loaded(one)
+        row.kernels = _kernels(loaded, runtime)
+        if subprocesses and path is not None:
+            shape = [getattr(loaded, "batch", 1), *one.shape[1:]] if runtime == "executorch" else list(batch.shape)
+            row.load_ms, row.peak_rss_mb = runtime_only(runtime, path, threads, shape)
+        single[name] = functools.partial(loaded, one)
+        batched[name] = functools.partial(loaded, batch)
+        rows.append(row)
+    if device not in (None, "cpu"):
+        import copy
 
-    with torch.inference_mode():
-        logits = torch.cat([model(images[i:i + 50]) for i in range(0, len(images), 50)])
-    rows.append(BenchRow(eager_name, weights_path.name, weights_path.stat().st_size if weights_path.is_file() else 0,
-                         *_accuracy(logits, labels), 0.0, 0.0))
-    one_d, batch_d = one.to(dev), batch.to(dev)
-    single[eager_name], batched[eager_name] = (lambda: _synced(eager(one_d))), (lambda: _synced(eager(batch_d)))
-    for name, int8 in (("onnx fp32", False), ("onnx int8", True)):
-        logger.info(f"exporting {name}")
-        path = work / f"{weights_path.stem}{'-int8' if int8 else ''}.onnx"
-        export_onnx(model, path, check_images=images[:64], int8=int8, calibration=calib if int8 else None)
-        session = ort_session(path, threads)
-        top1, top5 = _accuracy(torch.from_numpy(run_onnx(session, images)), labels)
-        rows.append(BenchRow(name, path.name, path.stat().st_size, top1, top5, 0.0, 0.0))
-        x1, x32 = one.numpy(), batch.numpy()
-        single[name] = functools.partial(session.run, None, {"image": x1})
-        batched[name] = functools.partial(session.run, None, {"image": x32})
+        dev = resolve_device(device)
+        on_device = copy.deepcopy(model).to(dev)
+        one_d, batch_d = one.to(dev), batch.to(dev)
+        with torch.inference_mode():
+            logits = torch.cat([on_device(images[i:i + 32].to(dev)).cpu() for i in range(0, len(images), 32)])
+        rows.append(BenchRow("pytorch", f"fp32 ({dev})", weights_path.name, rows[0].size_bytes if rows else 0,
+                             kernels=str(dev)))
+        rows[-1].agreement, rows[-1].kl = agreement_and_kl(reference, logits)
+        single[f"pytorch {dev}"] = lambda: _synced(on_device(one_d))
+        batched[f"pytorch {dev}"] = lambda: _synced(on_device(batch_d))
     if alexnet:
         from ..models import create_model
 
-        net = create_model("alexnet").eval().to(dev)  # the paper's baseline architecture; its weights are not needed for speed
-        rows.append(BenchRow("alexnet fp32 (pytorch)", "(architecture only)", 4 * sum(p.numel() for p in net.parameters()),
-                             None, None, 0.0, 0.0))
-        a1, a32 = torch.randn(1, 3, 224, 224, device=dev), torch.randn(32, 3, 224, 224, device=dev)
-        single[rows[-1].format], batched[rows[-1].format] = (lambda: _synced(net(a1))), (lambda: _synced(net(a32)))
-    logger.info(f"timing batch 1 ({repeats} runs each, interleaved) and batch 32")
+        net = create_model("alexnet").eval()  # the paper's baseline architecture; its weights are not needed for speed
+        a1, a32 = torch.randn(1, 3, 224, 224), torch.randn(32, 3, 224, 224)
+        rows.append(BenchRow("pytorch", "fp32", "AlexNet (architecture only)", 4 * sum(p.numel() for p in net.parameters())))
+        single["pytorch fp32 alexnet"], batched["pytorch fp32 alexnet"] = (lambda: net(a1)), (lambda: net(a32))
+    say(f"timing batch 1 ({repeats} runs each, interleaved) and batch 32")
     with torch.inference_mode():
         latency = interleaved_medians(single, repeats)
         per_batch = interleaved_medians(batched, max(5, repeats // 5))
+    names = list(single)
+    for row, name in zip(rows, names):
+        row.latency_ms = 1e3 * latency[name]
+        row.throughput = 32 / per_batch[name]
+        if flops and not name.endswith("alexnet"):
+            peak = peaks.get("int8" if row.precision == "int8" else "fp32")
+            row.of_peak = flops * row.throughput / peak if peak else None
+    base = next((r.throughput for r in rows if (r.runtime, r.precision) == ("onnxruntime", "fp32")), None)
     for row in rows:
-        row.latency_ms = 1e3 * latency[row.format]
-        row.throughput = 32 / per_batch[row.format]
-    return rows
+        row.vs_onnxruntime = row.throughput / base if base else None
+    return BenchResult(cpu_summary(), threads, len(images), peaks, policy or "(unset)", rows)

@@ -12,7 +12,7 @@ from .render import human_bytes
 
 if TYPE_CHECKING:
     from ..compress.sensitivity import Sensitivity
-    from ..deploy.bench import BenchRow
+    from ..deploy.bench import BenchResult
     from ..inference.predict import Prediction
 
 
@@ -29,16 +29,24 @@ def predictions_table(results: Sequence[Prediction]) -> Table:
     return table
 
 
-def bench_table(rows: Sequence[BenchRow], title: str) -> Table:
-    """Formats side by side; speed-ups relative to the first row."""
-    base = rows[0].latency_ms
+def bench_table(result: BenchResult, title: str) -> Table:
+    """Runtime x precision rows; speed relative to onnxruntime fp32 at batch 32 (the issue's anchor)."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("format", "file", "size", "top-1", "top-5", "batch-1 ms", "speed-up", "batch-32 img/s"):
-        table.add_column(col, justify="left" if col in ("format", "file") else "right")
-    for r in rows:
-        acc = (f"{r.top1:.4f}", f"{r.top5:.4f}") if r.top1 is not None and r.top5 is not None else ("-", "-")
-        table.add_row(r.format, r.file, human_bytes(r.size_bytes), *acc, f"{r.latency_ms:.2f}",
-                      f"{base / r.latency_ms:.2f}x", f"{r.throughput:,.0f}")
+    columns = ("runtime", "prec.", "file", "size", "gzip", "brotli", "load ms", "RSS MB", "b1 ms", "b32 img/s",
+               "vs ORT", "of peak", "agree", "KL", "top-1", "kernels")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("runtime", "prec.", "file", "kernels") else "right")
+
+    def opt(value: float | int | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    for r in result.rows:
+        table.add_row(r.runtime, r.precision, r.file, human_bytes(r.size_bytes),
+                      "-" if r.gzip_bytes is None else human_bytes(r.gzip_bytes),
+                      "-" if r.brotli_bytes is None else human_bytes(r.brotli_bytes),
+                      opt(r.load_ms, ".0f"), opt(r.peak_rss_mb, ".0f"), f"{r.latency_ms:.2f}", f"{r.throughput:,.0f}",
+                      "-" if r.vs_onnxruntime is None else f"{r.vs_onnxruntime:.2f}x", opt(r.of_peak, ".0%"),
+                      opt(r.agreement, ".3f"), opt(r.kl, ".4f"), opt(r.top1, ".3f"), r.kernels)
     return table
 
 
