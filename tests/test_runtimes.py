@@ -187,3 +187,26 @@ def test_published_model_on_every_runtime(tmp_path) -> None:
     for runtime in ("onnxruntime", "openvino-fp32"):
         agreement, kl = agreement_and_kl(reference, Classifier.load(int8, runtime=runtime).model(images))
         assert agreement >= 0.8 and kl < 0.1, (runtime, agreement, kl)
+
+
+def test_indexed_weights_are_bit_exact_and_smaller_to_ship(tmp_path) -> None:
+    import gzip
+
+    model = _cifar_model(tmp_path)
+    with torch.no_grad():  # shared weights, as Deep Compression leaves them: 16 values per layer
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                levels = torch.linspace(float(m.weight.min()), float(m.weight.max()), 16)
+                m.weight.copy_(levels[(m.weight[..., None] - levels).abs().argmin(-1)])
+    x = _images(6)
+    plain, indexed = tmp_path / "plain.onnx", tmp_path / "indexed.onnx"
+    export_onnx(model, plain, check_images=x)
+    export_onnx(model, indexed, check_images=x, indexed_weights=True)
+    assert torch.equal(OnnxModel(indexed)(x), OnnxModel(plain)(x))
+    assert len(gzip.compress(indexed.read_bytes())) < 0.8 * len(gzip.compress(plain.read_bytes()))
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(indexed)).graph.node]
+    assert ops.count("Gather") == ops.count("Conv")  # every conv weight decoded from its codebook
+    with pytest.raises(SqueezeNetError, match="indexed weights are for fp32"):
+        export_onnx(model, tmp_path / "x.onnx", check_images=x, int8=True, calibration=x, indexed_weights=True)

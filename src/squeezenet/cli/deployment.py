@@ -36,6 +36,9 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
                    help="int8: refuse to write a file whose top-1 agrees with fp32 on fewer calibration images "
                         "(default 0.98); for ONNX the most sensitive convolutions stay fp32 until it does")
     p.add_argument("--force", action="store_true", help="int8: write the most faithful file even below --min-agreement")
+    p.add_argument("--indexed-weights", action="store_true",
+                   help="ONNX fp32: store shared weights (<= 256 values per layer, as in a .sqz) as uint8 indices + "
+                        "codebook; bit-exact, same speed, ~20%% smaller to download (brotli)")
     p.add_argument("--batch", type=positive_int, default=1,
                    help="ExecuTorch: images per call (XNNPACK needs a fixed batch; default 1)")
     p.add_argument("--check", metavar="DIR", help="images to check the export against PyTorch (default: --calibration)")
@@ -88,6 +91,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise SqueezeNetError(f"{args.output}: name the output *.onnx or *.pte, or choose --format")
     if args.int8 and not args.calibration:
         raise SqueezeNetError("--int8 needs --calibration DIR (images the int8 ranges are measured on)")
+    if args.indexed_weights and fmt != "onnx":
+        raise SqueezeNetError("--indexed-weights is for ONNX files")
     if args.batch != 1 and fmt != "executorch":
         raise SqueezeNetError("--batch is for ExecuTorch programs (ONNX files take any batch)")
     model = load_weights(args.weights)
@@ -111,7 +116,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         check = export_onnx(model, args.output, check_images=images, opset=args.opset, int8=args.int8,
                             calibration=calibration, min_agreement=args.min_agreement,
-                            calibration_method=args.calibration_method, force=args.force, tolerance=args.tolerance)
+                            calibration_method=args.calibration_method, force=args.force, tolerance=args.tolerance,
+                            indexed_weights=args.indexed_weights)
     size = Path(args.output).stat().st_size
     if args.json:
         print(json.dumps({"output": args.output, "format": fmt, "bytes": size, **check.to_dict()}))
