@@ -32,7 +32,7 @@ from ..errors import SqueezeNetError
 from ..inference.paired import agreement_and_kl
 from ..models import Network
 from .int8 import Int8Check
-from .metadata import meta_from_properties, model_properties
+from .metadata import FileModel, meta_from_properties, model_properties
 from .onnx import ExportCheck
 
 METADATA_METHOD = "squeezenet_metadata"
@@ -135,7 +135,7 @@ def export_executorch(model: Network, path: str | Path, *, check_images: torch.T
     return check
 
 
-class ExecuTorchModel:
+class ExecuTorchModel(FileModel):
     """An ExecuTorch program with the model contract (:class:`~squeezenet.models.InferenceModel`)."""
 
     def __init__(self, path: str | Path):
@@ -169,19 +169,8 @@ class ExecuTorchModel:
             self.forward = program.load_method("forward")
         self.program, self.path = program, path
 
-    @property
-    def num_classes(self) -> int:
-        return self.meta.num_classes
-
-    def eval(self) -> ExecuTorchModel:
-        return self
-
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        crop = self.meta.preprocessing.crop
-        if images.dim() != 4 or tuple(images.shape[1:]) != (self.meta.config.in_chans, crop, crop):
-            raise SqueezeNetError(f"{self.path.name} takes N x {self.meta.config.in_chans} x {crop} x {crop} batches, "
-                                  f"got {list(images.shape)}")
-        x = images.detach().cpu().float().contiguous()
+        x = torch.from_numpy(self.checked_batch(images))
         outs = []
         for start in range(0, len(x), self.batch):
             chunk = x[start:start + self.batch]

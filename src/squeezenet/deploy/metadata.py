@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
 
 from ..errors import SqueezeNetError
 from ..models import ModelMeta, Network, Preprocessing, config_from_dict
@@ -62,3 +66,26 @@ def meta_from_properties(props: Mapping[str, str], where: str) -> tuple[ModelMet
     except (KeyError, ValueError, TypeError, RecursionError) as exc:
         raise SqueezeNetError(f"{where}: unreadable squeezenet metadata ({str(exc)[:300]})") from None
     return meta, str(props.get("precision", "fp32"))
+
+
+class FileModel:
+    """What every runtime's model shares (:class:`~squeezenet.models.InferenceModel`): the ``meta`` read from the
+    file, its ``path``, and the check that a batch has the shape the file was exported for."""
+
+    meta: ModelMeta
+    path: Path
+
+    @property
+    def num_classes(self) -> int:
+        return self.meta.num_classes
+
+    def eval(self) -> FileModel:
+        return self
+
+    def checked_batch(self, images: torch.Tensor) -> np.ndarray:
+        """``images`` as a contiguous float32 NCHW array; ``SqueezeNetError`` when the shape is not the file's."""
+        crop = self.meta.preprocessing.crop
+        if images.dim() != 4 or tuple(images.shape[1:]) != (self.meta.config.in_chans, crop, crop):
+            raise SqueezeNetError(f"{self.path.name} takes N x {self.meta.config.in_chans} x {crop} x {crop} batches, "
+                                  f"got {list(images.shape)}")
+        return np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)

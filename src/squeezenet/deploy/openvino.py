@@ -19,12 +19,12 @@ import torch
 
 from ..common.extras import require_extra
 from ..errors import SqueezeNetError
-from .metadata import meta_from_properties
+from .metadata import FileModel, meta_from_properties
 
 PRECISIONS = ("fast", "fp32")
 
 
-class OpenVinoModel:
+class OpenVinoModel(FileModel):
     """An OpenVINO compiled model with the model contract (:class:`~squeezenet.models.InferenceModel`)."""
 
     def __init__(self, path: str | Path, threads: int | None = None, precision: str = "fast"):
@@ -59,19 +59,8 @@ class OpenVinoModel:
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         self.compute_precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # "f32", "bf16"
 
-    @property
-    def num_classes(self) -> int:
-        return self.meta.num_classes
-
-    def eval(self) -> OpenVinoModel:
-        return self
-
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        crop = self.meta.preprocessing.crop
-        if images.dim() != 4 or tuple(images.shape[1:]) != (self.meta.config.in_chans, crop, crop):
-            raise SqueezeNetError(f"{self.path.name} takes N x {self.meta.config.in_chans} x {crop} x {crop} batches, "
-                                  f"got {list(images.shape)}")
-        batch = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+        batch = self.checked_batch(images)
         return torch.from_numpy(np.array(self.request.infer({0: batch})[0]))
 
     def kernels(self) -> Counter[str]:

@@ -31,7 +31,7 @@ from ..errors import SqueezeNetError
 from ..inference.predict import Prediction, predict
 from ..models import InferenceModel, ModelMeta, Preprocessing
 from ..weights import load_weights
-from .metadata import meta_from_properties
+from .metadata import FileModel, meta_from_properties
 from .onnx import INPUT_NAME, OUTPUT_NAME, ort_session
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ RUNTIME_EXTRAS = {"onnxruntime": "deploy", "openvino": "openvino", "openvino-fp3
 AUTO_CANDIDATES = {".onnx": ("onnxruntime", "openvino-fp32")}  # same precision as the file
 
 
-class OnnxModel:
+class OnnxModel(FileModel):
     """An onnxruntime session with the model contract (:class:`~squeezenet.models.InferenceModel`): a ``meta``
     read from the file, and a call from a float batch to logits."""
 
@@ -63,19 +63,8 @@ class OnnxModel:
         if [i.name for i in inputs] != [INPUT_NAME]:
             raise SqueezeNetError(f"{path}: expected one input called {INPUT_NAME!r}")
 
-    @property
-    def num_classes(self) -> int:
-        return self.meta.num_classes
-
-    def eval(self) -> OnnxModel:
-        return self
-
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        crop = self.meta.preprocessing.crop
-        if images.dim() != 4 or tuple(images.shape[1:]) != (self.meta.config.in_chans, crop, crop):
-            raise SqueezeNetError(f"{self.path.name} takes N x {self.meta.config.in_chans} x {crop} x {crop} batches, "
-                                  f"got {list(images.shape)}")
-        batch = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+        batch = self.checked_batch(images)
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0])
 
 
