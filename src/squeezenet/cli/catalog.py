@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .args import WEIGHTS_HELP, add_json, add_set, verb
 
-MODEL_FILES = (".net", ".pth", ".pt", ".safetensors", ".onnx")
+MODEL_FILES = (".net", ".pth", ".pt", ".safetensors", ".onnx", ".pte")
 
 
 def _models_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,10 +87,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         if args.options:
             raise SqueezeNetError("--set changes a model name's builder options; a file carries its own architecture")
         from ..deploy import load_model
+        from ..deploy.runtime import FILE_RUNTIMES
         from ..report.architecture import file_summary
         from ..report.render import file_line
 
-        model = load_model(args.model)
+        # the first runtime that reads the file: info needs its metadata, not the fastest runtime (auto would time them)
+        model = load_model(args.model, runtime=FILE_RUNTIMES.get(Path(args.model).suffix.lower(), ("auto",))[0])
         report = architecture_report(model, args.input_size or model.meta.preprocessing.crop)  # type: ignore[arg-type]
         info = file_summary(model, args.model)
         if args.json:

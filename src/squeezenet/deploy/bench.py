@@ -290,7 +290,7 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
         with torch.inference_mode():
             loaded(one)
         row.kernels = _kernels(loaded, runtime)
-        if subprocesses and path is not None:
+        if subprocesses and path is not None and path.is_file():  # (a named weight set is not a file to load alone)
             shape = [getattr(loaded, "batch", 1), *one.shape[1:]] if runtime == "executorch" else list(batch.shape)
             row.load_ms, row.peak_rss_mb = runtime_only(runtime, path, threads, shape)
         single[name] = functools.partial(loaded, one)

@@ -163,6 +163,8 @@ def load_model(source: str | Path, *, threads: int | None = None, device: str | 
     kind = "cpu" if device in (None, "auto") else device_kind(device)
     if providers and suffix != ".onnx":
         raise SqueezeNetError(f"{source}: execution providers are for .onnx files; PyTorch models take a device")
+    if providers and runtime not in ("auto", "onnxruntime"):
+        raise SqueezeNetError(f"execution providers are onnxruntime's; runtime {runtime} takes none")
     if suffix in FILE_RUNTIMES:
         if kind == "cuda" and suffix == ".onnx" and runtime in ("auto", "onnxruntime"):
             return OnnxModel(source, threads, providers or ["CUDAExecutionProvider"])
