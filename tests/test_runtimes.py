@@ -90,7 +90,7 @@ def test_openvino_runs_our_onnx_files_with_true_fp32_and_its_fast_mode(tmp_path)
 
 
 @needs_executorch
-def test_executorch_program_equals_pytorch_with_metadata_inside(tmp_path) -> None:
+def test_executorch_program_equals_pytorch_with_metadata_inside(tmp_path, capsys) -> None:
     from squeezenet.deploy.executorch import ExecuTorchModel, export_executorch
 
     model = _cifar_model(tmp_path)
@@ -104,6 +104,11 @@ def test_executorch_program_equals_pytorch_with_metadata_inside(tmp_path) -> Non
         assert program.meta.replace(source=None) == model.meta and program.batch == batch and check.max_abs_diff < 1e-4
     clf = Classifier.load(tmp_path / "m1.pte")
     assert clf.backend == "executorch (fp32)"
+    from squeezenet.cli import main
+
+    assert main(["info", str(tmp_path / "m1.pte"), "--json"]) == 0  # the architecture and precision from the file alone
+    info = json.loads(capsys.readouterr().out)
+    assert info["file"]["precision"] == "fp32" and info["file"]["classes"] == 10
     q = export_executorch(model, tmp_path / "q.pte", check_images=x, int8=True, calibration=_images(32, seed=2),
                           min_agreement=0.0)
     assert ExecuTorchModel(tmp_path / "q.pte").precision == "int8" and q.int8 is not None
