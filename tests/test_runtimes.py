@@ -37,9 +37,15 @@ def _images(n: int, seed: int = 1, scale: float = 1.0) -> torch.Tensor:
 
 
 def test_cli_runtime_choices_are_the_library_runtimes() -> None:
-    from squeezenet.cli.args import RUNTIME_CHOICES
+    import argparse
+
+    from squeezenet.cli.args import RUNTIME_CHOICES, VERBS
+    from squeezenet.deploy.bench import BENCH_RUNTIMES
 
     assert tuple(RUNTIME_CHOICES) == tuple(RUNTIMES)
+    bench = argparse.ArgumentParser()
+    next(v for v in VERBS if v.name == "bench").arguments(bench)
+    assert tuple(next(a for a in bench._actions if a.dest == "runtime").choices) == BENCH_RUNTIMES
 
 
 def test_int8_below_min_agreement_is_refused_and_force_writes_the_best(tmp_path) -> None:

@@ -43,6 +43,7 @@ from .peak import gemm_rate, measured_peaks
 from .runtime import _open
 
 logger = logging.getLogger(__name__)
+BENCH_RUNTIMES = ("pytorch", "onnxruntime", "openvino", "executorch")  # each gives the rows of its precisions
 
 
 @dataclass
@@ -226,11 +227,10 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
     stem = weights_path.stem if weights_path.suffix else str(weights).replace("/", "_")
     installed = {"onnxruntime": not missing("deploy"), "openvino": not missing("openvino"),
                  "executorch": not missing("executorch")}
-    wanted = set(runtimes or ["pytorch", "onnxruntime", "openvino", "executorch"])
-    unknown = wanted - {"pytorch", "onnxruntime", "openvino", "executorch"}
+    wanted = set(runtimes or BENCH_RUNTIMES)
+    unknown = wanted - set(BENCH_RUNTIMES)
     if unknown:
-        raise SqueezeNetError(f"unknown runtime(s) {', '.join(sorted(unknown))}; choose from pytorch, onnxruntime, "
-                              "openvino, executorch")
+        raise SqueezeNetError(f"unknown runtime(s) {', '.join(sorted(unknown))}; choose from {', '.join(BENCH_RUNTIMES)}")
 
     files: dict[str, Path] = {}
     if installed["onnxruntime"] and wanted & {"onnxruntime", "openvino"}:
