@@ -117,10 +117,11 @@ def choose_runtime(source: str | Path, threads: int | None = None) -> str:
     remembered (``~/.cache/squeezenet/runtime-choice.json``, keyed by the file's hash, the CPU and ``threads``)."""
     path = Path(source)
     suffix = path.suffix.lower()
-    installed = [r for r in FILE_RUNTIMES.get(suffix, ("pytorch",)) if r == "pytorch" or not missing(RUNTIME_EXTRAS[r])]
+    runtimes = FILE_RUNTIMES.get(suffix, ("pytorch",))
+    installed = [r for r in runtimes if r == "pytorch" or not missing(RUNTIME_EXTRAS[r])]
     candidates = [r for r in AUTO_CANDIDATES.get(suffix, installed) if r in installed]
-    if len(candidates) <= 1:
-        return (candidates or installed or FILE_RUNTIMES.get(suffix, ("pytorch",)))[0]
+    if len(candidates) <= 1:  # nothing to measure; with nothing installed, the loader names the missing extra
+        return candidates[0] if candidates else runtimes[0]
     key, cache = _file_key(path, threads), _cache_file()
     try:
         known = json.loads(cache.read_text())

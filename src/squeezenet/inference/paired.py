@@ -71,7 +71,12 @@ def agreement_and_kl(reference: torch.Tensor, candidate: torch.Tensor) -> tuple[
         raise SqueezeNetError(f"logits of shape {list(candidate.shape)} cannot be paired with {list(reference.shape)}")
     lr, lc = reference.double().log_softmax(1), candidate.double().log_softmax(1)
     agreement = float((lr.argmax(1) == lc.argmax(1)).double().mean())
-    return agreement, float((lr.exp() * (lr - lc)).sum(1).mean())
+    return agreement, float(kl_per_image(lr, lc).mean())
+
+
+def kl_per_image(reference_log: torch.Tensor, candidate_log: torch.Tensor) -> torch.Tensor:
+    """KL(reference || candidate) of each row of two log-softmax outputs, in nats."""
+    return (reference_log.exp() * (reference_log - candidate_log)).sum(1)
 
 
 @torch.inference_mode()
@@ -122,7 +127,7 @@ def compare(candidate: InferenceModel, reference: InferenceModel, data: str | Pa
             counts["agree"] += int((top_r[:, 0] == top_c[:, 0]).sum())
             counts["b"] += int((right_c & ~right_r).sum())
             counts["c"] += int((right_r & ~right_c).sum())
-            kl_sum += float((lr.exp() * (lr - lc)).sum())
+            kl_sum += float(kl_per_image(lr, lc).sum())
     n = counts["n"]
     if n == 0:
         raise SqueezeNetError(f"{data}: none of the {len(found.samples)} images could be read")
