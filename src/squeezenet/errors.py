@@ -15,3 +15,17 @@ class SqueezeNetError(ValueError):
 
 class MissingExtraError(SqueezeNetError, ImportError):
     """A feature whose optional dependencies are not installed; the message names the extra to install."""
+
+
+def brief(value: object, limit: int = 60) -> str:
+    """``repr(value)`` for an error message, cut to about ``limit`` characters: messages echo bad values, and a
+    bad value can be a megabyte (a list of a million entries in a file's header) or an integer too long to print."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value):,} characters)"
+    if isinstance(value, (list, tuple, dict)) and len(value) > limit:
+        return f"a {type(value).__name__} of {len(value):,} entries"
+    try:
+        text = repr(value)
+    except ValueError:  # int -> str beyond sys.get_int_max_str_digits()
+        return "a number with thousands of digits"
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -106,6 +106,17 @@ def setup_logging(quiet: bool) -> None:
     logger.propagate = False
 
 
+MAX_MESSAGE_CHARS = 300
+
+
+def one_line(exc: BaseException, parser: argparse.ArgumentParser) -> str:
+    """An error as the one line the command prints: whitespace folded, flags spelled as this verb's, and cut to
+    about 300 characters (messages name the file and the problem first; what follows echoes values)."""
+    text = " ".join(str(exc).split()[:200]) or type(exc).__name__
+    message = flag_spelling(text[:4 * MAX_MESSAGE_CHARS], parser)
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS - 3].rstrip() + "..."
+
+
 def _verb(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
@@ -130,8 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SqueezeNetError, OSError) as exc:
         if os.environ.get("SQUEEZENET_DEBUG"):
             raise
-        message = flag_spelling(" ".join(str(exc).split()) or type(exc).__name__, args.parser)
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc, args.parser)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

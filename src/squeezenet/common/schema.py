@@ -19,7 +19,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, Union
 
-from ..errors import SqueezeNetError
+from ..errors import SqueezeNetError, brief
 
 T = TypeVar("T")
 MAX_ITEMS = 100_000  # no architecture or recipe has this many entries in one list
@@ -37,9 +37,10 @@ def _dataclass(cls: type[T], data: Any, where: str, path: str) -> T:
         raise SqueezeNetError(f"{where}: {name} must be a mapping, got {_kind(data)}")
     hints = typing.get_type_hints(cls)
     declared = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(str(k) for k in data if k not in declared)
+    unknown = sorted(str(k)[:40] for k in data if k not in declared)
     if unknown:
-        raise SqueezeNetError(f"{where}: unknown field(s) {', '.join(path + k for k in unknown)} "
+        shown = ", ".join(path + k for k in unknown[:5]) + (f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else "")
+        raise SqueezeNetError(f"{where}: unknown field(s) {shown} "
                               f"(known: {', '.join(f for f in declared if declared[f].init)})")
     kwargs: dict[str, Any] = {}
     for key, f in declared.items():
@@ -62,12 +63,12 @@ def _check_identity(cls: type, f: dataclasses.Field, value: Any, where: str, pat
     expected = f.default
     if f.name == "version" and isinstance(expected, int):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SqueezeNetError(f"{where}: {path} must be a whole number >= 1, got {value!r}")
+            raise SqueezeNetError(f"{where}: {path} must be a whole number >= 1, got {brief(value)}")
         if value > expected:
             raise SqueezeNetError(f"{where}: {cls.__name__} version {value} was written by a newer squeezenet "
                                   f"(this one reads up to version {expected}); upgrade squeezenet-toolkit")
     elif value != expected:
-        raise SqueezeNetError(f"{where}: {path} is {value!r}, expected {expected!r} for {cls.__name__}")
+        raise SqueezeNetError(f"{where}: {path} is {brief(value)}, expected {expected!r} for {cls.__name__}")
 
 
 def convert(hint: Any, value: Any, where: str, path: str) -> Any:
@@ -89,27 +90,27 @@ def convert(hint: Any, value: Any, where: str, path: str) -> Any:
                 errors.append(str(exc))
         if len(errors) == 1:
             raise SqueezeNetError(errors[0])
-        raise SqueezeNetError(f"{where}: {path} must be {_describe(hint)}, got {value!r}")
+        raise SqueezeNetError(f"{where}: {path} must be {_describe(hint)}, got {brief(value)}")
     if origin is Literal:
         choices = typing.get_args(hint)
         if isinstance(value, bool) or value not in choices:
-            raise SqueezeNetError(f"{where}: {path} must be one of {', '.join(map(str, choices))}, got {value!r}")
+            raise SqueezeNetError(f"{where}: {path} must be one of {', '.join(map(str, choices))}, got {brief(value)}")
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            raise SqueezeNetError(f"{where}: {path} must be true or false, got {value!r}")
+            raise SqueezeNetError(f"{where}: {path} must be true or false, got {brief(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise SqueezeNetError(f"{where}: {path} must be a whole number, got {value!r}")
+            raise SqueezeNetError(f"{where}: {path} must be a whole number, got {brief(value)}")
         return value
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise SqueezeNetError(f"{where}: {path} must be a finite number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > 1e300 or not math.isfinite(value):
+            raise SqueezeNetError(f"{where}: {path} must be a finite number, got {brief(value)}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise SqueezeNetError(f"{where}: {path} must be a string, got {value!r}")
+            raise SqueezeNetError(f"{where}: {path} must be a string, got {brief(value)}")
         return value
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):

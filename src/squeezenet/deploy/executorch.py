@@ -28,6 +28,7 @@ import torch
 
 from ..common.extras import require_extra
 from ..common.io import atomic_path
+from ..common.jsonsafe import parse_json
 from ..errors import SqueezeNetError
 from ..inference.paired import agreement_and_kl
 from ..models import Network
@@ -156,12 +157,14 @@ class ExecuTorchModel(FileModel):
                                   "`squeezenet export --format executorch`); its preprocessing is unknown, so it is not used")
         try:
             raw = program.load_method(METADATA_METHOD).execute([])[0]
-            props = json.loads(raw) if isinstance(raw, str) else None
+            props = parse_json(raw, f"{path}: metadata") if isinstance(raw, str) else None
             if not isinstance(props, dict):
                 raise ValueError("not a JSON object")
             self.batch = int(props.get("batch", "1"))
             if not 1 <= self.batch <= MAX_BATCH:
                 raise ValueError(f"batch {self.batch}")
+        except SqueezeNetError:
+            raise
         except (ValueError, TypeError, RecursionError, RuntimeError) as exc:
             raise SqueezeNetError(f"{path}: unreadable squeezenet metadata ({str(exc)[:200]})") from None
         self.meta, self.precision = meta_from_properties({str(k): str(v) for k, v in props.items()}, str(path))
@@ -177,4 +180,4 @@ class ExecuTorchModel(FileModel):
             if len(chunk) < self.batch:  # the program's batch is fixed: pad, then drop the padding's outputs
                 chunk = torch.cat([chunk, chunk.new_zeros(self.batch - len(chunk), *chunk.shape[1:])])
             outs.append(self.forward.execute([chunk])[0][:min(self.batch, len(x) - start)])
-        return torch.cat(outs)
+        return self.checked_output(torch.cat(outs), len(x))

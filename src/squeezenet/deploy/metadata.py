@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..common.jsonsafe import parse_json
 from ..errors import SqueezeNetError
 from ..models import ModelMeta, Network, Preprocessing, config_from_dict
 
@@ -57,12 +58,14 @@ def meta_from_properties(props: Mapping[str, str], where: str) -> tuple[ModelMet
     try:
         if any(len(str(v)) > MAX_PROPERTY_CHARS for v in props.values()):
             raise ValueError(f"a property longer than {MAX_PROPERTY_CHARS:,} characters")
-        config = config_from_dict(json.loads(props["config"]), f"{where}: config")
-        pre = Preprocessing.from_dict(json.loads(props["preprocessing"]), f"{where}: preprocessing")
-        classes = json.loads(props["classes"])
+        config = config_from_dict(parse_json(props["config"], f"{where}: config"), f"{where}: config")
+        pre = Preprocessing.from_dict(parse_json(props["preprocessing"], f"{where}: preprocessing"), f"{where}: preprocessing")
+        classes = parse_json(props["classes"], f"{where}: classes")
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             raise ValueError("classes must be a list of names")
         meta = ModelMeta(config, pre, tuple(classes), props.get("source") or where)
+    except SqueezeNetError:
+        raise
     except (KeyError, ValueError, TypeError, RecursionError) as exc:
         raise SqueezeNetError(f"{where}: unreadable squeezenet metadata ({str(exc)[:300]})") from None
     return meta, str(props.get("precision", "fp32"))
@@ -89,3 +92,32 @@ class FileModel:
             raise SqueezeNetError(f"{self.path.name} takes N x {self.meta.config.in_chans} x {crop} x {crop} batches, "
                                   f"got {list(images.shape)}")
         return np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+
+    def check_signature(self, inputs: list[tuple[str, list]], outputs: list[tuple[str, list]]) -> None:
+        """The graph's inputs and outputs (name, dims; a dim that is not an int is dynamic) against the metadata:
+        one ``image`` input N x C x crop x crop and a ``logits`` output N x classes. A file edited after export
+        fails here, at load, instead of at its first image."""
+        crop, chans = self.meta.preprocessing.crop, self.meta.config.in_chans
+        if len(inputs) != 1 or inputs[0][0] != "image" or not _dims_fit(inputs[0][1], [None, chans, crop, crop]):
+            raise SqueezeNetError(f"{self.path}: expected one input 'image' of N x {chans} x {crop} x {crop}, the graph has "
+                                  f"{_signature(inputs)}")
+        if not outputs or outputs[0][0] != "logits" or not _dims_fit(outputs[0][1], [None, self.meta.num_classes]):
+            raise SqueezeNetError(f"{self.path}: expected an output 'logits' of N x {self.meta.num_classes} (its class "
+                                  f"list), the graph has {_signature(outputs)}")
+
+    def checked_output(self, logits: object, images: int) -> torch.Tensor:
+        """The runtime's answer as an N x classes float tensor; ``SqueezeNetError`` when it is anything else."""
+        out = torch.as_tensor(np.asarray(logits))
+        if tuple(out.shape) != (images, self.meta.num_classes):
+            raise SqueezeNetError(f"{self.path}: returned {list(out.shape)} for {images} images of "
+                                  f"{self.meta.num_classes} classes (the file's graph disagrees with its metadata)")
+        return out.float()
+
+
+def _dims_fit(dims: list, expected: list) -> bool:
+    return len(dims) == len(expected) and all(not isinstance(d, int) or e is None or d == e for d, e in zip(dims, expected))
+
+
+def _signature(values: list[tuple[str, list]]) -> str:
+    return ", ".join(f"{name[:40]!r} {[d if isinstance(d, int) else '?' for d in dims][:8]}" for name, dims in values[:3]) \
+        or "none"

@@ -46,25 +46,38 @@ class OpenVinoModel(FileModel):
         props = props.astype(dict) if hasattr(props, "astype") else props  # an OVAny in some versions, a dict in others
         self.meta, self.precision = meta_from_properties(
             {str(k): v.astype(str) if hasattr(v, "astype") else str(v) for k, v in props.items()}, str(path))
-        if [i.get_any_name() for i in model.inputs][:1] != ["image"] or len(model.inputs) != 1:
-            raise SqueezeNetError(f"{path}: expected one input called 'image'")
+        self.path = path
+        self.check_signature([(i.get_any_name(), _dims(i)) for i in model.inputs],
+                             [(o.get_any_name(), _dims(o)) for o in model.outputs])
         config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         if precision == "fp32":
             config["INFERENCE_PRECISION_HINT"] = "f32"
-        self.compiled = core.compile_model(model, "CPU", config)
+        try:
+            self.compiled = core.compile_model(model, "CPU", config)
+        except RuntimeError as exc:
+            raise SqueezeNetError(f"{path}: OpenVINO cannot compile it ({str(exc).strip().splitlines()[0][:200]})") from None
         self.request = self.compiled.create_infer_request()
-        self.path, self.mode = path, precision
+        self.mode = precision
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         self.compute_precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # "f32", "bf16"
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         batch = self.checked_batch(images)
-        return torch.from_numpy(np.array(self.request.infer({0: batch})[0]))
+        try:
+            logits = self.request.infer({0: batch})[0]
+        except RuntimeError as exc:
+            raise SqueezeNetError(f"{self.path}: OpenVINO cannot run it ({str(exc).strip().splitlines()[0][:200]})") from None
+        return self.checked_output(np.array(logits), len(batch))
 
     def kernels(self) -> Counter[str]:
         """How many operations ran on each oneDNN kernel (``brgconv_avx512_1x1_I8``...): which ISA was used.
         Known after the first call."""
         return Counter(str(op.get_rt_info()["primitiveType"].astype(str))
                        for op in self.compiled.get_runtime_model().get_ordered_ops())
+
+
+def _dims(port: object) -> list:
+    """A port's dims, ``None`` where dynamic."""
+    return [d.get_length() if d.is_static else None for d in port.get_partial_shape()]  # type: ignore[attr-defined]

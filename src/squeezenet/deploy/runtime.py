@@ -59,13 +59,16 @@ class OnnxModel(FileModel):
             raise SqueezeNetError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
         self.meta, self.precision = meta_from_properties(self.session.get_modelmeta().custom_metadata_map, str(path))
         self.path = path
-        inputs = self.session.get_inputs()
-        if [i.name for i in inputs] != [INPUT_NAME]:
-            raise SqueezeNetError(f"{path}: expected one input called {INPUT_NAME!r}")
+        self.check_signature([(i.name, list(i.shape)) for i in self.session.get_inputs()],
+                             [(o.name, list(o.shape)) for o in self.session.get_outputs()])
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         batch = self.checked_batch(images)
-        return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0])
+        try:
+            logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        except Exception as exc:  # onnxruntime's own types: a graph that loads but cannot run these shapes
+            raise SqueezeNetError(f"{self.path}: onnxruntime cannot run it ({str(exc).splitlines()[0][:200]})") from None
+        return self.checked_output(logits, len(batch))
 
 
 def runtime_of(model: InferenceModel) -> str:

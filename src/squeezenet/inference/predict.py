@@ -71,9 +71,13 @@ def predict(model: InferenceModel, images: Sequence[str | Path | Image.Image | n
                 except ValueError as exc:
                     results[i].error = str(exc)
             if ready:
-                probs = model(torch.stack([x for _, x in ready]).to(device)).float().softmax(dim=1).cpu()
-                values, indices = probs.topk(topk, dim=1)
-                for (i, _), vals, idxs in zip(ready, values.tolist(), indices.tolist()):
-                    results[i].top = [(k, meta.classes[k], v) for k, v in zip(idxs, vals)]
+                logits = model(torch.stack([x for _, x in ready]).to(device)).float().cpu()
+                finite = torch.isfinite(logits).all(dim=1).tolist()
+                values, indices = logits.softmax(dim=1).topk(topk, dim=1)
+                for (i, _), ok, vals, idxs in zip(ready, finite, values.tolist(), indices.tolist()):
+                    if ok:
+                        results[i].top = [(k, meta.classes[k], v) for k, v in zip(idxs, vals)]
+                    else:  # NaN/inf weights or overflow: no answer rather than a meaningless one (or invalid JSON)
+                        results[i].error = "the model's outputs for this image are not finite (NaN or infinity)"
             bar.advance(task, min(batch_size, len(paths) - start))
     return results

@@ -11,8 +11,8 @@ import torchvision
 from torch import nn
 
 from ..common.schema import from_dict
-from ..errors import SqueezeNetError
-from .config import CONFIG_VERSION, MAX_CLASSES
+from ..errors import SqueezeNetError, brief
+from .config import CONFIG_VERSION, MAX_CHANNELS, MAX_CLASSES
 from .features import FeatureInfo, sequential_feature_info
 from .meta import ModelMeta, Network, default_classes
 
@@ -28,14 +28,23 @@ class AlexNetConfig:
     version: int = field(default=CONFIG_VERSION, init=False)
 
     def __post_init__(self) -> None:
-        for name in ("num_classes", "in_chans"):
+        for name, most in (("num_classes", MAX_CLASSES), ("in_chans", MAX_CHANNELS)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise SqueezeNetError(f"{name} must be an integer >= 1, got {v!r}")
-        if self.num_classes > MAX_CLASSES:
-            raise SqueezeNetError(f"num_classes {self.num_classes:,} is more than this toolkit builds ({MAX_CLASSES:,})")
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= most:
+                raise SqueezeNetError(f"{name} must be an integer in 1..{most:,}, got {brief(v)}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            raise SqueezeNetError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
+            raise SqueezeNetError(f"dropout must be a probability in [0, 1), got {brief(self.dropout)}")
+
+    def num_parameters(self) -> int:
+        """Weights and biases, counted without building anything (61.1M for ImageNet)."""
+        convs = 64 * (self.in_chans * 121 + 1) + 192 * (64 * 25 + 1) + 384 * (192 * 9 + 1) + 256 * (384 * 9 + 1) \
+            + 256 * (256 * 9 + 1)
+        return convs + 4096 * (256 * 36 + 1) + 4096 * (4096 + 1) + self.num_classes * (4096 + 1)
+
+    def largest_activation(self, size: int) -> int:
+        """Elements of the largest feature map one ``size`` x ``size`` image makes (conv1's, 64 channels)."""
+        side = (size + 4 - 11) // 4 + 1
+        return 64 * side * side if side > 0 else 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,19 +14,26 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from ..common.schema import from_dict
-from ..errors import SqueezeNetError
+from ..errors import SqueezeNetError, brief
 
 Bypass = Literal["none", "simple", "complex"]
 CONFIG_VERSION = 1
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; a file claiming more is refused before anything is allocated
+# Bounds a config from a file must keep before anything is built from it (a 20 KB file can claim any size):
+MAX_CHANNELS = 1 << 14  # filters in one layer (v1.0's widest has 256; the design space's 2,048 at most)
+MAX_KERNEL = 15  # conv1's kernel (v1.0: 7; AlexNet: 11)
+MAX_FIRES = 64  # Fire modules (the paper's networks have 8)
+MAX_PARAMETERS = 200_000_000  # AlexNet has 61M, SqueezeNet v1.0 1.25M
+MAX_CLASSIFIER_PADDING = 2  # conv10's padding (the Caffe release uses 1; each unit grows every output map)
 Macro = Literal["1_0", "1_1"]
 
 _BYPASSES = ("none", "simple", "complex")
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SqueezeNetError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum:,}"
+        raise SqueezeNetError(f"{name} must be an integer {bounds}, got {brief(value)}")
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ class FireSpec:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            _check_int(f"FireSpec.{f.name}", getattr(self, f.name), 1)
+            _check_int(f"FireSpec.{f.name}", getattr(self, f.name), 1, MAX_CHANNELS)
 
     @property
     def out_channels(self) -> int:
@@ -57,10 +64,10 @@ class StemSpec:
     pool: bool = True
 
     def __post_init__(self) -> None:
-        _check_int("stem.out_channels", self.out_channels, 1)
-        _check_int("stem.kernel_size", self.kernel_size, 1)
-        _check_int("stem.stride", self.stride, 1)
-        _check_int("stem.padding", self.padding, 0)
+        _check_int("stem.out_channels", self.out_channels, 1, MAX_CHANNELS)
+        _check_int("stem.kernel_size", self.kernel_size, 1, MAX_KERNEL)
+        _check_int("stem.stride", self.stride, 1, MAX_KERNEL)
+        _check_int("stem.padding", self.padding, 0, self.kernel_size)
 
 
 # The stems of the two published versions and the small-image stem used for 32x32 inputs.
@@ -110,24 +117,55 @@ class SqueezeNetConfig:
     version: int = field(default=CONFIG_VERSION, init=False)  # stored in every file; bumped when fields change meaning
 
     def __post_init__(self) -> None:
-        if not self.fires:
-            raise SqueezeNetError("a SqueezeNet needs at least one Fire module")
+        if not self.fires or len(self.fires) > MAX_FIRES:
+            raise SqueezeNetError(f"a SqueezeNet needs 1 to {MAX_FIRES} Fire modules, got {len(self.fires):,}")
         for i in self.pool_after:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self.fires):
                 raise SqueezeNetError(f"pool_after index {i!r} is not a Fire module index 0..{len(self.fires) - 1}")
         if len(set(self.pool_after)) != len(self.pool_after):
             raise SqueezeNetError(f"pool_after has repeated indices: {self.pool_after}")
         if self.bypass not in _BYPASSES:
-            raise SqueezeNetError(f"bypass must be one of {', '.join(_BYPASSES)}, got {self.bypass!r}")
+            raise SqueezeNetError(f"bypass must be one of {', '.join(_BYPASSES)}, got {brief(self.bypass)}")
         _check_int("num_classes", self.num_classes, 1)
         if self.num_classes > MAX_CLASSES:
             raise SqueezeNetError(f"num_classes {self.num_classes:,} is more than this toolkit builds ({MAX_CLASSES:,})")
-        _check_int("in_chans", self.in_chans, 1)
-        _check_int("classifier_padding", self.classifier_padding, 0)
+        _check_int("in_chans", self.in_chans, 1, MAX_CHANNELS)
+        _check_int("classifier_padding", self.classifier_padding, 0, MAX_CLASSIFIER_PADDING)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            raise SqueezeNetError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
+            raise SqueezeNetError(f"dropout must be a probability in [0, 1), got {brief(self.dropout)}")
         if not isinstance(self.batch_norm, bool):
-            raise SqueezeNetError(f"batch_norm must be true or false, got {self.batch_norm!r}")
+            raise SqueezeNetError(f"batch_norm must be true or false, got {brief(self.batch_norm)}")
+        if self.num_parameters() > MAX_PARAMETERS:
+            raise SqueezeNetError(f"this architecture has {self.num_parameters():,} parameters, more than this toolkit "
+                                  f"builds ({MAX_PARAMETERS:,})")
+
+    def num_parameters(self) -> int:
+        """Weights and biases (batch-norm and bypass convolutions included), counted without building anything."""
+        def conv(cin: int, cout: int, k: int) -> int:
+            return cout * (cin * k * k + 1) + (2 * cout if self.batch_norm else 0)
+
+        total = conv(self.in_chans, self.stem.out_channels, self.stem.kernel_size)
+        for cin, spec, shortcut in zip(self.fire_inputs(), self.fires, self.shortcuts()):
+            total += conv(cin, spec.squeeze, 1) + conv(spec.squeeze, spec.expand1x1, 1)
+            total += conv(spec.squeeze, spec.expand3x3, 3)
+            total += conv(cin, spec.out_channels, 1) if shortcut == "conv" else 0
+        return total + self.num_features * self.num_classes + self.num_classes
+
+    def largest_activation(self, size: int) -> int:
+        """Elements of the largest feature map one ``size`` x ``size`` image makes (what running it costs)."""
+        def pool(n: int) -> int:  # 3x3/2, ceil mode
+            return max(1, -(-(n - 3) // 2) + 1)
+
+        side = (size + 2 * self.stem.padding - self.stem.kernel_size) // self.stem.stride + 1
+        if side < 1:
+            return 0
+        largest = self.stem.out_channels * side * side
+        side = pool(side) if self.stem.pool else side
+        for i, spec in enumerate(self.fires):
+            largest = max(largest, (spec.out_channels + spec.squeeze) * side * side)
+            side = pool(side) if i in self.pool_after else side
+        side += 2 * self.classifier_padding
+        return max(largest, self.num_classes * side * side)
 
     @property
     def num_features(self) -> int:

@@ -19,11 +19,13 @@ import torch
 from torch import nn
 
 from ..common.imagenet import imagenet_names
-from ..errors import SqueezeNetError
+from ..errors import SqueezeNetError, brief
 from .config import SqueezeNetConfig
 from .preprocessing import CAFFE, CIFAR, TORCHVISION, Preprocessing
 
 META_VERSION = 1
+MAX_ACTIVATION_BYTES = 1 << 29  # one image's largest feature map (v1.0 at 227: 4.7 MB); 512 MB is 2 GB at batch 4
+MAX_NAME_CHARS = 1000  # a class name or a source; ImageNet's longest name has 96 characters
 
 
 class ArchConfig(Protocol):
@@ -36,6 +38,8 @@ class ArchConfig(Protocol):
     @property
     def in_chans(self) -> int: ...
     def to_dict(self) -> dict[str, Any]: ...
+    def num_parameters(self) -> int: ...
+    def largest_activation(self, size: int) -> int: ...
 
 
 def default_preprocessing(config: ArchConfig) -> Preprocessing:
@@ -69,10 +73,14 @@ class ModelMeta:
         object.__setattr__(self, "classes", classes)
         if len(classes) != self.config.num_classes:
             raise SqueezeNetError(f"{len(classes)} class names for a {self.config.num_classes}-class model")
-        if not all(isinstance(c, str) for c in classes):
-            raise SqueezeNetError("class names must be strings")
-        if self.source is not None and not isinstance(self.source, str):
-            raise SqueezeNetError(f"source must be a string, got {self.source!r}")
+        if not all(isinstance(c, str) and len(c) <= MAX_NAME_CHARS for c in classes):
+            raise SqueezeNetError(f"class names must be strings of at most {MAX_NAME_CHARS:,} characters")
+        if self.source is not None and not (isinstance(self.source, str) and len(self.source) <= MAX_NAME_CHARS):
+            raise SqueezeNetError(f"source must be a string of at most {MAX_NAME_CHARS:,} characters, got {brief(self.source)}")
+        crop = self.preprocessing.crop
+        if 4 * self.config.largest_activation(crop) > MAX_ACTIVATION_BYTES:
+            raise SqueezeNetError(f"a {crop}x{crop} input makes a {4 * self.config.largest_activation(crop) / 2**20:,.0f} MB "
+                                  f"feature map in this architecture (at most {MAX_ACTIVATION_BYTES >> 20} MB per image)")
 
     @classmethod
     def default(cls, config: ArchConfig, source: str | None = None) -> ModelMeta:

@@ -17,7 +17,9 @@ from torch import nn
 from torchvision.transforms import InterpolationMode, v2
 
 from ..common.schema import from_dict
-from ..errors import SqueezeNetError
+from ..errors import SqueezeNetError, brief
+
+MAX_RESIZE = 4096  # the side an image is resized to: 48 MB as uint8 before the crop
 
 
 class ReverseChannels(nn.Module):
@@ -54,8 +56,11 @@ class Preprocessing:
     resize_mode: Literal["shorter", "square"] = "shorter"
 
     def __post_init__(self) -> None:
-        if not (0 < self.crop <= self.resize <= 8192):
-            raise SqueezeNetError(f"preprocessing {self.name!r}: need 0 < crop <= resize <= 8192, got {self.crop}/{self.resize}")
+        if not isinstance(self.name, str) or len(self.name) > 100:
+            raise SqueezeNetError(f"preprocessing name must be a string of at most 100 characters, got {brief(self.name)}")
+        if not (0 < self.crop <= self.resize <= MAX_RESIZE):
+            raise SqueezeNetError(f"preprocessing {self.name!r}: need 0 < crop <= resize <= {MAX_RESIZE}, "
+                                  f"got {brief(self.crop)}/{brief(self.resize)}")
         if len(self.mean) != 3 or len(self.std) != 3 or not all(math.isfinite(v) for v in (*self.mean, *self.std)) \
                 or any(s <= 0 for s in self.std):
             raise SqueezeNetError(f"preprocessing {self.name!r}: mean and std need 3 finite values, std > 0")

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from ..errors import SqueezeNetError
+from ..errors import SqueezeNetError, brief
 from .features import FeatureExtractor
 from .meta import Network
 
@@ -119,8 +119,8 @@ def create_model(
 def config_from_dict(data: Any, where: str = "model config") -> Any:
     """The typed architecture config of a ``config.to_dict()`` (``SqueezeNetConfig``, ``AlexNetConfig``)."""
     arch = data.get("arch") if isinstance(data, Mapping) else None
-    if arch not in _ARCHS:
-        raise SqueezeNetError(f"{where}: unknown architecture {arch!r} (known: {', '.join(sorted(_ARCHS))})")
+    if not isinstance(arch, str) or arch not in _ARCHS:
+        raise SqueezeNetError(f"{where}: unknown architecture {brief(arch)} (known: {', '.join(sorted(_ARCHS))})")
     return _ARCHS[arch][0](data, where)
 
 

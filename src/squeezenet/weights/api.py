@@ -13,12 +13,19 @@ from torch import nn
 from ..errors import SqueezeNetError
 from ..models import FeatureExtractor, Network, effective_state_dict, get_model_entry, model_from_config
 from ..models import create_model as build_fresh
-from .files import READ_FORMATS, WeightsFile, encode_sqz_file, read_weights_file, sqz_bytes, write_weights_file
+from .files import READ_FORMATS, WeightsFile, check_tensors, encode_sqz_file, read_weights_file, sqz_bytes, write_weights_file
 from .pretrained import PRETRAINED, default_pretrained, fetch_pretrained
 
 
 def build_model(weights: WeightsFile, where: str) -> Network:
-    """Model for a weights file: rebuilt from its meta's config, weights loaded strictly, eval mode."""
+    """Model for a weights file: rebuilt from its meta's config, weights loaded strictly, eval mode. Names, shapes
+    and values are checked before the model is built (a file's claims cost no memory until they hold)."""
+    check_tensors(weights.meta, weights.state_dict, where)
+    for key, tensor in weights.state_dict.items():
+        if not tensor.is_floating_point() and key.endswith(("weight", "bias")):
+            raise SqueezeNetError(f"{where}: {key} is {str(tensor.dtype).removeprefix('torch.')}, not floating point")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise SqueezeNetError(f"{where}: {key} holds NaN or infinite values (a damaged file)")
     model: Network = model_from_config(weights.meta.config)
     try:
         model.load_state_dict(weights.state_dict)

@@ -10,8 +10,7 @@ always yields a complete meta: what a file does not say (a torchvision ``.pth``)
 from __future__ import annotations
 
 import json
-import pickle
-import zipfile
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +20,15 @@ import torch
 
 from ..common.imagenet import imagenet_names
 from ..common.io import atomic_path
-from ..errors import SqueezeNetError
+from ..common.jsonsafe import parse_json
+from ..errors import SqueezeNetError, brief
 from ..models import CAFFE, ModelMeta, create_model, model_from_config
+from ..models.config import MAX_PARAMETERS
 
 META_KEY = "squeezenet"
 PTH_META_KEY = "__squeezenet__"
 
+MAX_FILE_BYTES = 1 << 30  # AlexNet in float32 is 244 MB; more is not a model this toolkit builds
 READ_FORMATS = (".net", ".pth", ".pt", ".safetensors", ".sqz")
 WRITE_FORMATS = (".pth", ".pt", ".safetensors", ".sqz")
 
@@ -68,10 +70,7 @@ def parse_meta(text_or_dict: str | Mapping[str, Any] | None, where: str,
     if text_or_dict is None:
         data: Any = {}
     elif isinstance(text_or_dict, str):
-        try:
-            data = json.loads(text_or_dict)
-        except (ValueError, RecursionError) as exc:
-            raise SqueezeNetError(f"{where}: unreadable squeezenet metadata ({str(exc)[:200]})") from None
+        data = parse_json(text_or_dict, f"{where}: squeezenet metadata")
     else:
         data = text_or_dict
     if not isinstance(data, Mapping):
@@ -145,22 +144,67 @@ def _expected_tensors(meta: ModelMeta, where: str) -> dict[str, tuple[tuple[int,
 def _read_safetensors(path: Path) -> WeightsFile:
     from safetensors import SafetensorError, safe_open
 
+    _check_size(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
+            text = metadata.get(META_KEY)
+            shapes = {k: _Shape(f.get_slice(k).get_shape()) for k in f.keys()}
+            meta = parse_meta(text, str(path), shapes)  # type: ignore[arg-type]
+            check_tensors(meta, shapes, str(path))
             state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, SqueezeNetError):
+            raise
         raise SqueezeNetError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
-    text = metadata.get(META_KEY)
-    return WeightsFile(state, parse_meta(text, str(path), state), ".safetensors", described=text is not None)
+    except OSError as exc:
+        raise SqueezeNetError(f"{path}: cannot read it ({exc.strerror or _first_line(exc)})") from None
+    return WeightsFile(state, meta, ".safetensors", described=text is not None)
+
+
+class _Shape:
+    """A tensor's shape without its data (what :func:`infer_config` and :func:`check_tensors` look at)."""
+
+    def __init__(self, shape: list[int]):
+        self.shape = torch.Size(shape)
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+
+def check_tensors(meta: ModelMeta, state_dict: Mapping[str, Any], where: str) -> None:
+    """Refuse tensors whose names or shapes are not the architecture's, before a model is built for real: the
+    architecture is built on the meta device (no memory), so a file claiming a huge network costs nothing."""
+    expected = _expected_tensors(meta, where)
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing or unexpected:
+        parts = ([f"missing {', '.join(brief(k, 40) for k in missing[:3])}"] if missing else []) + \
+                ([f"unexpected {', '.join(brief(k, 40) for k in unexpected[:3])}"] if unexpected else [])
+        raise SqueezeNetError(f"{where}: weights do not match the {meta.config.arch} architecture in its metadata "
+                              f"({'; '.join(parts)})")
+    for key, (shape, _) in expected.items():
+        got = tuple(state_dict[key].shape)
+        if got != shape:
+            raise SqueezeNetError(f"{where}: weights do not match the {meta.config.arch} architecture in its metadata "
+                                  f"({key} has shape {list(got)[:6]}, it needs {list(shape)})")
+
+
+def _check_size(path: Path) -> None:
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise SqueezeNetError(f"{path}: {size:,} bytes is larger than any weights file this toolkit reads "
+                              f"({MAX_FILE_BYTES:,}); the largest model it builds has {MAX_PARAMETERS:,} parameters")
 
 
 def _read_pth(path: Path) -> WeightsFile:
+    _check_size(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, AttributeError,
-            UnicodeDecodeError, ImportError) as exc:
-        raise SqueezeNetError(f"{path}: not a readable PyTorch weights file ({_first_line(exc)})") from None
+        obj = _load_pickle(path)
+    except OSError as exc:
+        raise SqueezeNetError(f"{path}: not a readable PyTorch weights file ({exc.strerror or _first_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - torch's unpickler fails on hostile bytes with any exception type
+        raise SqueezeNetError(f"{path}: not a readable PyTorch weights file ({_pickle_reason(exc)})") from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]  # a training checkpoint: take its weights
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
@@ -171,6 +215,25 @@ def _read_pth(path: Path) -> WeightsFile:
     text = entry.get("json") if isinstance(entry, Mapping) else None
     state = dict(obj)
     return WeightsFile(state, parse_meta(text, str(path), state), ".pth", described=text is not None)
+
+
+def _load_pickle(path: Path) -> Any:
+    """``torch.load`` with ``weights_only`` (no code runs from the file); zip files are memory-mapped, so a file
+    holding huge tensors costs no memory until they are checked against the architecture."""
+    with path.open("rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+
+
+def _pickle_reason(exc: BaseException) -> str:
+    """The line of torch's refusal that says why (its message opens with paragraphs of advice)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "WeightsUnpickler error" in line or "Unsupported global" in line:
+            return line.split("WeightsUnpickler error:", 1)[-1].strip()[:200] + " (refused: code in a weights file)"
+    if isinstance(exc, KeyError | IndexError | struct.error | EOFError | UnicodeDecodeError):
+        return f"not a PyTorch file or a damaged one: {type(exc).__name__}"
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def sqz_bytes(state_dict: Mapping[str, torch.Tensor], meta: ModelMeta) -> bytes:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
+import math
 import struct
 import zlib
 from collections.abc import Callable
@@ -40,7 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import SqueezeNetError
+from ..common.jsonsafe import parse_json
+from ..errors import SqueezeNetError, brief
 from .coding import (
     ByteReader,
     EncodedStream,
@@ -87,7 +89,7 @@ class TensorRecord:
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)
 
     @property
     def bits(self) -> int:
@@ -253,16 +255,17 @@ def _check(condition: bool, message: str) -> None:
 def _record(d: Any, index: int) -> TensorRecord:
     _check(isinstance(d, dict), f"tensor record {index} is not an object")
     key, shape, kind, dtype = d.get("key"), d.get("shape"), d.get("kind"), d.get("dtype", "float32")
-    _check(isinstance(key, str) and isinstance(shape, list) and all(isinstance(s, int) and 0 <= s < 2**31 for s in shape),
-           f"tensor record {index} has a malformed key or shape")
-    _check(kind in ("shared", "raw") and dtype in RAW_DTYPES, f"{key}: unknown storage {kind!r}/{dtype!r}")
+    _check(isinstance(key, str) and len(key) <= 200 and isinstance(shape, list) and len(shape) <= 8
+           and all(type(s) is int and 0 <= s < 2**31 for s in shape), f"tensor record {index} has a malformed key or shape")
+    _check(isinstance(kind, str) and kind in ("shared", "raw") and isinstance(dtype, str) and dtype in RAW_DTYPES,
+           f"{key}: unknown storage {brief(kind)}/{brief(dtype)}")
     grid, streams = d.get("grid"), d.get("streams", [])
     _check(grid is None or (isinstance(grid, list) and len(grid) == 2 and all(type(v) is int for v in grid)
                             and 1 <= grid[0] < MAX_GRID_INT and -400 <= grid[1] <= 400 and dtype == "float32"),
            f"{key}: malformed grid")
     _check(isinstance(streams, list) and all(type(s) is int and s >= 0 for s in streams)
            and len(streams) == (2 if kind == "shared" else 0) + (grid is not None), f"{key}: malformed stream lengths")
-    numel = int(np.prod(shape, dtype=np.int64))
+    numel = math.prod(shape)
     if grid is not None:  # an Exp-Golomb code of a value below 2**52 is at most 105 bits: bound the stream first
         count = numel if kind == "raw" else d.get("centroids")
         _check(isinstance(count, int) and 0 <= count <= MAX_CENTROIDS and streams[-1] <= 14 * count + 8,
@@ -273,7 +276,7 @@ def _record(d: Any, index: int) -> TensorRecord:
         return TensorRecord(key, tuple(shape), "raw", dtype, side_bytes=side,
                             grid=None if grid is None else (grid[0], grid[1]), grid_bytes=streams[0] if grid else 0)
     kept, centroids, coders = d.get("kept"), d.get("centroids"), d.get("coders", [])
-    _check(dtype == "float32" and isinstance(kept, int) and isinstance(centroids, int)
+    _check(dtype == "float32" and type(kept) is int and type(centroids) is int
            and isinstance(coders, list) and all(isinstance(c, str) for c in coders), f"{key}: malformed record")
     _check(0 <= kept <= numel and 0 <= centroids <= min(kept, MAX_CENTROIDS) and (centroids > 0) == (kept > 0),
            f"{key}: {kept:,} kept entries and {centroids:,} centroids do not fit a {numel:,}-entry tensor")
@@ -294,6 +297,7 @@ def decode_sqz(data: bytes, where: str, expect: Expect | None = None) -> SqzCont
     _check(len(data) >= len(MAGIC) + 6 + 32, f"{where}: too short to be a .sqz file ({len(data)} bytes)")
     _check(data[:len(MAGIC)] == MAGIC, f"{where}: not a .sqz file (wrong magic bytes)")
     version, header_len = struct.unpack_from("<HI", data, len(MAGIC))
+    _check(version >= 1, f"{where}: .sqz version {version} does not exist (corrupt header)")
     _check(version <= VERSION, f"{where}: .sqz version {version}; this toolkit reads up to {VERSION} (upgrade squeezenet)")
     _check(hashlib.sha256(data[:-32]).digest() == data[-32:],
            f"{where}: checksum mismatch: the file is corrupted or truncated")
@@ -303,9 +307,9 @@ def decode_sqz(data: bytes, where: str, expect: Expect | None = None) -> SqzCont
         inflater = zlib.decompressobj()
         text = inflater.decompress(data[start:start + header_len], MAX_HEADER_BYTES)
         _check(not inflater.unconsumed_tail, "header too large")
-        header = json.loads(text)
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+    except zlib.error as exc:
         raise SqueezeNetError(f"{where}: unreadable .sqz header ({exc})") from None
+    header = parse_json(text, f"{where}: .sqz header")
     _check(isinstance(header, dict) and isinstance(header.get("tensors"), list) and isinstance(header.get("meta"), dict)
            and isinstance(header.get("side"), list) and len(header["side"]) == 3
            and all(isinstance(v, int) and v >= 0 for v in header["side"]), f"{where}: malformed .sqz header")
