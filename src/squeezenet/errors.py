@@ -17,6 +17,15 @@ class MissingExtraError(SqueezeNetError, ImportError):
     """A feature whose optional dependencies are not installed; the message names the extra to install."""
 
 
+class Interrupted(Exception):
+    """Work stopped by a signal (SIGTERM, SIGINT) after saving what lets it continue; the command line prints
+    the message and exits with 128 + ``signum``, as a shell reports a process killed by that signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
 def brief(value: object, limit: int = 60) -> str:
     """``repr(value)`` for an error message, cut to about ``limit`` characters: messages echo bad values, and a
     bad value can be a megabyte (a list of a million entries in a file's header) or an integer too long to print."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +79,9 @@ def parse_option(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
+        value = raw
+    if isinstance(value, float) and not math.isfinite(value):  # 1e400, NaN: left as text, refused by the field
         value = raw
     return key.replace("-", "_"), value
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from ..common.dist import is_first_process
 from ..common.extras import missing, require_extra
-from ..errors import MissingExtraError, SqueezeNetError
+from ..errors import Interrupted, MissingExtraError, SqueezeNetError
 from . import catalog, compression, deployment, inference, training  # noqa: F401  (each declares its verbs)
 from .args import VERBS
 
@@ -143,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{PROG}: error: {one_line(exc, args.parser)}", file=sys.stderr)
         return 1
+    except Interrupted as exc:
+        print(f"{PROG}: stopped: {one_line(exc, args.parser)}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -20,6 +20,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=positive_int, help="override the number of epochs")
     p.add_argument("--batch-size", type=positive_int, help="override the global batch size")
     p.add_argument("--lr", type=float, help="override the peak learning rate")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS", dest="time_budget_s",
+                   help="end training (the schedule annealed to its end) once it has taken this long; 0: no budget, "
+                        "train every epoch (default: the recipe's; cifar10's is 540 s)")
     add_set(p, "override any recipe field, repeatable: --set model_options.batch_norm=false --set data.workers=8 "
                "--set label_smoothing=0")
     add_data_root(p)
@@ -57,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides: dict[str, Any] = dict(args.options)
     for key, value in (("model", args.model), ("epochs", args.epochs), ("batch_size", args.batch_size),
-                       ("optimizer.lr", args.lr)):
+                       ("optimizer.lr", args.lr), ("time_budget_s", args.time_budget_s)):
         if value is not None:
             overrides[key] = value
     if args.resume:

@@ -57,6 +57,8 @@ def _dataclass(cls: type[T], data: Any, where: str, path: str) -> T:
         return cls(**kwargs)
     except TypeError as exc:  # a __post_init__ that compares values of the wrong kind
         raise SqueezeNetError(f"{where}: {name}: {exc}") from None
+    except SqueezeNetError as exc:  # a __post_init__'s own check: say which file or recipe it came from
+        raise SqueezeNetError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
 
 
 def _check_identity(cls: type, f: dataclasses.Field, value: Any, where: str, path: str) -> None:

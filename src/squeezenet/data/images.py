@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,9 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from ..errors import SqueezeNetError
 
+#: the largest image decoded (width x height): a 64-megapixel photo is 192 MB as RGB. Pillow's own guard warns at
+#: 89M pixels and refuses only at 179M (537 MB, more with the float copies that follow); a 166 KB PNG can claim that.
+MAX_PIXELS = 64_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 WNID_PREFIX = re.compile(r"^(n\d{8})(?:_|\.|$)")
 
@@ -23,10 +27,20 @@ def load_rgb_image(path: str | Path) -> torch.Tensor:
     """A uint8 RGB tensor (3, H, W); ``ValueError`` naming the file if it cannot be decoded."""
     path = Path(path)
     try:  # Pillow: every common format; torchvision.io's decoders are deprecated since 0.29
-        with Image.open(path) as img:
-            return pil_to_tensor(img.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise SqueezeNetError(f"{path}: unreadable image ({exc})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # ours is the lower cap, below
+            with Image.open(path) as img:  # reads the header only: the size is known before decoding
+                width, height = img.size
+                if width * height > MAX_PIXELS:
+                    raise SqueezeNetError(f"{path}: {width:,} x {height:,} pixels is more than the {MAX_PIXELS // 10**6} "
+                                          "megapixels this toolkit decodes")
+                return pil_to_tensor(img.convert("RGB"))
+    except SqueezeNetError:
+        raise
+    except Image.DecompressionBombError:  # Pillow's hard limit (twice its warning) comes first
+        raise SqueezeNetError(f"{path}: more than the {MAX_PIXELS // 10**6} megapixels this toolkit decodes") from None
+    except (OSError, ValueError) as exc:
+        raise SqueezeNetError(f"{path}: unreadable image ({' '.join(str(exc).split())[:150]})") from None
 
 
 def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -103,7 +117,13 @@ def _folder_labels(folders: list[str], wnid_index, class_names, root: Path) -> d
         return {f: list(class_names).index(f) for f in folders}
     if class_names is not None and len(folders) > len(class_names):
         raise SqueezeNetError(f"{root}: {len(folders)} class folders for a model with {len(class_names)} classes")
-    return {f: i for i, f in enumerate(folders)}
+    if class_names is not None and tuple(class_names) != tuple(f"class {i}" for i in range(len(class_names))):
+        # numbering the folders in sorted order would score a model on labels that mean something else
+        foreign = [f for f in folders if f not in class_names]
+        raise SqueezeNetError(f"{root}: class folders such as {foreign[0][:40]!r} are not among the model's classes "
+                              f"({', '.join(c[:20] for c in class_names[:3])}...); name the folders after them"
+                              + (" or after ImageNet wnids" if wnid_index is not None else ""))
+    return {f: i for i, f in enumerate(folders)}  # a model without class names: torchvision's ImageFolder order
 
 
 class FileLoader:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..common.jsonsafe import parse_json
-from ..errors import SqueezeNetError
+from ..errors import SqueezeNetError, brief
 from ..models import ModelMeta, Network, Preprocessing, config_from_dict
 
 META_FORMAT = "squeezenet.onnx"  # the value of ``format`` in every file we write (kept from the first ONNX files)
@@ -55,6 +55,9 @@ def meta_from_properties(props: Mapping[str, str], where: str) -> tuple[ModelMet
     if props.get("format") != META_FORMAT:
         raise SqueezeNetError(f"{where}: a file without squeezenet metadata (export it with `squeezenet export`); "
                               "its preprocessing is unknown, so it is not used")
+    if props.get("format_version", "1") != "1":
+        raise SqueezeNetError(f"{where}: squeezenet metadata format_version {brief(props.get('format_version'), 20)}; "
+                              "this squeezenet reads version 1 (upgrade squeezenet-toolkit)")
     try:
         if any(len(str(v)) > MAX_PROPERTY_CHARS for v in props.values()):
             raise ValueError(f"a property longer than {MAX_PROPERTY_CHARS:,} characters")

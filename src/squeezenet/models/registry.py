@@ -58,7 +58,10 @@ def register_model(input_size: int = 224, **options: Any) -> Callable[[F], F]:
         def builder(**kwargs: Any) -> nn.Module:
             unknown = [k for k in kwargs if k not in options]
             if unknown:
-                raise SqueezeNetError(f"{name} has no option {unknown[0]!r}; its options are: {', '.join(options)}")
+                raise SqueezeNetError(f"{name} has no option {brief(unknown[0], 40)}; its options are: {', '.join(options)}")
+            for key, value in kwargs.items():
+                if not _same_kind(value, options[key]):
+                    raise SqueezeNetError(f"{name}: option {key} must be {_KINDS[type(options[key])]}, got {brief(value)}")
             return fn(**{**options, **kwargs})
 
         builder.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -68,6 +71,21 @@ def register_model(input_size: int = 224, **options: Any) -> Callable[[F], F]:
         return builder  # type: ignore[return-value]
 
     return wrap
+
+
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether ``value`` may replace ``default`` (options come from YAML and the command line: ``true`` is not
+    a number, ``2.5`` is not a count, ``"maybe"`` is not a flag)."""
+    if type(default) not in _KINDS:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
 
 
 def register_arch(arch: str, config_from_dict: Callable[[Mapping[str, Any], str], Any],

@@ -39,6 +39,38 @@ class RNGState(L.Callback):
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class MidEpochPosition(L.Callback):
+    """Where in its epoch a checkpoint was taken, so that a run stopped mid-epoch (SIGTERM, Ctrl-C) resumes with
+    the next batch instead of the epoch's first: the training sampler asks :meth:`batches_to_skip` when it starts.
+
+    (Lightning's own route, a stateful DataLoader, is not taken: it restores loader state only when the loader
+    is created after the checkpoint is loaded, and ours is created earlier, when the schedule asks for the
+    number of steps.)
+    """
+
+    def __init__(self) -> None:
+        self.trainer: L.Trainer | None = None
+        self.pending: tuple[int, int] | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.trainer is None:
+            return {}
+        return {"epoch": self.trainer.current_epoch,
+                "batches": self.trainer.fit_loop.epoch_loop.batch_progress.current.completed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.pending = (int(state["epoch"]), int(state["batches"])) if state else None
+
+    def batches_to_skip(self, epoch: int) -> int:
+        """Batches of ``epoch`` already trained before the checkpoint this run resumed from (once; else 0). An
+        end-of-epoch checkpoint names the epoch it finished, which is not the one that starts next."""
+        pending, self.pending = self.pending, None
+        return pending[1] if pending is not None and pending[0] == epoch else 0
+
+
 class BestWeights(L.Callback):
     """Writes ``best.safetensors`` (with architecture, preprocessing and class names) when val top-1 improves."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -14,6 +15,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from ..data.augment import pad_crop_flip
 from ..errors import SqueezeNetError
 from .recipe import Recipe
+
+logger = logging.getLogger(__name__)
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
@@ -80,6 +83,7 @@ class ClassifierModule(L.LightningModule):
         self._seen = 0
         self._epoch_start = 0.0
         self.train_seconds = 0.0  # training time so far, kept across resumes (time budgets)
+        self.budget_reached = False  # the time budget ended training before its epochs did
         self.skipped_images = 0  # unreadable files dropped from batches by this process
         self._step_start: float | None = None
         if channels_last:
@@ -127,6 +131,9 @@ class ClassifierModule(L.LightningModule):
         share = torch.where(labelled, torch.full_like(kl, w), torch.ones_like(kl))
         return (share * kl + (1 - share) * ce).mean()
 
+    def on_train_start(self) -> None:  # a run resumed mid-epoch gets no on_train_epoch_start for that epoch
+        self._seen, self._epoch_start = 0, time.perf_counter()
+
     def on_train_epoch_start(self) -> None:
         self._seen, self._epoch_start = 0, time.perf_counter()
 
@@ -145,6 +152,12 @@ class ClassifierModule(L.LightningModule):
             self.train_seconds = float(self.trainer.strategy.broadcast(self.train_seconds, src=0))
         if self.progress() >= 1.0:
             self.trainer.should_stop = True  # the time budget is spent: stop after this step
+            steps_left = self.trainer.global_step < self.trainer.estimated_stepping_batches
+            if steps_left and not self.budget_reached and self.trainer.is_global_zero:
+                logger.info(f"time budget of {self.recipe.time_budget_s:g} s reached in epoch {self.current_epoch + 1} "
+                            f"of {self.trainer.max_epochs}, after {batch_idx + 1} of {self.trainer.num_training_batches} "
+                            "batches; the learning-rate schedule ran to its end (a budget of 0 trains every epoch)")
+            self.budget_reached = self.budget_reached or steps_left
 
     def progress(self, step: int | None = None) -> float:
         """Fraction of training done: steps over total steps, or time over the recipe's budget if further along."""

@@ -7,6 +7,7 @@ root links there). Any field can be overridden with dotted keys: ``optimizer.lr=
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -16,7 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from ..common.schema import from_dict
-from ..errors import SqueezeNetError
+from ..errors import SqueezeNetError, brief
 
 
 @dataclass
@@ -101,8 +102,30 @@ class Recipe:
             raise SqueezeNetError(f"recipe {self.name}: epochs and batch_size must be >= 1")
         if not self.optimizer.lr > 0:
             raise SqueezeNetError(f"recipe {self.name}: optimizer.lr must be > 0, got {self.optimizer.lr}")
+        if self.time_budget_s == 0:
+            self.time_budget_s = None  # 0 turns the budget off (as --time-budget 0 does)
         if self.time_budget_s is not None and not self.time_budget_s > 0:
-            raise SqueezeNetError(f"recipe {self.name}: time_budget_s must be > 0")
+            raise SqueezeNetError(f"recipe {self.name}: time_budget_s must be > 0 (or 0 for none)")
+        for name, value, low, high in (
+                ("epochs", self.epochs, 1, 100_000), ("batch_size", self.batch_size, 1, 1 << 16),
+                ("seed", self.seed, 0, 2**63 - 1), ("data.workers", self.data.workers, 0, 256),
+                ("data.image_size", self.data.image_size, 8, 1024), ("data.resize", self.data.resize, 8, 4096),
+                ("schedule.step_epochs", self.schedule.step_epochs, 1, 100_000),
+                ("data.limit_train", self.data.limit_train or 1, 1, 2**40),
+                ("data.limit_val", self.data.limit_val or 1, 1, 2**40)):
+            if not low <= value <= high:
+                raise SqueezeNetError(f"recipe {self.name}: {name} must be in {low:,}..{high:,}, got {brief(value)}")
+        r, o = self.schedule, self.optimizer
+        for fname, x, lo, hi in (
+                ("optimizer.momentum", o.momentum, 0.0, 1.0), ("optimizer.weight_decay", o.weight_decay, 0.0, 1.0),
+                ("optimizer.lr", o.lr, 0.0, 1e3), ("schedule.pct_start", r.pct_start, 0.0, 1.0),
+                ("schedule.gamma", r.gamma, 0.0, 1e6), ("schedule.warmup_epochs", r.warmup_epochs, 0.0, 1e5),
+                ("grad_clip_norm", self.grad_clip_norm or 1.0, 1e-12, 1e12)):
+            if not lo <= x <= hi:
+                raise SqueezeNetError(f"recipe {self.name}: {fname} must be in [{lo:g}, {hi:g}], got {brief(x)}")
+        if any(s <= 0 for s in self.data.std):
+            raise SqueezeNetError(f"recipe {self.name}: data.std must be > 0, got {list(self.data.std)}")
+        self._check_model()
         if not 0 <= self.label_smoothing < 1:
             raise SqueezeNetError(f"recipe {self.name}: label_smoothing must be in [0, 1)")
         if self.data.image_size < 8 or self.data.resize < self.data.image_size:
@@ -113,14 +136,39 @@ class Recipe:
             raise SqueezeNetError(f"recipe {self.name}: distill.weight must be in [0, 1] and distill.temperature in (0, 100]")
         return self
 
+    def _check_model(self) -> None:
+        """The model name and options, checked now (on the meta device: nothing allocated) rather than after the
+        data has loaded."""
+        import torch
+
+        from ..models import create_model
+
+        try:
+            with torch.device("meta"):
+                create_model(self.model, **{**self.model_options, "num_classes": 10})
+        except TypeError as exc:  # an option of the wrong type reaching a builder
+            raise SqueezeNetError(f"recipe {self.name}: model_options for {self.model}: {exc}") from None
+
 
 def list_recipes() -> list[str]:
     return sorted(p.name.removesuffix(".yaml") for p in resources.files("squeezenet.recipes").iterdir()
                   if p.name.endswith(".yaml"))
 
 
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text) if text != "" else ""
+def _parse_value(text: str, key: str) -> Any:
+    """A ``--set`` value as YAML (``0.1``, ``true``, ``[1, 2]``, ``null``); tags and malformed YAML are one line."""
+    if text == "":
+        return ""
+    if len(text) > 10_000:
+        raise SqueezeNetError(f"--set {key}: a value of {len(text):,} characters")
+    try:
+        value = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise SqueezeNetError(f"--set {key}={text[:40]}: not a YAML value ({problem})") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SqueezeNetError(f"--set {key}={text[:40]}: not a finite number")
+    return value
 
 
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,7 +181,7 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise SqueezeNetError(f"override {dotted}: {p} is not a section")
-        node[leaf] = _parse_value(value) if isinstance(value, str) else value
+        node[leaf] = _parse_value(value, dotted) if isinstance(value, str) else value
     return out
 
 
@@ -150,7 +198,7 @@ def load_recipe(name_or_path: str | Path, overrides: Mapping[str, Any] | None = 
         raw, where = path.read_text(), str(path)
     try:
         data = yaml.safe_load(raw) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         raise SqueezeNetError(f"{where}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise SqueezeNetError(f"{where}: a recipe must be a YAML mapping")

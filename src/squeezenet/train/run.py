@@ -1,8 +1,9 @@
 """``train()``: one call from a recipe and a dataset to a run directory.
 
-RUN_DIR holds ``run.json`` (what was asked), ``checkpoints/last.ckpt`` (every epoch, written atomically
-by Lightning; the best epoch beside it), ``logs/`` (CSV and TensorBoard, kept whole across ``--resume``),
-``best.safetensors``, ``metrics.json`` and ``curves.png``.
+RUN_DIR holds ``run.json`` (what was asked), ``checkpoints/last.ckpt`` (every epoch, and where SIGTERM or Ctrl-C
+stopped it; written through a temporary file in the same folder, fsync, rename: see ``checkpoint_io``; the best
+epoch beside it), ``logs/`` (CSV and TensorBoard, kept whole across ``--resume``), ``best.safetensors``,
+``metrics.json`` and ``curves.png``. The folder is claimed by one process at a time (``.train.lock``).
 Several GPUs or nodes: launch the same command with ``torchrun``; the world size comes from its
 environment and Lightning's DDP takes over (no process management of ours).
 """
@@ -10,8 +11,11 @@ environment and Lightning's DDP takes over (no process management of ours).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
+import shutil
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,18 +29,21 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..common.dist import is_first_process
-from ..common.io import atomic_path
+from ..common.io import FolderLock, atomic_path
 from ..data import ImageDataset, collate_images
 from ..data.training import DataSource, make_dataset, resolve_data
-from ..errors import SqueezeNetError
+from ..errors import Interrupted, SqueezeNetError
 from ..models import Network, Preprocessing, create_model, default_classes
-from .callbacks import BestWeights, EpochLine, RNGState
+from .callbacks import BestWeights, EpochLine, MidEpochPosition, RNGState
+from .checkpoint_io import AtomicCheckpointIO, SaveOnSignal
 from .init import init_head_bias, init_weights
-from .layout import LAST_CKPT, RUN_FILE
+from .layout import LAST_CKPT, RUN_FILE, RUN_LOCK
 from .logs import ResumableCSVLogger
 from .module import ClassifierModule
 from .plots import plot_curves
 from .recipe import Recipe
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,11 +56,18 @@ class TrainResult:
 
 class EpochSampler(DistributedSampler):
     """DistributedSampler yielding ``(epoch, index)`` so the dataset seeds augmentation per epoch,
-    even inside loader workers that hold their own copy of the dataset."""
+    even inside loader workers that hold their own copy of the dataset. A run resumed in the middle of an
+    epoch (``position``) leaves out the batches it already trained."""
+
+    def __init__(self, *args: Any, position: MidEpochPosition | None = None, batch_size: int = 1, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.position, self.batch_size = position, batch_size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for i in super().__iter__():
-            yield (self.epoch, i)
+        skip = self.position.batches_to_skip(self.epoch) * self.batch_size if self.position else 0
+        for n, i in enumerate(super().__iter__()):
+            if n >= skip:
+                yield (self.epoch, i)
 
 
 class _EpochIndexed(torch.utils.data.Dataset):
@@ -72,10 +86,11 @@ class _EpochIndexed(torch.utils.data.Dataset):
 class DataModule(L.LightningDataModule):
     """Builds loaders once the strategy knows this process's rank and the world size."""
 
-    def __init__(self, train: ImageDataset, val: ImageDataset, batch_size: int, workers: int, seed: int):
+    def __init__(self, train: ImageDataset, val: ImageDataset, batch_size: int, workers: int, seed: int,
+                 position: MidEpochPosition | None = None):
         super().__init__()
         self.train_set, self.val_set = train, val
-        self.batch_size, self.workers, self.seed = batch_size, workers, seed
+        self.batch_size, self.workers, self.seed, self.position = batch_size, workers, seed, position
 
     def _per_device(self) -> int:
         world = self.trainer.world_size if self.trainer else 1
@@ -94,7 +109,8 @@ class DataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         world, rank = self._world()
-        sampler = EpochSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True)
+        sampler = EpochSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True,
+                               position=self.position, batch_size=self._per_device())
         return self._loader(_EpochIndexed(self.train_set), sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -155,15 +171,16 @@ def _versions() -> dict[str, str]:
 
 def _quiet_lightning() -> None:
     """Silence Lightning's start-up chatter and warnings that do not concern our users."""
-    import logging
     import warnings
 
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
-                 "lightning.fabric.utilities.seed"):
+                 "lightning.fabric.utilities.seed", "lightning.pytorch.trainer.connectors.signal_connector",
+                 "lightning.pytorch.trainer.connectors.checkpoint_connector"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*litlogger.*", ".*LeafSpec.*", ".*on_after_batch_transfer.*", ".*log_every_n_steps.*",
                     ".*does not have many workers.*", ".*`max_epochs` was not set.*", ".*treespec.*",
-                    ".*Checkpoint directory .* exists and is not empty.*"):  # a resumed run's own checkpoints
+                    ".*Checkpoint directory .* exists and is not empty.*",  # a resumed run's own checkpoints
+                    ".*resuming from a checkpoint that ended before the epoch ended.*"):  # MidEpochPosition resumes it
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -191,12 +208,47 @@ def train(
     unlabelled images, and val/top1 on it is the agreement with the teacher.
     """
     run_dir = Path(run_dir)
-    ckpt = run_dir / LAST_CKPT
     first_process = is_first_process()  # under torchrun only rank 0 owns the run directory
-    if resume and not ckpt.is_file():
-        raise SqueezeNetError(f"{run_dir}: nothing to resume (no {LAST_CKPT})")
-    if first_process and not resume and (run_dir / RUN_FILE).exists():
+    lock = FolderLock(run_dir, "another training run", RUN_LOCK).acquire() if first_process else None
+    try:
+        return _train(recipe, data, run_dir, data_root=data_root, resume=resume, accelerator=accelerator,
+                      devices=devices, compile=compile, progress_bar=progress_bar, model=model, callbacks=callbacks,
+                      teacher=teacher)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _restart_if_nothing_saved(run_dir: Path) -> bool:
+    """``--resume`` of a run killed before its first checkpoint: start it over (its run.json says how). Returns
+    whether it does; a folder that is not a run is still an error."""
+    if (run_dir / LAST_CKPT).is_file():
+        return False
+    if not (run_dir / RUN_FILE).is_file():
+        raise SqueezeNetError(f"{run_dir}: nothing to resume (no {LAST_CKPT} and no {RUN_FILE})")
+    logger.warning(f"{run_dir} has no checkpoint yet (it stopped before its first epoch ended): starting it over")
+    for partial in ("logs", LAST_CKPT.parent.name):
+        shutil.rmtree(run_dir / partial, ignore_errors=True)
+    return True
+
+
+def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | None, resume: bool, accelerator: str,
+           devices: int | str, compile: bool, progress_bar: bool | None, model: Network | None,
+           callbacks: list[L.Callback] | None, teacher: torch.nn.Module | None) -> TrainResult:
+    ckpt = run_dir / LAST_CKPT
+    first_process = is_first_process()
+    if first_process:  # temporary files of a writer that was killed (we hold the folder's lock: none is live)
+        for stale in run_dir.glob(f"{LAST_CKPT.parent.name}/.*.tmp"):
+            stale.unlink()
+    if resume and first_process and _restart_if_nothing_saved(run_dir):
+        resume = False
+    elif first_process and not resume and (run_dir / RUN_FILE).exists():
         raise SqueezeNetError(f"{run_dir} already holds a run; pass resume=True to continue it or choose another run directory")
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True) if resume else None
+    if saved is not None and recipe.time_budget_s and float(saved.get("train_seconds", 0.0)) >= recipe.time_budget_s:
+        raise SqueezeNetError(f"{run_dir}: its time budget of {recipe.time_budget_s:g} s is spent "
+                              f"({float(saved['train_seconds']):.0f} s trained), nothing is left to train; give it more "
+                              "with time_budget_s=SECONDS or none with time_budget_s=0")
 
     _quiet_lightning()
     L.seed_everything(recipe.seed, workers=True, verbose=False)
@@ -240,10 +292,11 @@ def train(
                 tmp.write_text(json.dumps({"recipe": recipe.to_dict(), "data": data, "data_root": str(data_root or ""),
                                            "versions": _versions()}, indent=2))
 
-    resumed_step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]) if resume else None
+    resumed_step = int(saved["global_step"]) if saved is not None else None
     gpu = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
     best = BestWeights(run_dir / "best.safetensors", source=f"squeezenet train {recipe.name} on {source.name}")
     show_bar = progress_bar if progress_bar is not None else os.isatty(2)
+    on_signal, position = SaveOnSignal(ckpt), MidEpochPosition()
     all_callbacks: list[L.Callback] = [
         # the best epoch, then the latest one every epoch (save_last=True would only follow the best, skipping
         # epochs that do not improve val/top1); in this order last.ckpt holds the best-checkpoint state too
@@ -251,7 +304,7 @@ def train(
                         save_top_k=1, monitor="val/top1", mode="max"),
         ModelCheckpoint(dirpath=run_dir / LAST_CKPT.parent, filename=LAST_CKPT.stem, save_top_k=1, monitor=None,
                         enable_version_counter=False),
-        RNGState(), best, *(callbacks or []),
+        RNGState(), position, best, on_signal, *(callbacks or []),
     ]
     if not show_bar:
         all_callbacks.append(EpochLine())
@@ -274,10 +327,18 @@ def train(
         num_sanity_val_steps=0,
         use_distributed_sampler=False,
         log_every_n_steps=10,
+        plugins=[AtomicCheckpointIO()],
     )
-    datamodule = DataModule(train_set, val_set, recipe.batch_size, recipe.data.workers, recipe.seed)
+    datamodule = DataModule(train_set, val_set, recipe.batch_size, recipe.data.workers, recipe.seed, position)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if resume else None)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if resume else None)
+    except SystemExit:  # Lightning's answer to SIGTERM (an exception) and to Ctrl-C (sys.exit(1))
+        if on_signal.signum is None:
+            raise
+        name = signal.Signals(on_signal.signum).name
+        raise Interrupted(f"{name} at {on_signal.where}: state saved in {ckpt}; `squeezenet train --resume "
+                                  f"{run_dir}` continues", on_signal.signum) from None
     elapsed = time.perf_counter() - start
     if not trainer.interrupted and ("val/top1" not in trainer.callback_metrics or trainer.current_epoch < recipe.epochs):
         # stopped by the time budget mid-epoch, or resumed from the last epoch's checkpoint with nothing left
@@ -293,7 +354,7 @@ def train(
         "val_images": len(val_set), "skipped_images": len(skipped) + module.skipped_images, "fit_time_s": round(elapsed, 1),
         "train_time_s": round(module.train_seconds, 1),
         "images_per_s": round(trainer.global_step * recipe.batch_size / max(1e-9, module.train_seconds), 1),
-        "world_size": trainer.world_size,
+        "world_size": trainer.world_size, "stopped_by": "time budget" if module.budget_reached else "epochs",
         "device": torch.cuda.get_device_name() if gpu else f"cpu ({platform.processor() or platform.machine()}, "
                                                             f"{torch.get_num_threads()} threads)",
     }

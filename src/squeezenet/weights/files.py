@@ -228,9 +228,9 @@ def _load_pickle(path: Path) -> Any:
 def _pickle_reason(exc: BaseException) -> str:
     """The line of torch's refusal that says why (its message opens with paragraphs of advice)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for line in lines:
-        if "WeightsUnpickler error" in line or "Unsupported global" in line:
-            return line.split("WeightsUnpickler error:", 1)[-1].strip()[:200] + " (refused: code in a weights file)"
+    if len(lines) > 1 and lines[0].startswith("Weights only load failed"):  # the reason follows the advice
+        reason = lines[1].split("WeightsUnpickler error:", 1)[-1].strip()
+        return f"{reason[:160]} (refused: code in a weights file is never run)"
     if isinstance(exc, KeyError | IndexError | struct.error | EOFError | UnicodeDecodeError):
         return f"not a PyTorch file or a damaged one: {type(exc).__name__}"
     return lines[0][:200] if lines else type(exc).__name__
@@ -263,6 +263,16 @@ def write_weights_file(path: str | Path, state_dict: Mapping[str, torch.Tensor],
     suffix = _suffix(path, WRITE_FORMATS, "write")
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     meta_dict = meta.to_dict()
+    from safetensors import SafetensorError
+
+    try:
+        _write(path, suffix, tensors, meta, meta_dict)
+    except (SafetensorError, RuntimeError) as exc:  # how safetensors and torch's zip writer report a full disk
+        raise SqueezeNetError(f"{path}: could not write it ({_first_line(exc)[:120]}); nothing was replaced") from None
+    return path
+
+
+def _write(path: Path, suffix: str, tensors: dict[str, torch.Tensor], meta: ModelMeta, meta_dict: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         if suffix == ".sqz":
             tmp.write_bytes(sqz_bytes(tensors, meta))
@@ -277,7 +287,6 @@ def write_weights_file(path: str | Path, state_dict: Mapping[str, torch.Tensor],
             od: OrderedDict[str, torch.Tensor] = OrderedDict(tensors)
             od._metadata = OrderedDict({PTH_META_KEY: {"json": json.dumps(meta_dict)}})  # type: ignore[attr-defined]
             torch.save(od, tmp)
-    return path
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,50 @@
+"""``squeezenet`` with a fault injected into file writes, for the kill and full-disk tests.
+
+KILL_AT_SAVE=N: the N-th ``torch.save`` to a file writes half of its bytes, then the process SIGKILLs itself
+(what a kill, an OOM kill or a pulled plug does in the middle of a checkpoint).
+FILL_AT_SAVE=N: before the N-th ``torch.save`` to a file, fill that file's filesystem (a full disk).
+FAULT_MATCH=TEXT: count only saves to files whose name contains TEXT (``last.ckpt``: its temporary files too).
+"""
+
+import io
+import os
+import signal
+import sys
+
+import torch
+
+from squeezenet.cli import main
+
+_real_save = torch.save
+_calls = 0
+
+
+def _fill(folder: str) -> None:
+    with open(os.path.join(folder, "filler"), "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        except OSError:
+            pass
+
+
+def _save(obj, f, *args, **kwargs):
+    global _calls
+    if isinstance(f, (str, os.PathLike)) and os.environ.get("FAULT_MATCH", "") in os.path.basename(os.fspath(f)):
+        _calls += 1
+        if _calls == int(os.environ.get("KILL_AT_SAVE", "0")):
+            buffer = io.BytesIO()
+            _real_save(obj, buffer, *args, **kwargs)
+            with open(f, "wb") as out:
+                out.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+                out.flush()
+                os.fsync(out.fileno())
+            os.kill(os.getpid(), signal.SIGKILL)
+        if _calls == int(os.environ.get("FILL_AT_SAVE", "0")):
+            _fill(os.path.dirname(os.fspath(f)))
+    return _real_save(obj, f, *args, **kwargs)
+
+
+torch.save = _save
+sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,223 @@
+"""Hostile files, images and options: one line naming the problem, exit 1, memory bounded (issue: reliability)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import image_folder
+from squeezenet import create_model, save_weights
+from squeezenet.cli import main
+from squeezenet.weights.sqz import MAGIC
+
+
+def _one_line(capsys, argv: list[str], *words: str) -> str:
+    assert main(argv) == 1, argv
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("squeezenet: error: "), err
+    assert len(err[0]) <= 320, len(err[0])
+    for word in words:
+        assert word in err[0], err[0]
+    return err[0]
+
+
+def _edit_sqz(path: Path, edit) -> Path:
+    """Edit the JSON header of a .sqz and recompute its length and checksum (a forger's file, not a damaged one)."""
+    data = path.read_bytes()
+    header_len = struct.unpack_from("<I", data, len(MAGIC) + 2)[0]
+    start = len(MAGIC) + 6
+    header = json.loads(zlib.decompress(data[start:start + header_len]))
+    text = edit(header)
+    packed = zlib.compress((text if isinstance(text, str) else json.dumps(header)).encode())
+    body = data[:len(MAGIC) + 2] + struct.pack("<I", len(packed)) + packed + data[start + header_len:-32]
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    return path
+
+
+@pytest.fixture()
+def small(tmp_path) -> Path:
+    return save_weights(create_model("squeezenet1_1_cifar"), tmp_path / "small.sqz")
+
+
+def test_a_text_file_named_pth_is_one_line_in_every_command(tmp_path, capsys) -> None:
+    bad = tmp_path / "x.pth"
+    bad.write_text("hello, I am not a weights file\n")
+    images = image_folder(tmp_path / "images", 2)
+    for argv in (["info", str(bad)], ["predict", "-w", str(bad), str(images)], ["eval", "-w", str(bad), "-d", str(images)],
+                 ["convert", str(bad), "-o", str(tmp_path / "y.sqz")],
+                 ["compress", "-w", str(bad), "-o", str(tmp_path / "z.sqz")],
+                 ["export", "-w", str(bad), "-o", str(tmp_path / "z.onnx")]):
+        _one_line(capsys, argv, str(bad), "not a readable PyTorch weights file")
+    assert not (tmp_path / "y.sqz").exists() and not (tmp_path / "z.sqz").exists()
+
+
+def test_a_malicious_pickle_is_refused_with_its_reason(tmp_path, capsys) -> None:
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(b"cos\nsystem\n(S'touch " + str(tmp_path / "pwned").encode() + b"'\ntR.")
+    line = _one_line(capsys, ["info", str(evil)], str(evil), "refused: code in a weights file is never run")
+    assert "os.system" in line or "posix.system" in line
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda h: "[" * 50_000 + "]" * 50_000, "nested 50,000 levels"),
+    (lambda h: h["tensors"][0].update(dtype=["float32"]), "unknown storage"),
+    (lambda h: h["tensors"][0].update(shape=[True, 3]), "malformed key or shape"),
+    (lambda h: h["meta"]["config"]["stem"].update(out_channels=2**53), "stem.out_channels must be an integer in 1..16,384"),
+    (lambda h: h["meta"]["config"]["stem"].update(kernel_size=2**31 - 1), "stem.kernel_size"),
+    (lambda h: h["meta"]["config"].update(classifier_padding=1000), "classifier_padding"),
+    (lambda h: h["meta"]["preprocessing"].update(mean=[float("nan"), 0, 0]), "NaN is not a JSON number"),
+    (lambda h: h["meta"].update(version=0), "metadata version 0"),
+    (lambda h: h["meta"].update(classes=["a"] * 9), "9 class names for a 10-class model"),
+    (lambda h: h["meta"]["config"].update(fires=[h["meta"]["config"]["fires"][0]] * 1000), "1 to 64 Fire modules"),
+])
+def test_forged_sqz_headers_are_refused_before_anything_is_built(small, capsys, edit, words) -> None:
+    _one_line(capsys, ["info", str(_edit_sqz(small, edit))], str(small), words)
+
+
+def test_version_zero_sqz_is_refused(small, capsys) -> None:
+    data = bytearray(small.read_bytes())
+    struct.pack_into("<H", data, len(MAGIC), 0)
+    data[-32:] = hashlib.sha256(bytes(data[:-32])).digest()
+    small.write_bytes(bytes(data))
+    _one_line(capsys, ["info", str(small)], ".sqz version 0 does not exist")
+
+
+def test_huge_architecture_in_safetensors_metadata_costs_no_memory(tmp_path) -> None:
+    """A 20 KB file claiming a network of 10^8 classes or 2^53 channels is refused before any allocation: run in
+    a process whose address space cannot hold a 1 GB tensor."""
+    from safetensors.torch import save_file
+
+    model = create_model("squeezenet1_1_cifar")
+    meta = model.meta.to_dict()
+    cases = {"classes": dict(meta, config=dict(meta["config"], num_classes=10**8), classes=None),
+             "channels": dict(meta, config=dict(meta["config"], stem=dict(meta["config"]["stem"], out_channels=2**30)))}
+    for name, claim in cases.items():
+        save_file({"w": torch.zeros(2)}, str(tmp_path / f"{name}.safetensors"),
+                  metadata={"format": "pt", "squeezenet": json.dumps(claim)})
+    code = ("import resource, sys; from squeezenet.cli import main; import squeezenet.report, squeezenet.weights; "
+            "vm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmSize')) << 10; "
+            "resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), vm + (1 << 30))); "  # 1 GB more than imports take
+            "sys.exit(main(['info', sys.argv[1]]))")
+    for name in cases:
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path / f"{name}.safetensors")], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr[-2000:]
+        assert "more than this toolkit builds" in done.stderr or "must be an integer in" in done.stderr
+
+
+def test_an_image_just_under_pillows_bomb_limit_is_one_skipped_image(tmp_path, capsys) -> None:
+    big = tmp_path / "big.png"
+    Image.new("L", (12_000, 12_000)).save(big, optimize=True)  # 144 megapixels in ~150 KB
+    assert big.stat().st_size < 1_000_000
+    model = save_weights(create_model("squeezenet1_1_cifar"), tmp_path / "m.sqz")
+    small = tmp_path / "ok.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(small)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert main(["predict", "-w", str(model), str(big), str(small), "--json"]) == 1  # one image could not be read
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert "144,000,000" not in rows[0]["error"] and "12,000 x 12,000 pixels" in rows[0]["error"]
+    assert "top" in rows[1]
+    assert "DecompressionBomb" not in captured.err
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: it was never decoded
+
+
+def test_a_model_with_named_classes_refuses_a_folder_of_other_classes(tmp_path, capsys) -> None:
+    folder = tmp_path / "cifar"
+    folder.mkdir()
+    for name in ("airplane", "automobile"):
+        image_folder(folder / name, 1)
+    imagenet = save_weights(create_model("squeezenet1_1"), tmp_path / "imagenet.sqz")  # 1000 ImageNet names
+    _one_line(capsys, ["eval", "-w", str(imagenet), "-d", str(folder)], "'airplane' are not among the model's classes")
+    unnamed = save_weights(create_model("squeezenet1_1_cifar", num_classes=2), tmp_path / "unnamed.sqz")
+    assert main(["eval", "-w", str(unnamed), "-d", str(folder), "--json"]) == 0  # "class 0", "class 1": folder order
+
+
+@pytest.mark.parametrize("value, words", [
+    ("epochs=abc", "epochs must be a whole number, got 'abc'"),
+    ("epochs=2.5", "epochs must be a whole number, got 2.5"),
+    ("epochs=1e400", "epochs must be a whole number, got '1e400'"),
+    ("a=[1,", "--set a=[1,: not a YAML value"),
+    ("epochs=!!python/object/apply:os.system [ls]", "not a YAML value"),
+    ("data.workers=99999999999", "data.workers must be in 0..256"),
+    ("model_options.stem_pool=maybe", "stem_pool"),
+    ("model_options.bogus=1", "no option 'bogus'"),
+    ("optimizer.lr=.inf", "--set optimizer.lr=.inf: not a finite number"),
+])
+def test_bad_recipe_overrides_are_refused_before_any_data_is_loaded(tmp_path, capsys, value, words) -> None:
+    pytest.importorskip("lightning")
+    missing = tmp_path / "no-such-data"  # never reached: the recipe is checked first
+    _one_line(capsys, ["train", "--data", str(missing), "-o", str(tmp_path / "run"), "--set", value], words)
+    assert not (tmp_path / "run").exists()
+
+
+def test_onnx_whose_graph_disagrees_with_its_metadata_fails_at_load(tmp_path, capsys) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from squeezenet.deploy import export_onnx
+
+    path = tmp_path / "m.onnx"
+    export_onnx(create_model("squeezenet1_1_cifar"), path, check_images=torch.rand(2, 3, 32, 32))
+    short = onnx.load(str(path))
+    for prop in short.metadata_props:
+        if prop.key == "classes":
+            prop.value = json.dumps(json.loads(prop.value)[:-1])
+            prop.key = "classes"
+        if prop.key == "config":
+            config = json.loads(prop.value)
+            config["num_classes"] = 9
+            prop.value = json.dumps(config)
+    onnx.save(short, str(tmp_path / "short.onnx"))
+    _one_line(capsys, ["info", str(tmp_path / "short.onnx")], "expected an output 'logits' of N x 9")
+    renamed = onnx.load(str(path))
+    renamed.graph.input[0].name = "x"
+    for node in renamed.graph.node:
+        node.input[:] = ["x" if i == "image" else i for i in node.input]
+    onnx.save(renamed, str(tmp_path / "renamed.onnx"))
+    images = image_folder(tmp_path / "images", 1)
+    _one_line(capsys, ["predict", "-w", str(tmp_path / "renamed.onnx"), str(images), "--runtime", "onnxruntime"],
+              "expected one input 'image'")
+
+
+def test_long_bad_values_are_cut_in_messages(small, capsys) -> None:
+    line = _one_line(capsys, ["info", str(_edit_sqz(small, lambda h: h["meta"].update(source="x" * 1_000_000)))])
+    assert "source must be a string of at most 1,000 characters" in line
+
+
+def test_predict_json_stays_json_when_a_model_overflows(tmp_path, capsys) -> None:
+    model = create_model("squeezenet1_1_cifar")
+    with torch.no_grad():
+        model.get_classifier().weight.fill_(3e38)  # finite weights whose logits overflow to inf
+    path = save_weights(model, tmp_path / "overflow.safetensors")
+    images = image_folder(tmp_path / "images", 2)
+    assert main(["predict", "-w", str(path), str(images), "--json"]) == 1
+    rows = json.loads(capsys.readouterr().out)  # never a bare NaN
+    assert [r.get("error", "")[:30] for r in rows] == ["the model's outputs for this im"] * 2
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth", ".sqz"])
+def test_converting_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, suffix) -> None:
+    mount = tmp_path / "full"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        src = save_weights(create_model("squeezenet1_1_cifar", batch_norm=True), tmp_path / "m.safetensors")  # 2.9 MB
+        dst = mount / f"m{suffix}"
+        _one_line(capsys, ["convert", str(src), "-o", str(dst)], str(dst))
+        assert list(mount.iterdir()) == []  # no partial file, no temporary file
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -1,0 +1,149 @@
+"""Training runs against kills, signals, full disks and a second trainer (issue: reliability). Slow: real runs
+on a small CIFAR-10 subset; the mounts need root (skipped with the reason elsewhere)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import require_shared
+
+pytestmark = pytest.mark.slow
+TESTS = Path(__file__).parent
+SMALL = ["--data", "cifar10", "--set", "data.limit_train=1024", "--set", "data.limit_val=128", "--batch-size", "64",
+         "--time-budget", "0", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def env() -> dict:
+    data_root = str(require_shared("cifar10").parent)
+    return {**os.environ, "SQUEEZENET_DATA": data_root, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS.parent / "src")}
+
+
+def _squeezenet(args: list[str], env: dict, **faults: int) -> subprocess.CompletedProcess:
+    env = {**env, **{k: str(v) for k, v in faults.items()}}
+    return subprocess.run([sys.executable, str(TESTS / "fault_worker.py"), *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith(("squeezenet: error", "squeezenet: stopped", "Traceback"))]
+
+
+def _epoch(ckpt: Path) -> int:
+    return int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+
+
+@pytest.fixture()
+def tmpfs(tmp_path):
+    """A fresh tmpfs mounted under tmp_path (64 MB): another filesystem, and one that can be filled."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip() or 'not root'})")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_kill_during_a_checkpoint_write_across_filesystems_resumes(tmp_path, tmpfs, env):
+    run = tmp_path / "run"  # on the test's disk, $TMPDIR on the tmpfs: Lightning's own writer copied between them
+    env = {**env, "TMPDIR": str(tmpfs)}
+    killed = _squeezenet(["train", *SMALL, "--epochs", "3", "-o", str(run)], env, KILL_AT_SAVE=2, FAULT_MATCH="last.ckpt")
+    assert killed.returncode == -signal.SIGKILL
+    assert _epoch(run / "checkpoints" / "last.ckpt") == 0  # the previous checkpoint, whole
+    resumed = _squeezenet(["train", "--resume", str(run), "--no-progress"], env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _epoch(run / "checkpoints" / "last.ckpt") == 2
+    assert not list(run.rglob("*.tmp"))  # the torn temporary file was replaced by later writes or removed
+
+
+def test_full_disk_keeps_the_previous_checkpoint_and_says_so(tmpfs, env):
+    run = tmpfs / "run"
+    full = _squeezenet(["train", *SMALL, "--epochs", "3", "-o", str(run)], env, FILL_AT_SAVE=2, FAULT_MATCH="last.ckpt")
+    assert full.returncode == 1
+    errors = _errors(full.stderr)
+    assert len(errors) == 1 and "could not write the checkpoint (no space left on the device); the previous " \
+                                "checkpoint is intact" in errors[0], full.stderr[-2000:]
+    assert _epoch(run / "checkpoints" / "last.ckpt") == 0
+    assert not list(run.rglob("*.tmp"))
+    (run / "checkpoints" / "filler").unlink()  # space again: the run continues where it was
+    resumed = _squeezenet(["train", "--resume", str(run), "--no-progress"], env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
+def test_kill_before_the_first_checkpoint_restarts_with_resume(tmp_path, env):
+    run = tmp_path / "run"
+    killed = _squeezenet(["train", *SMALL, "--epochs", "1", "-o", str(run)], env, KILL_AT_SAVE=1)
+    assert killed.returncode == -signal.SIGKILL
+    assert (run / "run.json").is_file() and not (run / "checkpoints" / "last.ckpt").exists()
+    again = _squeezenet(["train", *SMALL, "--epochs", "1", "-o", str(run)], env)
+    assert again.returncode == 1 and "already holds a run" in again.stderr
+    resumed = _squeezenet(["train", "--resume", str(run), "--no-progress"], env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "starting it over" in resumed.stderr
+    assert (run / "metrics.json").is_file() and _epoch(run / "checkpoints" / "last.ckpt") == 0
+
+
+def test_a_second_trainer_on_the_same_folder_is_refused_at_once(tmp_path, env):
+    run = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "squeezenet", "train", *SMALL, "--epochs", "5", "-o", str(run)],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        lock = run / ".train.lock"
+        deadline = time.time() + 60
+        while not (lock.is_file() and lock.read_text().startswith("pid")) and time.time() < deadline:
+            time.sleep(0.2)
+        start = time.time()
+        second = subprocess.run([sys.executable, "-m", "squeezenet", "train", *SMALL, "--epochs", "1", "-o", str(run)],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines() == [
+            f"squeezenet: error: {run} is in use by another training run (pid {first.pid} on {os.uname().nodename}); "
+            "wait for it to finish or choose another folder"]
+        assert time.time() - start < 30  # before any data is loaded
+        resumer = subprocess.run([sys.executable, "-m", "squeezenet", "train", "--resume", str(run)], env=env,
+                                 capture_output=True, text=True, timeout=120)
+        assert resumer.returncode == 1 and "in use by another training run" in resumer.stderr
+    finally:
+        first.kill()
+        first.wait()
+    # the lock dies with its owner: the folder can be resumed now (or restarted, had it no checkpoint)
+    after = _squeezenet(["train", "--resume", str(run), "--epochs", "1", "--no-progress"], env)
+    assert "in use" not in after.stderr
+
+
+def test_sigterm_saves_exits_non_zero_and_resume_continues_exactly(tmp_path, env):
+    args = ["train", *SMALL, "--epochs", "2", "--set", "data.limit_train=2048"]
+    reference = tmp_path / "reference"
+    assert _squeezenet([*args, "-o", str(reference)], env).returncode == 0
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "squeezenet", *args, "-o", str(run)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    line = ""
+    while "epoch 1/2" not in line:  # epoch 2 has begun
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+        assert line or proc.poll() is None, "the run ended before it could be stopped"
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.stderr.read()  # type: ignore[union-attr]
+    assert proc.wait() == 128 + signal.SIGTERM
+    stopped = _errors(stderr)
+    assert len(stopped) == 1 and stopped[0].startswith("squeezenet: stopped: SIGTERM at epoch 2, batch "), stderr
+    assert not (run / "metrics.json").exists()
+
+    resumed = _squeezenet(["train", "--resume", str(run), "--no-progress"], env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    ours = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    ref = torch.load(reference / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ours["global_step"] == ref["global_step"]
+    for key, value in ref["state_dict"].items():  # stopped mid-epoch, resumed with the next batch: same weights
+        torch.testing.assert_close(ours["state_dict"][key], value, rtol=0, atol=1e-6)
