@@ -221,3 +221,10 @@ def test_converting_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, ca
         assert list(mount.iterdir()) == []  # no partial file, no temporary file
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_truncated_pth_names_the_file(tmp_path, capsys) -> None:
+    path = tmp_path / "cut.pth"
+    full = save_weights(create_model("squeezenet1_1_cifar"), tmp_path / "full.pth").read_bytes()
+    path.write_bytes(full[: len(full) // 3])
+    _one_line(capsys, ["info", str(path)], f"{path}: not a readable PyTorch weights file")

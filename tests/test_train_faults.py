@@ -3,6 +3,7 @@ on a small CIFAR-10 subset; the mounts need root (skipped with the reason elsewh
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -147,3 +148,21 @@ def test_sigterm_saves_exits_non_zero_and_resume_continues_exactly(tmp_path, env
     assert ours["global_step"] == ref["global_step"]
     for key, value in ref["state_dict"].items():  # stopped mid-epoch, resumed with the next batch: same weights
         torch.testing.assert_close(ours["state_dict"][key], value, rtol=0, atol=1e-6)
+
+
+def test_a_time_budget_that_ends_a_run_says_so_and_a_spent_one_is_not_resumed(tmp_path, env):
+    run = tmp_path / "run"
+    args = [a for a in SMALL if a not in ("--time-budget", "0")]
+    done = _squeezenet(["train", *args, "--set", "data.limit_train=4096", "--epochs", "2", "--time-budget", "2",
+                        "-o", str(run)], env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "time budget of 2 s reached in epoch 1 of 2, after " in done.stderr
+    metrics = json.loads((run / "metrics.json").read_text())  # (with --json, the JSON says it: stopped_by)
+    assert metrics["stopped_by"] == "time budget" and metrics["epochs"] < 2
+    again = _squeezenet(["train", "--resume", str(run)], env)
+    assert again.returncode == 1
+    assert _errors(again.stderr) == [f"squeezenet: error: {run}: its time budget of 2 s is spent "
+                                     f"({metrics['train_time_s']:.0f} s trained), nothing is left to train; give it more "
+                                     "with --time-budget SECONDS or none with --time-budget 0"]
+    more = _squeezenet(["train", "--resume", str(run), "--time-budget", "0", "--json"], env)
+    assert more.returncode == 0 and json.loads(more.stdout)["epochs"] == 2

@@ -219,17 +219,15 @@ def train(
             lock.release()
 
 
-def _restart_if_nothing_saved(run_dir: Path) -> bool:
-    """``--resume`` of a run killed before its first checkpoint: start it over (its run.json says how). Returns
-    whether it does; a folder that is not a run is still an error."""
-    if (run_dir / LAST_CKPT).is_file():
-        return False
+def _start_over(run_dir: Path, first_process: bool) -> None:
+    """``--resume`` of a run killed before its first checkpoint: start it over (its run.json says how); a
+    folder that is not a run is still an error. Only the first process removes the partial logs."""
     if not (run_dir / RUN_FILE).is_file():
         raise SqueezeNetError(f"{run_dir}: nothing to resume (no {LAST_CKPT} and no {RUN_FILE})")
-    logger.warning(f"{run_dir} has no checkpoint yet (it stopped before its first epoch ended): starting it over")
-    for partial in ("logs", LAST_CKPT.parent.name):
-        shutil.rmtree(run_dir / partial, ignore_errors=True)
-    return True
+    if first_process:
+        logger.warning(f"{run_dir} has no checkpoint yet (it stopped before its first epoch ended): starting it over")
+        for partial in ("logs", LAST_CKPT.parent.name):
+            shutil.rmtree(run_dir / partial, ignore_errors=True)
 
 
 def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | None, resume: bool, accelerator: str,
@@ -240,7 +238,8 @@ def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | 
     if first_process:  # temporary files of a writer that was killed (we hold the folder's lock: none is live)
         for stale in run_dir.glob(f"{LAST_CKPT.parent.name}/.*.tmp"):
             stale.unlink()
-    if resume and first_process and _restart_if_nothing_saved(run_dir):
+    if resume and not ckpt.is_file():
+        _start_over(run_dir, first_process)
         resume = False
     elif first_process and not resume and (run_dir / RUN_FILE).exists():
         raise SqueezeNetError(f"{run_dir} already holds a run; pass resume=True to continue it or choose another run directory")
@@ -338,7 +337,7 @@ def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | 
             raise
         name = signal.Signals(on_signal.signum).name
         raise Interrupted(f"{name} at {on_signal.where}: state saved in {ckpt}; `squeezenet train --resume "
-                                  f"{run_dir}` continues", on_signal.signum) from None
+                          f"{run_dir}` continues", on_signal.signum) from None
     elapsed = time.perf_counter() - start
     if not trainer.interrupted and ("val/top1" not in trainer.callback_metrics or trainer.current_epoch < recipe.epochs):
         # stopped by the time budget mid-epoch, or resumed from the last epoch's checkpoint with nothing left
