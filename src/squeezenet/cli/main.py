@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from ..common.dist import is_first_process
 from ..common.extras import missing, require_extra
 from ..errors import Interrupted, MissingExtraError, SqueezeNetError
-from . import catalog, compression, deployment, inference, training  # noqa: F401  (each declares its verbs)
+from . import catalog, compression, deployment, inference, sweeping, training  # noqa: F401  (each declares its verbs)
 from .args import VERBS
 
 PROG = "squeezenet"
-GROUPS = ("catalog", "inference", "training", "compression", "deployment")  # their order in --help
+GROUPS = ("catalog", "inference", "training", "sweeping", "compression", "deployment")  # their order in --help
 
 
 def _version() -> str:

@@ -1,0 +1,325 @@
+"""Studies over the design space on Optuna: storage, samplers, pruners and Pareto fronts are Optuna's.
+
+A study lives in STUDY_DIR: ``sweep.json`` (the space, data, recipe, objective: what ``--resume`` and every
+worker read), ``study.journal`` (Optuna's journal-file storage: several processes on one machine share it
+through its file lock; ``--storage postgresql://...`` puts the study in a database instead, for workers on many
+machines) and ``trials/POINT/``, one ordinary ``train`` run directory per point of the space.
+
+Why our own worker loop over ``ask``/``tell`` rather than ``study.optimize``: a grid must be run exactly once
+however many workers start at the same moment, and a trial killed mid-run must be retried where it stopped.
+Grid points are enqueued as waiting trials (a worker takes one atomically from the storage); a point enqueued
+twice by two workers starting together is noticed when taken (the lower trial number wins, the other is marked
+a duplicate and never trains). A RUNNING trial whose trainer died on this machine (its run folder's lock is
+free) is marked failed and its point enqueued again; the retry resumes the dead trial's checkpoint. On a
+database, workers also send Optuna heartbeats, so a machine that vanished has its trials failed after the
+grace period and retried elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from ..common.io import FolderLock, atomic_path
+from ..errors import SqueezeNetError
+from ..models import create_model
+from ..train import load_recipe, train
+from ..train.layout import RUN_FILE
+from .space import Space, parse_space, point_key
+
+logger = logging.getLogger(__name__)
+
+SWEEP_FILE = "sweep.json"
+JOURNAL_FILE = "study.journal"
+STUDY_NAME = "squeezenet-sweep"
+HEARTBEAT_S, GRACE_S = 30, 300  # database studies: a worker silent for 5 minutes is gone
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """Everything a worker needs to run trials of a study (stored in ``sweep.json``)."""
+
+    space: Space
+    data: str
+    data_root: str | None = None
+    mode: str = "grid"  # "grid" or "search"
+    trials: int | None = None  # search: how many finished trials the study wants
+    trial_budget_s: float | None = None  # each trial's training time budget
+    max_params: int | None = None  # constraint: trials above this many parameters are never trained
+    prune: bool = False  # stop trials whose per-epoch accuracy is clearly worse (median pruner)
+    seed: int = 0
+    num_classes: int = 10  # the data's, found when the study is created (parameter counts depend on it)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"space": self.space.to_dict(), "data": self.data, "data_root": self.data_root, "mode": self.mode,
+                "trials": self.trials, "trial_budget_s": self.trial_budget_s, "max_params": self.max_params,
+                "prune": self.prune, "seed": self.seed, "num_classes": self.num_classes}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str) -> SweepSpec:
+        return cls(parse_space(d["space"], where), d["data"], d.get("data_root"), d["mode"], d.get("trials"),
+                   d.get("trial_budget_s"), d.get("max_params"), bool(d.get("prune")), int(d.get("seed", 0)),
+                   int(d.get("num_classes", 10)))
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.mode == "search"
+
+
+def trial_params(spec: SweepSpec, point: dict[str, Any]) -> int:
+    """Parameters of the network a point builds, counted on the meta device (nothing allocated)."""
+    import torch
+
+    model_options, _ = spec.space.split(point)
+    with torch.device("meta"):
+        net = create_model(spec.space.model, **{**model_options, "num_classes": spec.num_classes})
+    return int(net.config.num_parameters())
+
+
+def _storage(study_dir: Path, url: str | None) -> Any:
+    import optuna
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if url is None:
+        return JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_FILE)))
+    try:
+        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                          engine_kwargs={"pool_pre_ping": True})
+    except (optuna.exceptions.StorageInternalError, ImportError, ValueError, Exception) as exc:  # noqa: BLE001
+        raise SqueezeNetError(f"--storage {url.split('@')[-1]}: cannot open the study database "
+                              f"({' '.join(str(exc).split())[:160]})") from None
+
+
+def _sampler(spec: SweepSpec) -> Any:
+    import optuna
+
+    if spec.mode == "grid":
+        return optuna.samplers.RandomSampler(seed=spec.seed)  # unused: every grid trial is enqueued
+    return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=max(4, min(20, (spec.trials or 8) // 2)))
+
+
+def open_study(study_dir: Path, spec: SweepSpec, storage: str | None) -> Any:
+    """The Optuna study behind STUDY_DIR (created on first use; every worker loads the same one)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directions: list[Any] = ["maximize", "minimize"] if spec.multi_objective else ["maximize"]
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if spec.prune else optuna.pruners.NopPruner()
+    return optuna.create_study(storage=_storage(study_dir, storage), study_name=STUDY_NAME, directions=directions,
+                               sampler=_sampler(spec), pruner=pruner, load_if_exists=True)
+
+
+def write_spec(study_dir: Path, spec: SweepSpec, storage: str | None) -> None:
+    with atomic_path(study_dir / SWEEP_FILE) as tmp:
+        tmp.write_text(json.dumps({**spec.to_dict(), "storage": storage}, indent=2))
+
+
+def read_spec(study_dir: Path) -> tuple[SweepSpec, str | None]:
+    from ..common.jsonsafe import parse_json
+
+    path = study_dir / SWEEP_FILE
+    if not path.is_file():
+        raise SqueezeNetError(f"{study_dir}: not a study folder (no {SWEEP_FILE})")
+    d = parse_json(path.read_text(), str(path))
+    return SweepSpec.from_dict(d, str(path)), d.get("storage")
+
+
+class ReportToTrial(L.Callback):
+    """Per-epoch validation top-1 to the Optuna trial; raises ``TrialPruned`` when the pruner says so."""
+
+    def __init__(self, trial: Any):
+        self.trial = trial
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import optuna
+
+        if trainer.sanity_checking or "val/top1" not in trainer.callback_metrics:
+            return
+        self.trial.report(float(trainer.callback_metrics["val/top1"]), trainer.current_epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"epoch {trainer.current_epoch + 1}: below the median of earlier trials")
+
+
+def _heartbeat(storage: Any, trial_id: int) -> Callable[[], None]:
+    """Send Optuna heartbeats for a trial from a thread (database storages); returns the stopper."""
+    if not hasattr(storage, "record_heartbeat"):
+        return lambda: None
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            storage.record_heartbeat(trial_id)
+            stop.wait(HEARTBEAT_S)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    return stop.set
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def claim_worker(study_dir: Path) -> FolderLock:
+    """This worker's lock (``workers/HOST-PID.lock``), held while it lives: how others tell it is alive."""
+    return FolderLock(study_dir / "workers", "a sweep worker", f"{worker_name()}.lock").acquire()
+
+
+def _worker_dead(study_dir: Path, name: str) -> bool:
+    """Whether a worker of this machine is gone (its lock file is free); pid reuse cannot fool a lock."""
+    path = study_dir / "workers" / f"{name}.lock"
+    if name == worker_name() or not path.exists():
+        return False
+    try:
+        FolderLock(path.parent, "a sweep worker", path.name).acquire().release()
+    except SqueezeNetError:
+        return False
+    return True
+
+
+def reap_dead_trials(study: Any, study_dir: Path) -> int:
+    """Mark RUNNING trials whose worker died on this machine as failed (their points are enqueued again);
+    database heartbeats do the same for other machines. Returns how many were failed here."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if hasattr(study._storage, "record_heartbeat"):
+        optuna.storages.fail_stale_trials(study)
+    failed = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        name = t.user_attrs.get("worker")
+        if not isinstance(name, str) or not name.startswith(f"{socket.gethostname()}-") or not _worker_dead(study_dir, name):
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, "failure", "its worker died; the point is retried")
+        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        logger.warning(f"trial {t.number} ({t.user_attrs.get('run_dir')}) lost its worker: marked failed, "
+                       "its point will be retried")
+        failed += 1
+    return failed
+
+
+def enqueue_missing_points(study: Any, points: list[dict[str, Any]]) -> int:
+    """Enqueue the grid points no trial covers yet (finished, pruned, running or waiting); failed ones again."""
+    from optuna.trial import TrialState
+
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    covered = {t.user_attrs.get("point") for t in study.get_trials(deepcopy=False, states=live)}
+    missing = [p for p in points if point_key(p) not in covered]
+    for point in missing:
+        study.enqueue_trial(point, user_attrs={"point": point_key(point)})
+    return len(missing)
+
+
+def _duplicate_of(study: Any, trial: Any, key: str) -> int | None:
+    """Another trial of the same point that is done or was taken first (then this one must not train)."""
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
+        if t.user_attrs.get("point") == key and t.number != trial.number and \
+                (t.state != TrialState.RUNNING or t.number < trial.number):
+            return t.number
+    return None
+
+
+def run_trial(study_dir: Path, spec: SweepSpec, trial: Any, point: dict[str, Any], progress_bar: bool) -> Any:
+    """Train one point into ``trials/POINT`` (resuming a dead attempt's checkpoint) and return its objective."""
+    model_options, overrides = spec.space.split(point)
+    recipe_overrides = {**overrides, "model": spec.space.model, "model_options": model_options, "seed": spec.seed}
+    if spec.trial_budget_s is not None:
+        recipe_overrides["time_budget_s"] = spec.trial_budget_s
+    recipe = load_recipe(spec.space.recipe, recipe_overrides)
+    run_dir = study_dir / "trials" / point_key(point)
+    params = trial_params(spec, point)
+    trial.set_user_attr("params_count", params)
+    metrics = train(recipe, spec.data, run_dir, data_root=spec.data_root, resume=(run_dir / RUN_FILE).exists(),
+                    progress_bar=progress_bar,  # (Optuna prunes single-objective studies only)
+                    callbacks=[] if spec.multi_objective else [ReportToTrial(trial)]).metrics
+    for key in ("top1", "top5", "best_top1", "epochs", "train_time_s", "fit_time_s", "stopped_by"):
+        trial.set_user_attr(key, metrics[key])
+    return (metrics["top1"], params) if spec.multi_objective else metrics["top1"]
+
+
+def run_worker(study_dir: Path, spec: SweepSpec, storage: str | None, progress_bar: bool = False,
+               max_trials: int | None = None) -> int:
+    """Take trials until the study has none left for this worker; returns how many this worker finished."""
+    study = open_study(study_dir, spec, storage)
+    lock = claim_worker(study_dir)
+    try:
+        return _take_trials(study, study_dir, spec, progress_bar, max_trials)
+    finally:
+        lock.release()
+
+
+def _take_trials(study: Any, study_dir: Path, spec: SweepSpec, progress_bar: bool, max_trials: int | None) -> int:
+    import optuna
+    from optuna.trial import TrialState
+
+    points = spec.space.grid() if spec.mode == "grid" else []
+    if spec.max_params is not None and points:
+        points = [p for p in points if trial_params(spec, p) <= spec.max_params]
+    done = 0
+    violations = 0
+    while max_trials is None or done < max_trials:
+        reap_dead_trials(study, study_dir)
+        if spec.mode == "grid":
+            enqueue_missing_points(study, points)
+            if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                break
+        else:
+            finished = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+                        if "violates" not in t.user_attrs]  # points never trained do not count
+            if len(finished) >= (spec.trials or 0):
+                break
+        trial = study.ask()
+        point = {p.name: p.suggest(trial) for p in spec.space.params}
+        key = trial.user_attrs.get("point") or point_key(point)
+        if spec.mode == "grid" and "point" not in trial.user_attrs:
+            study.tell(trial, state=TrialState.FAIL)  # another worker took the last waiting point first
+            continue
+        duplicate = _duplicate_of(study, trial, key)
+        if duplicate is not None:
+            trial.set_user_attr("duplicate_of", duplicate)
+            study.tell(trial, state=TrialState.FAIL)
+            continue
+        if spec.max_params is not None and trial_params(spec, point) > spec.max_params:
+            trial.set_user_attr("violates", f"more than {spec.max_params:,} parameters")
+            study.tell(trial, state=TrialState.PRUNED)
+            violations += 1
+            if violations >= 100:
+                raise SqueezeNetError(f"100 sampled points in a row exceed --max-params {spec.max_params:,}: "
+                                      "narrow the space")
+            continue
+        violations = 0
+        for name, value in {"worker": worker_name(), "point": key, "run_dir": f"trials/{key}"}.items():
+            trial.set_user_attr(name, value)
+        stop_heartbeat = _heartbeat(study._storage, trial._trial_id)
+        logger.info(f"trial {trial.number}: {', '.join(f'{k}={v}' for k, v in point.items())}")
+        try:
+            value = run_trial(study_dir, spec, trial, point, progress_bar)
+        except optuna.TrialPruned as exc:
+            study.tell(trial, state=TrialState.PRUNED)
+            logger.info(f"trial {trial.number} pruned ({exc})")
+            done += 1
+            continue
+        except Exception:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        finally:
+            stop_heartbeat()
+        if isinstance(value, float) and math.isnan(value):
+            study.tell(trial, state=TrialState.FAIL)
+        else:
+            study.tell(trial, value)
+            done += 1
+    return done
