@@ -169,3 +169,13 @@ def test_search_with_a_size_constraint_gives_a_front_whose_best_loads_anywhere(t
         for f in sorted((cifar / cls).iterdir())[:2]:
             (labelled / cls / f.name).write_bytes(f.read_bytes())
     assert main(["eval", "-w", str(weights), "-d", str(labelled), "--json"]) == 0
+
+
+def test_the_shipped_space_files_parse() -> None:
+    from squeezenet.sweep import load_space
+
+    files = sorted((TESTS.parent / "sweeps").glob("*.yaml"))
+    assert len(files) >= 4
+    for path in files:
+        space = load_space(path)
+        assert space.params and (space.is_grid or "search" in path.name)

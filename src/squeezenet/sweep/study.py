@@ -23,6 +23,7 @@ import math
 import os
 import socket
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,8 +95,10 @@ def _storage(study_dir: Path, url: str | None) -> Any:
     if url is None:
         return JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_FILE)))
     try:
-        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                          engine_kwargs={"pool_pre_ping": True})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: experimental
+            return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                              engine_kwargs={"pool_pre_ping": True})
     except (optuna.exceptions.StorageInternalError, ImportError, ValueError, Exception) as exc:  # noqa: BLE001
         raise SqueezeNetError(f"--storage {url.split('@')[-1]}: cannot open the study database "
                               f"({' '.join(str(exc).split())[:160]})") from None
