@@ -151,6 +151,7 @@ def test_search_with_a_size_constraint_gives_a_front_whose_best_loads_anywhere(t
     rows = json.loads(report.stdout)
     trained = [r for r in rows if r["state"] == "complete"]
     assert len(trained) == 4 and all(r["params"] <= 40_000 for r in trained)
+    assert all(r["epochs"] == 1 for r in trained)  # how long each trained (the space's fixed epochs: 1)
     front = [r for r in trained if r["pareto"]]
     assert front and all(not any(o["top1"] >= r["top1"] and o["params"] < r["params"] for o in trained) for r in front)
     for name in ("report.csv", "report.json", "plot_sr.png", "plot_pct3x3.png", "plot_pareto.png"):
@@ -179,3 +180,36 @@ def test_the_shipped_space_files_parse() -> None:
     for path in files:
         space = load_space(path)
         assert space.params and (space.is_grid or "search" in path.name)
+
+
+@pytest.mark.slow
+def test_a_worker_under_torchrun_trains_each_trial_on_all_ranks(tmp_path, env) -> None:
+    space, study = _space(tmp_path, sr=[0.125, 0.5]), tmp_path / "study"
+    cmd = _sweep_cmd(space, study, "--prune")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           *cmd[1:]], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    complete = [t for t in _study_trials(study) if t.state.name == "COMPLETE"]
+    assert sorted(t.user_attrs["point"] for t in complete) == sorted(point_key({"sr": v}) for v in (0.125, 0.5))
+    assert len({t.user_attrs["worker"] for t in complete}) == 1  # rank 0 is the one worker of the study
+    for t in complete:  # each trial was one DDP run over both processes
+        assert json.loads((study / t.user_attrs["run_dir"] / "metrics.json").read_text())["world_size"] == 2
+    assert done.stderr.count("trial(s) finished by this worker") == 1
+
+
+@pytest.mark.slow
+def test_one_database_holds_several_studies_and_other_machines_join_by_the_same_command(tmp_path, env) -> None:
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    first, second = _space(tmp_path, sr=[0.125]), _space(tmp_path, sr=[0.25])
+    for space, folder in ((first, "a"), (second, "b"), (first, "a-on-another-machine")):
+        done = subprocess.run(_sweep_cmd(space, tmp_path / folder, "--storage", url), env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    summaries = optuna.get_all_study_summaries(storage=url)
+    assert len(summaries) == 2  # two spaces, two studies; the third command joined the first study
+    points = {s.study_name: sorted(t.user_attrs["point"] for t in optuna.load_study(study_name=s.study_name, storage=url)
+                                   .get_trials(states=(optuna.trial.TrialState.COMPLETE,))) for s in summaries}
+    assert sorted(points.values()) == [[point_key({"sr": 0.125})], [point_key({"sr": 0.25})]]  # each point once
+    assert not (tmp_path / "a-on-another-machine" / "trials").exists()  # nothing was left for it to train

@@ -66,6 +66,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     the trials; none is trained twice. --report prints the table and writes report.csv, report.json and
     Fig. 3-style plots (accuracy and size against SR / pct3x3, bypass variants, the Pareto front).
     """
+    from ..common.dist import is_first_process
     from ..errors import SqueezeNetError
     from ..sweep import resume_sweep, start_sweep, sweep_report
 
@@ -89,5 +90,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                            trials=args.trials, trial_budget_s=args.trial_budget, max_params=args.max_params,
                            prune=args.prune, storage=args.storage, seed=args.seed, progress_bar=bool(progress))
     folder = args.resume or args.output
-    print(f"{done} trial(s) finished by this worker; `squeezenet sweep --report {folder}` shows the study", file=sys.stderr)
+    if is_first_process():  # (under torchrun the other ranks only helped train)
+        print(f"{done} trial(s) finished by this worker; `squeezenet sweep --report {folder}` shows the study",
+              file=sys.stderr)
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..common.dist import is_first_process
 from ..common.extras import require_extra
 from ..errors import SqueezeNetError
 from .space import Param, Space, load_space, parse_space, point_key
@@ -49,6 +50,8 @@ def start_sweep(space: Space | str | Path, data: str, study_dir: str | Path, *, 
             raise SqueezeNetError(f"every one of the {len(points)} points exceeds max_params={max_params:,} "
                                   f"(the smallest has {smallest:,} parameters)")
     study_dir = Path(study_dir)
+    if not is_first_process():  # torchrun: rank 0 creates the study and sends the other ranks its points
+        return run_worker(study_dir, spec, storage, progress_bar)
     if (study_dir / SWEEP_FILE).is_file():
         earlier, _ = read_spec(study_dir)
         if earlier.to_dict() != spec.to_dict():

@@ -27,6 +27,7 @@ class TrialRow:
     top1: float | None
     top5: float | None
     time_s: float | None  # training time
+    epochs: int | None  # how many epochs it trained (a time budget may end a trial early: compare like with like)
     run_dir: str | None
     pareto: bool = False
     note: str = ""
@@ -52,7 +53,8 @@ def collect(study: Any, space: Space, num_classes: int, image_size: int) -> list
         params, size, macs = _architecture(space, point, num_classes, image_size)
         note = t.user_attrs.get("violates") or t.user_attrs.get("failure") or ""
         rows.append(TrialRow(t.number, t.state.name.lower(), point, params, size, macs, t.user_attrs.get("top1"),
-                             t.user_attrs.get("top5"), t.user_attrs.get("train_time_s"), t.user_attrs.get("run_dir"),
+                             t.user_attrs.get("top5"), t.user_attrs.get("train_time_s"), t.user_attrs.get("epochs"),
+                             t.user_attrs.get("run_dir"),
                              note=note))
     _mark_pareto(rows)
     return rows
@@ -68,10 +70,11 @@ def _mark_pareto(rows: list[TrialRow]) -> None:
 
 def table_lines(rows: list[TrialRow], space: Space) -> list[str]:
     names = [p.name for p in space.params]
-    head = ["trial", "state", *names, "params", "fp32 KB", "MMACs", "top-1", "top-5", "time s", "front"]
+    head = ["trial", "state", *names, "params", "fp32 KB", "MMACs", "top-1", "top-5", "epochs", "time s", "front"]
     body = [[str(r.number), r.state, *(_fmt(r.point.get(n)) for n in names), f"{r.params:,}" if r.params else "-",
              f"{r.fp32_bytes / 1000:,.0f}" if r.fp32_bytes else "-", f"{r.macs / 1e6:,.1f}" if r.macs else "-",
-             _fmt(r.top1, ".4f"), _fmt(r.top5, ".4f"), _fmt(r.time_s, ".0f"), "*" if r.pareto else ""] for r in rows]
+             _fmt(r.top1, ".4f"), _fmt(r.top5, ".4f"), _fmt(r.epochs), _fmt(r.time_s, ".0f"), "*" if r.pareto else ""]
+            for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     return ["  ".join(x.rjust(w) for x, w in zip(line, widths)) for line in (head, *body)]
 
@@ -93,11 +96,11 @@ def write_files(study_dir: Path, rows: list[TrialRow], space: Space) -> list[Pat
     names = [p.name for p in space.params]
     with atomic_path(study_dir / "report.csv") as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["trial", "state", *names, "params", "fp32_bytes", "macs", "top1", "top5", "time_s", "pareto",
-                         "run_dir", "note"])
+        writer.writerow(["trial", "state", *names, "params", "fp32_bytes", "macs", "top1", "top5", "epochs", "time_s",
+                         "pareto", "run_dir", "note"])
         for r in rows:
             writer.writerow([r.number, r.state, *(r.point.get(n) for n in names), r.params, r.fp32_bytes, r.macs,
-                             r.top1, r.top5, r.time_s, int(r.pareto), r.run_dir, r.note])
+                             r.top1, r.top5, r.epochs, r.time_s, int(r.pareto), r.run_dir, r.note])
     written.append(study_dir / "report.csv")
     return written + _plots(study_dir, rows, space)
 

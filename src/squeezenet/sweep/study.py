@@ -13,10 +13,16 @@ a duplicate and never trains). A RUNNING trial whose trainer died on this machin
 free) is marked failed and its point enqueued again; the retry resumes the dead trial's checkpoint. On a
 database, workers also send Optuna heartbeats, so a machine that vanished has its trials failed after the
 grace period and retried elsewhere.
+
+A trial on several GPUs or nodes: start the worker under ``torchrun``. Rank 0 is the worker (it talks to the
+study, holds the locks and records results) and hands each trial's point to the other ranks over the default
+process group, which it creates first; Lightning's DDP reuses that group, so all ranks train the trial together
+and a pruning decision is broadcast so that every rank stops at the same epoch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -31,6 +37,7 @@ from typing import Any
 
 import lightning as L
 
+from ..common.dist import is_first_process
 from ..common.io import FolderLock, atomic_path
 from ..errors import SqueezeNetError
 from ..models import create_model
@@ -112,6 +119,16 @@ def _sampler(spec: SweepSpec) -> Any:
     return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=max(4, min(20, (spec.trials or 8) // 2)))
 
 
+def study_name(spec: SweepSpec, storage: str | None) -> str:
+    """The study's name in its storage. A journal file holds one study; a database holds many, so there the name
+    is derived from the study's definition without its local paths (``data`` may be a folder that lives elsewhere
+    on another machine): the same command joins the same study on any machine, a different space never does."""
+    if storage is None:
+        return STUDY_NAME
+    definition = {k: v for k, v in spec.to_dict().items() if k not in ("data", "data_root")}
+    return f"{STUDY_NAME}-{hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:12]}"
+
+
 def open_study(study_dir: Path, spec: SweepSpec, storage: str | None) -> Any:
     """The Optuna study behind STUDY_DIR (created on first use; every worker loads the same one)."""
     import optuna
@@ -119,8 +136,8 @@ def open_study(study_dir: Path, spec: SweepSpec, storage: str | None) -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions: list[Any] = ["maximize", "minimize"] if spec.multi_objective else ["maximize"]
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if spec.prune else optuna.pruners.NopPruner()
-    return optuna.create_study(storage=_storage(study_dir, storage), study_name=STUDY_NAME, directions=directions,
-                               sampler=_sampler(spec), pruner=pruner, load_if_exists=True)
+    return optuna.create_study(storage=_storage(study_dir, storage), study_name=study_name(spec, storage),
+                               directions=directions, sampler=_sampler(spec), pruner=pruner, load_if_exists=True)
 
 
 def write_spec(study_dir: Path, spec: SweepSpec, storage: str | None) -> None:
@@ -139,9 +156,12 @@ def read_spec(study_dir: Path) -> tuple[SweepSpec, str | None]:
 
 
 class ReportToTrial(L.Callback):
-    """Per-epoch validation top-1 to the Optuna trial; raises ``TrialPruned`` when the pruner says so."""
+    """Per-epoch validation top-1 to the Optuna trial; raises ``TrialPruned`` when the pruner says so.
 
-    def __init__(self, trial: Any):
+    Under torchrun only rank 0 holds the trial (``trial=None`` elsewhere); its decision is broadcast, so that all
+    ranks leave the epoch loop together instead of the others waiting in DDP for a rank that stopped."""
+
+    def __init__(self, trial: Any | None):
         self.trial = trial
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -149,8 +169,13 @@ class ReportToTrial(L.Callback):
 
         if trainer.sanity_checking or "val/top1" not in trainer.callback_metrics:
             return
-        self.trial.report(float(trainer.callback_metrics["val/top1"]), trainer.current_epoch)
-        if self.trial.should_prune():
+        prune = False
+        if self.trial is not None:
+            self.trial.report(float(trainer.callback_metrics["val/top1"]), trainer.current_epoch)
+            prune = self.trial.should_prune()
+        if trainer.world_size > 1:
+            prune = bool(trainer.strategy.broadcast(prune, src=0))
+        if prune:
             raise optuna.TrialPruned(f"epoch {trainer.current_epoch + 1}: below the median of earlier trials")
 
 
@@ -235,8 +260,35 @@ def _duplicate_of(study: Any, trial: Any, key: str) -> int | None:
     return None
 
 
-def run_trial(study_dir: Path, spec: SweepSpec, trial: Any, point: dict[str, Any], progress_bar: bool) -> Any:
-    """Train one point into ``trials/POINT`` (resuming a dead attempt's checkpoint) and return its objective."""
+def _distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _join_process_group() -> None:
+    """Under torchrun: the default process group, created before the first trial so that rank 0 can send each
+    point to the others (Lightning's DDP finds it initialised and trains on it)."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+
+
+def _from_first_process(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (itself when not under torchrun)."""
+    if not _distributed():
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def run_trial(study_dir: Path, spec: SweepSpec, trial: Any | None, point: dict[str, Any], resume: bool,
+              progress_bar: bool) -> Any:
+    """Train one point into ``trials/POINT`` (resuming a dead attempt's checkpoint) and return its objective.
+    ``trial`` is None on torchrun ranks other than the first (they only help train)."""
     model_options, overrides = spec.space.split(point)
     recipe_overrides = {**overrides, "model": spec.space.model, "model_options": model_options, "seed": spec.seed}
     if spec.trial_budget_s is not None:
@@ -244,46 +296,67 @@ def run_trial(study_dir: Path, spec: SweepSpec, trial: Any, point: dict[str, Any
     recipe = load_recipe(spec.space.recipe, recipe_overrides)
     run_dir = study_dir / "trials" / point_key(point)
     params = trial_params(spec, point)
-    trial.set_user_attr("params_count", params)
-    metrics = train(recipe, spec.data, run_dir, data_root=spec.data_root, resume=(run_dir / RUN_FILE).exists(),
+    if trial is not None:
+        trial.set_user_attr("params_count", params)
+    metrics = train(recipe, spec.data, run_dir, data_root=spec.data_root, resume=resume,
                     progress_bar=progress_bar,  # (Optuna prunes single-objective studies only)
                     callbacks=[] if spec.multi_objective else [ReportToTrial(trial)]).metrics
-    for key in ("top1", "top5", "best_top1", "epochs", "train_time_s", "fit_time_s", "stopped_by"):
-        trial.set_user_attr(key, metrics[key])
+    if trial is not None:
+        for key in ("top1", "top5", "best_top1", "epochs", "train_time_s", "fit_time_s", "stopped_by"):
+            trial.set_user_attr(key, metrics[key])
     return (metrics["top1"], params) if spec.multi_objective else metrics["top1"]
 
 
 def run_worker(study_dir: Path, spec: SweepSpec, storage: str | None, progress_bar: bool = False,
                max_trials: int | None = None) -> int:
-    """Take trials until the study has none left for this worker; returns how many this worker finished."""
+    """Take trials until the study has none left for this worker; returns how many this worker finished.
+    Under torchrun, all ranks call this: rank 0 takes the trials, every rank trains them."""
+    if _distributed():
+        _join_process_group()
+    if not is_first_process():
+        return _help_train(study_dir, spec, progress_bar)
     study = open_study(study_dir, spec, storage)
+    if storage is not None:
+        logger.info(f"study {study.study_name} in {storage.split('@')[-1]}")  # (no credentials in logs)
     lock = claim_worker(study_dir)
     try:
-        return _take_trials(study, study_dir, spec, progress_bar, max_trials)
+        done = _take_trials(study, study_dir, spec, progress_bar, max_trials)
     finally:
-        lock.release()
+        lock.release()  # (on an error the other ranks are not told: torchrun stops them when this one exits)
+    _from_first_process(None)  # the other ranks' signal that the study has nothing left
+    return done
 
 
-def _take_trials(study: Any, study_dir: Path, spec: SweepSpec, progress_bar: bool, max_trials: int | None) -> int:
+def _help_train(study_dir: Path, spec: SweepSpec, progress_bar: bool) -> int:
+    """A torchrun rank other than the first: train each point rank 0 sends until it sends None."""
     import optuna
+
+    done = 0
+    while (order := _from_first_process(None)) is not None:
+        try:
+            run_trial(study_dir, spec, None, order["point"], order["resume"], progress_bar)
+        except optuna.TrialPruned:
+            pass
+        done += 1
+    return done
+
+
+def _next_trial(study: Any, study_dir: Path, spec: SweepSpec, points: list[dict[str, Any]]) -> tuple[Any, dict] | None:
+    """The next trial this worker trains and its point, or None when the study has nothing left for it."""
     from optuna.trial import TrialState
 
-    points = spec.space.grid() if spec.mode == "grid" else []
-    if spec.max_params is not None and points:
-        points = [p for p in points if trial_params(spec, p) <= spec.max_params]
-    done = 0
     violations = 0
-    while max_trials is None or done < max_trials:
+    while True:
         reap_dead_trials(study, study_dir)
         if spec.mode == "grid":
             enqueue_missing_points(study, points)
             if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-                break
+                return None
         else:
             finished = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
                         if "violates" not in t.user_attrs]  # points never trained do not count
             if len(finished) >= (spec.trials or 0):
-                break
+                return None
         trial = study.ask()
         point = {p.name: p.suggest(trial) for p in spec.space.params}
         key = trial.user_attrs.get("point") or point_key(point)
@@ -303,13 +376,30 @@ def _take_trials(study: Any, study_dir: Path, spec: SweepSpec, progress_bar: boo
                 raise SqueezeNetError(f"100 sampled points in a row exceed --max-params {spec.max_params:,}: "
                                       "narrow the space")
             continue
-        violations = 0
         for name, value in {"worker": worker_name(), "point": key, "run_dir": f"trials/{key}"}.items():
             trial.set_user_attr(name, value)
+        return trial, point
+
+
+def _take_trials(study: Any, study_dir: Path, spec: SweepSpec, progress_bar: bool, max_trials: int | None) -> int:
+    import optuna
+    from optuna.trial import TrialState
+
+    points = spec.space.grid() if spec.mode == "grid" else []
+    if spec.max_params is not None and points:
+        points = [p for p in points if trial_params(spec, p) <= spec.max_params]
+    done = 0
+    while max_trials is None or done < max_trials:
+        chosen = _next_trial(study, study_dir, spec, points)
+        if chosen is None:
+            break
+        trial, point = chosen
+        resume = (study_dir / "trials" / point_key(point) / RUN_FILE).exists()
+        _from_first_process({"point": point, "resume": resume})  # torchrun: the other ranks train it too
         stop_heartbeat = _heartbeat(study._storage, trial._trial_id)
         logger.info(f"trial {trial.number}: {', '.join(f'{k}={v}' for k, v in point.items())}")
         try:
-            value = run_trial(study_dir, spec, trial, point, progress_bar)
+            value = run_trial(study_dir, spec, trial, point, resume, progress_bar)
         except optuna.TrialPruned as exc:
             study.tell(trial, state=TrialState.PRUNED)
             logger.info(f"trial {trial.number} pruned ({exc})")
