@@ -27,8 +27,10 @@ import json
 import logging
 import math
 import os
+import random
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +53,7 @@ SWEEP_FILE = "sweep.json"
 JOURNAL_FILE = "study.journal"
 STUDY_NAME = "squeezenet-sweep"
 HEARTBEAT_S, GRACE_S = 30, 300  # database studies: a worker silent for 5 minutes is gone
+STORAGE_ATTEMPTS = 3  # a database that fails this often (about a second apart) is unreachable
 
 
 @dataclass(frozen=True)
@@ -101,14 +104,34 @@ def _storage(study_dir: Path, url: str | None) -> Any:
 
     if url is None:
         return JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_FILE)))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: experimental
-            return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                              engine_kwargs={"pool_pre_ping": True})
-    except (optuna.exceptions.StorageInternalError, ImportError, ValueError, Exception) as exc:  # noqa: BLE001
-        raise SqueezeNetError(f"--storage {url.split('@')[-1]}: cannot open the study database "
-                              f"({' '.join(str(exc).split())[:160]})") from None
+    where = url.split("@")[-1]  # (no credentials in messages)
+    for attempt in range(STORAGE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: experimental
+                return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                  engine_kwargs={"pool_pre_ping": True})
+        except Exception as exc:  # noqa: BLE001  (SQLAlchemy's and the drivers' errors have no common base)
+            reason = " ".join(str(exc).split())
+            if "import" in reason.lower():
+                raise SqueezeNetError(f"--storage {where}: the database's Python driver is not installed (PostgreSQL: "
+                                      "pip install 'psycopg[binary]'; MySQL: pip install pymysql)") from None
+            if attempt + 1 == STORAGE_ATTEMPTS:
+                raise SqueezeNetError(f"--storage {where}: cannot open the study database ({reason[:160]})") from None
+            # workers starting together on a new database race to create Optuna's tables: the loser tries again
+            time.sleep(1.0 + random.random())
+    raise AssertionError("unreachable")
+
+
+def _quiet_optuna() -> None:
+    """Optuna's warnings about features we use on purpose (heartbeats outside ``study.optimize``; our own loop
+    calls ``fail_stale_trials``) would reach users as raw Python warnings."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*Heartbeat of storage is supposed to be used with Study.optimize.*")
+    warnings.filterwarnings("ignore", message=".*fail_stale_trials is experimental.*",
+                            category=optuna.exceptions.ExperimentalWarning)
 
 
 def _sampler(spec: SweepSpec) -> Any:
@@ -133,7 +156,7 @@ def open_study(study_dir: Path, spec: SweepSpec, storage: str | None) -> Any:
     """The Optuna study behind STUDY_DIR (created on first use; every worker loads the same one)."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_optuna()
     directions: list[Any] = ["maximize", "minimize"] if spec.multi_objective else ["maximize"]
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if spec.prune else optuna.pruners.NopPruner()
     return optuna.create_study(storage=_storage(study_dir, storage), study_name=study_name(spec, storage),
