@@ -48,6 +48,16 @@ def test_spaces_name_model_options_and_recipe_keys() -> None:
         parse_space({"sr": {"low": 0.1, "high": 0.9}}, "s").grid()
 
 
+def test_the_reported_interval_is_wilsons() -> None:
+    from squeezenet.sweep.report import interval_half_width
+
+    # Newcombe (1998), Stat. Med. 17:857, Table I: 81 of 263 -> Wilson's interval 0.2553 to 0.3662
+    assert interval_half_width(81 / 263, 263) == pytest.approx((0.3662 - 0.2553) / 2, abs=1e-4)
+    assert interval_half_width(0.5, 100) == pytest.approx(0.0962, abs=1e-4)
+    assert interval_half_width(0.7, 5000) < interval_half_width(0.7, 500) < interval_half_width(0.7, 50)
+    assert interval_half_width(None, 100) is None and interval_half_width(0.5, None) is None
+
+
 def _space(tmp_path: Path, **params) -> Path:
     import yaml
 
@@ -152,6 +162,7 @@ def test_search_with_a_size_constraint_gives_a_front_whose_best_loads_anywhere(t
     trained = [r for r in rows if r["state"] == "complete"]
     assert len(trained) == 4 and all(r["params"] <= 40_000 for r in trained)
     assert all(r["epochs"] == 1 for r in trained)  # how long each trained (the space's fixed epochs: 1)
+    assert all(0.02 < r["top1_ci"] < 0.13 for r in trained)  # 64 validation images: a wide interval
     front = [r for r in trained if r["pareto"]]
     assert front and all(not any(o["top1"] >= r["top1"] and o["params"] < r["params"] for o in trained) for r in front)
     for name in ("report.csv", "report.json", "plot_sr.png", "plot_pct3x3.png", "plot_pareto.png"):

@@ -93,7 +93,7 @@ def sweep_report(study_dir: str | Path, *, storage: str | None = None) -> tuple[
     spec, stored = read_spec(study_dir)
     study = open_study(study_dir, spec, storage or stored)
     image_size = load_recipe(spec.space.recipe).data.image_size
-    rows = collect(study, spec.space, spec.num_classes, image_size)
+    rows = collect(study, spec.space, spec.num_classes, image_size, study_dir)
     if not rows:
         raise SqueezeNetError(f"{study_dir}: no trial has started yet")
     return rows, table_lines(rows, spec.space), write_files(study_dir, rows, spec.space)

@@ -26,6 +26,7 @@ class TrialRow:
     macs: int | None  # at the recipe's image size
     top1: float | None
     top5: float | None
+    top1_ci: float | None  # half-width of top-1's 95% interval from the number of validation images (not seeds)
     time_s: float | None  # training time
     epochs: int | None  # how many epochs it trained (a time budget may end a trial early: compare like with like)
     run_dir: str | None
@@ -41,7 +42,21 @@ def _architecture(space: Space, point: dict[str, Any], num_classes: int, size: i
     return report.params, report.size_bytes, report.macs
 
 
-def collect(study: Any, space: Space, num_classes: int, image_size: int) -> list[TrialRow]:
+def _val_images(study_dir: Path | None, run_dir: Any) -> int | None:
+    """How many images a trial was validated on, from its run folder's metrics.json (trials recorded before the
+    study kept the count; on another machine's trials the folder is not here and the interval stays unknown)."""
+    if study_dir is None or not isinstance(run_dir, str):
+        return None
+    from ..common.jsonsafe import parse_json
+
+    try:
+        value = parse_json((study_dir / run_dir / "metrics.json").read_text(), run_dir).get("val_images")
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def collect(study: Any, space: Space, num_classes: int, image_size: int, study_dir: Path | None = None) -> list[TrialRow]:
     """Rows for every trial that trained or is training (duplicates of a point taken twice are left out)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -52,12 +67,22 @@ def collect(study: Any, space: Space, num_classes: int, image_size: int) -> list
             continue  # a trial that never got its point (taken when none was left)
         params, size, macs = _architecture(space, point, num_classes, image_size)
         note = t.user_attrs.get("violates") or t.user_attrs.get("failure") or ""
-        rows.append(TrialRow(t.number, t.state.name.lower(), point, params, size, macs, t.user_attrs.get("top1"),
-                             t.user_attrs.get("top5"), t.user_attrs.get("train_time_s"), t.user_attrs.get("epochs"),
-                             t.user_attrs.get("run_dir"),
-                             note=note))
+        top1, run_dir = t.user_attrs.get("top1"), t.user_attrs.get("run_dir")
+        images = t.user_attrs.get("val_images") or (_val_images(study_dir, run_dir) if top1 is not None else None)
+        rows.append(TrialRow(t.number, t.state.name.lower(), point, params, size, macs, top1, t.user_attrs.get("top5"),
+                             interval_half_width(top1, images), t.user_attrs.get("train_time_s"), t.user_attrs.get("epochs"),
+                             run_dir, note=note))
     _mark_pareto(rows)
     return rows
+
+
+def interval_half_width(accuracy: float | None, images: int | None) -> float | None:
+    """Half-width of the 95% Wilson interval of an accuracy measured on ``images`` images: how far apart two
+    trials' top-1 must be before the validation set can tell them apart (seed-to-seed variation comes on top)."""
+    if accuracy is None or not images or math.isnan(accuracy):
+        return None
+    z = 1.959964
+    return z * math.sqrt(accuracy * (1 - accuracy) / images + z * z / (4 * images * images)) / (1 + z * z / images)
 
 
 def _mark_pareto(rows: list[TrialRow]) -> None:
@@ -70,13 +95,17 @@ def _mark_pareto(rows: list[TrialRow]) -> None:
 
 def table_lines(rows: list[TrialRow], space: Space) -> list[str]:
     names = [p.name for p in space.params]
-    head = ["trial", "state", *names, "params", "fp32 KB", "MMACs", "top-1", "top-5", "epochs", "time s", "front"]
-    body = [[str(r.number), r.state, *(_fmt(r.point.get(n)) for n in names), f"{r.params:,}" if r.params else "-",
-             f"{r.fp32_bytes / 1000:,.0f}" if r.fp32_bytes else "-", f"{r.macs / 1e6:,.1f}" if r.macs else "-",
-             _fmt(r.top1, ".4f"), _fmt(r.top5, ".4f"), _fmt(r.epochs), _fmt(r.time_s, ".0f"), "*" if r.pareto else ""]
-            for r in rows]
+    head = ["trial", "state", *names, "params", "fp32 KB", "MMACs", "top-1", "+-95%", "top-5", "epochs", "time s", "front"]
+    body = [_cells(r, names) for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     return ["  ".join(x.rjust(w) for x, w in zip(line, widths)) for line in (head, *body)]
+
+
+def _cells(r: TrialRow, names: list[str]) -> list[str]:
+    return [str(r.number), r.state, *(_fmt(r.point.get(n)) for n in names), f"{r.params:,}" if r.params else "-",
+            f"{r.fp32_bytes / 1000:,.0f}" if r.fp32_bytes else "-", f"{r.macs / 1e6:,.1f}" if r.macs else "-",
+            _fmt(r.top1, ".4f"), _fmt(r.top1_ci, ".4f"), _fmt(r.top5, ".4f"), _fmt(r.epochs), _fmt(r.time_s, ".0f"),
+            "*" if r.pareto else ""]
 
 
 def _fmt(value: Any, spec: str = "") -> str:
@@ -96,11 +125,11 @@ def write_files(study_dir: Path, rows: list[TrialRow], space: Space) -> list[Pat
     names = [p.name for p in space.params]
     with atomic_path(study_dir / "report.csv") as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["trial", "state", *names, "params", "fp32_bytes", "macs", "top1", "top5", "epochs", "time_s",
-                         "pareto", "run_dir", "note"])
+        writer.writerow(["trial", "state", *names, "params", "fp32_bytes", "macs", "top1", "top1_ci95", "top5", "epochs",
+                         "time_s", "pareto", "run_dir", "note"])
         for r in rows:
             writer.writerow([r.number, r.state, *(r.point.get(n) for n in names), r.params, r.fp32_bytes, r.macs,
-                             r.top1, r.top5, r.epochs, r.time_s, int(r.pareto), r.run_dir, r.note])
+                             r.top1, r.top1_ci, r.top5, r.epochs, r.time_s, int(r.pareto), r.run_dir, r.note])
     written.append(study_dir / "report.csv")
     return written + _plots(study_dir, rows, space)
 
@@ -129,10 +158,11 @@ def _plots(study_dir: Path, rows: list[TrialRow], space: Space) -> list[Path]:
         for label, group in sorted(groups.items()):
             group.sort(key=lambda r: r.point[name])
             xs = [r.point[name] for r in group]
-            ax.plot(xs, [100 * r.top1 for r in group], "o-", label=label or "top-1")  # type: ignore[operator]
+            ax.errorbar(xs, [100 * r.top1 for r in group], yerr=[100 * (r.top1_ci or 0) for r in group],  # type: ignore[operator]
+                        fmt="o-", capsize=3, label=label or "top-1")
             size_ax.plot(xs, [r.fp32_bytes / 1e6 for r in group], "s--", alpha=0.4, color="gray")  # type: ignore[operator]
         ax.set_xlabel(name)
-        ax.set_ylabel("top-1 accuracy (%)")
+        ax.set_ylabel("top-1 accuracy (%; bars: 95% interval)")
         size_ax.set_ylabel("model size, fp32 (MB; dashed)")
         ax.set_title(f"top-1 and model size against {name}")
         if len(groups) > 1:
@@ -143,16 +173,17 @@ def _plots(study_dir: Path, rows: list[TrialRow], space: Space) -> list[Path]:
         plt.close(fig)
         written.append(path)
     if any(p.name == "bypass" for p in space.params):  # Table 3: the bypass variants side by side
-        by: dict[str, list[float]] = {}
+        by: dict[str, list[TrialRow]] = {}
         for r in done:
-            by.setdefault(str(r.point["bypass"]), []).append(100 * r.top1)  # type: ignore[operator]
+            by.setdefault(str(r.point["bypass"]), []).append(r)
         order = [b for b in ("none", "simple", "complex") if b in by]
         fig, ax = plt.subplots(figsize=(5, 3.8))
-        means = [sum(by[b]) / len(by[b]) for b in order]
-        ax.bar(order, means, color=["#999", "#4a7", "#47a"][:len(order)])
+        means = [sum(100 * (r.top1 or 0) for r in by[b]) / len(by[b]) for b in order]
+        bars = [sum(100 * (r.top1_ci or 0) for r in by[b]) / len(by[b]) for b in order]  # (one trial each: its own)
+        ax.bar(order, means, yerr=bars, capsize=4, color=["#999", "#4a7", "#47a"][:len(order)])
         for i, m in enumerate(means):
-            ax.text(i, m, f"{m:.1f}%", ha="center", va="bottom")
-        ax.set_ylabel("top-1 accuracy (%)")
+            ax.text(i, m + bars[i], f"{m:.1f}%", ha="center", va="bottom")
+        ax.set_ylabel("top-1 accuracy (%; bars: 95% interval)")
         ax.set_title("bypass variants (paper's Table 3)")
         ax.set_ylim(min(means) - 5, max(means) + 3)
         fig.tight_layout()

@@ -325,7 +325,7 @@ def run_trial(study_dir: Path, spec: SweepSpec, trial: Any | None, point: dict[s
                     progress_bar=progress_bar,  # (Optuna prunes single-objective studies only)
                     callbacks=[] if spec.multi_objective else [ReportToTrial(trial)]).metrics
     if trial is not None:
-        for key in ("top1", "top5", "best_top1", "epochs", "train_time_s", "fit_time_s", "stopped_by"):
+        for key in ("top1", "top5", "best_top1", "epochs", "train_time_s", "fit_time_s", "stopped_by", "val_images"):
             trial.set_user_attr(key, metrics[key])
     return (metrics["top1"], params) if spec.multi_objective else metrics["top1"]
 
