@@ -428,7 +428,8 @@ def _take_trials(study: Any, study_dir: Path, spec: SweepSpec, progress_bar: boo
             logger.info(f"trial {trial.number} pruned ({exc})")
             done += 1
             continue
-        except Exception:
+        except Exception as exc:  # (SIGTERM included: its checkpoint is saved and the point is retried from it)
+            trial.set_user_attr("failure", " ".join(str(exc).split())[:200] or type(exc).__name__)
             study.tell(trial, state=TrialState.FAIL)
             raise
         finally:
