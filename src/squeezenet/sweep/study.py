@@ -53,6 +53,9 @@ SWEEP_FILE = "sweep.json"
 JOURNAL_FILE = "study.journal"
 STUDY_NAME = "squeezenet-sweep"
 HEARTBEAT_S, GRACE_S = 30, 300  # database studies: a worker silent for 5 minutes is gone
+# search: points above max_params are refused when sampled (counted on the meta device, milliseconds, never
+# trained). On sweeps/cifar10-search.yaml at 500k, 1 sampled point in ~25 fits, so 100 in a row happened by chance
+MAX_REJECTED = 2000
 STORAGE_ATTEMPTS = 3  # a database that fails this often (about a second apart) is unreachable
 
 
@@ -395,8 +398,8 @@ def _next_trial(study: Any, study_dir: Path, spec: SweepSpec, points: list[dict[
             trial.set_user_attr("violates", f"more than {spec.max_params:,} parameters")
             study.tell(trial, state=TrialState.PRUNED)
             violations += 1
-            if violations >= 100:
-                raise SqueezeNetError(f"100 sampled points in a row exceed --max-params {spec.max_params:,}: "
+            if violations >= MAX_REJECTED:
+                raise SqueezeNetError(f"{MAX_REJECTED} sampled points in a row exceed max_params={spec.max_params:,}: "
                                       "narrow the space")
             continue
         for name, value in {"worker": worker_name(), "point": key, "run_dir": f"trials/{key}"}.items():
