@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -79,10 +80,13 @@ def test_bad_sweeps_are_one_line_and_write_nothing(tmp_path, env, capsys, monkey
         (["--space", str(_space(tmp_path, sr=[0.125], colour=["red"]))], "unknown metaparameter 'colour'"),
         (["--space", str(_space(tmp_path, sr=[0.125, 0.25])), "--max-params", "1k"],
          "every one of the 2 points exceeds --max-params 1,000"),
-        (["--space", str(_space(tmp_path, sr=[0.125])), "--storage", "postgresql://nobody@127.0.0.1:9/none"],
+        (["--space", str(_space(tmp_path, sr=[0.125])), "--storage", f"sqlite:///{tmp_path}/no/such/folder/s.db"],
          "cannot open the study database"),
         (["--space", str(_space(tmp_path, sr={"low": 0.1, "high": 0.5}))], "is a range"),
     ]
+    if importlib.util.find_spec("pymysql") is None:  # a database whose Python driver is missing
+        cases.append((["--space", str(_space(tmp_path, sr=[0.125])), "--storage", "mysql+pymysql://u:p@127.0.0.1:9/x"],
+                      "the database's Python driver is not installed"))
     for args, words in cases:
         assert main(["sweep", "--data", "cifar10", "-o", str(study), *args]) == 1
         err = capsys.readouterr().err.strip().splitlines()

@@ -83,8 +83,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     """
     import torch
 
+    from ..compress.calibration import calibration_images
     from ..errors import SqueezeNetError
-    from ..inference.preloaded import load_images
     from ..weights import load_weights
 
     fmt = args.format or {".onnx": "onnx", ".pte": "executorch"}.get(Path(args.output).suffix.lower())
@@ -98,14 +98,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise SqueezeNetError("--batch is for ExecuTorch programs (ONNX files take any batch)")
     model = load_weights(args.weights)
     check_dir = args.check or args.calibration
-    if check_dir:
-        images = load_images(model, check_dir, args.check_images)[0]
+    if check_dir:  # (unlabelled: any folder of images)
+        images = calibration_images(model.meta, check_dir, args.check_images)
     else:
         crop = model.meta.preprocessing.crop
         images = torch.randn(args.check_images, model.meta.config.in_chans, crop, crop,
                              generator=torch.Generator().manual_seed(0))
         logging.getLogger("squeezenet.cli").warning("no --check DIR: the export is checked on random inputs, not real images")
-    calibration = load_images(model, args.calibration, args.calibration_images)[0] if args.int8 else None
+    calibration = calibration_images(model.meta, args.calibration, args.calibration_images) if args.int8 else None
     if fmt == "executorch":
         from ..deploy.executorch import export_executorch
 

@@ -33,6 +33,7 @@ import torch
 from ..common.cpu import cpu_summary
 from ..common.device import resolve_device
 from ..common.extras import missing
+from ..compress.calibration import calibration_images as calibration_images_of
 from ..errors import SqueezeNetError
 from ..inference.paired import agreement_and_kl
 from ..inference.preloaded import load_images
@@ -220,7 +221,7 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
     model = load_weights(weights).eval()
     images, labels = load_images(model, data, limit)
     labelled = bool(labels.numel()) and bool((labels >= 0).all())
-    calib = load_images(model, calibration, calibration_images)[0] if calibration else images[:64]
+    calib = calibration_images_of(model.meta, calibration, calibration_images) if calibration else images[:64]
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     weights_path = Path(str(weights))
