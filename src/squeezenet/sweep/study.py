@@ -101,19 +101,17 @@ def trial_params(spec: SweepSpec, point: dict[str, Any]) -> int:
 
 
 def _storage(study_dir: Path, url: str | None) -> Any:
-    import optuna
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
     if url is None:
         return JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_FILE)))
+    _quiet_optuna()
     where = url.split("@")[-1]  # (no credentials in messages)
     for attempt in range(STORAGE_ATTEMPTS):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: experimental
-                return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                  engine_kwargs={"pool_pre_ping": True})
+            return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                              engine_kwargs={"pool_pre_ping": True})
         except Exception as exc:  # noqa: BLE001  (SQLAlchemy's and the drivers' errors have no common base)
             reason = " ".join(str(exc).split())
             if "import" in reason.lower():
@@ -127,13 +125,13 @@ def _storage(study_dir: Path, url: str | None) -> Any:
 
 
 def _quiet_optuna() -> None:
-    """Optuna's warnings about features we use on purpose (heartbeats outside ``study.optimize``; our own loop
-    calls ``fail_stale_trials``) would reach users as raw Python warnings."""
+    """Optuna's warnings about features we use on purpose (database heartbeats, experimental, and outside
+    ``study.optimize``: our own loop calls ``fail_stale_trials``) would reach users as raw Python warnings."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", message=".*Heartbeat of storage is supposed to be used with Study.optimize.*")
-    warnings.filterwarnings("ignore", message=".*fail_stale_trials is experimental.*",
+    warnings.filterwarnings("ignore", message=".*(heartbeat_interval|grace_period|fail_stale_trials).*experimental.*",
                             category=optuna.exceptions.ExperimentalWarning)
 
 
