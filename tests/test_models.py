@@ -1,5 +1,6 @@
 """The model zoo against torchvision (an independent reference) and the paper's figures."""
 
+import dataclasses
 import json
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 import torchvision
 
 from squeezenet import create_model, list_models, model_from_config
+from squeezenet.errors import SqueezeNetError
 from squeezenet.models import SqueezeNet, SqueezeNetConfig, design_space_fires
 from squeezenet.models.config import V1_0_FIRES
 
@@ -207,3 +209,34 @@ def test_squeezenet_class_accepts_config_directly():
     model = SqueezeNet(cfg).eval()
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 4)
     assert list(model.layer_names) == ["conv1", "maxpool1", "fire2", "fire3", "conv4", "avgpool4"]
+
+
+@pytest.mark.parametrize("name,kwargs", [("squeezenet1_0", {}), ("squeezenet1_1", {}), ("squeezenet1_1_cifar", {}),
+                                         ("squeezenet1_0", {"caffe_compat": True}), ("alexnet", {})])
+def test_largest_activation_matches_a_real_forward_and_knows_when_a_map_vanishes(name, kwargs):
+    """torch is the reference: for every input side up to 80 the config's arithmetic says 0 exactly when a real
+    forward fails (a map shrinks to nothing), and otherwise the size of the largest map the forward makes (AlexNet:
+    conv1's exactly; SqueezeNet: a Fire's squeeze and both expand outputs, so between the largest layer output and 3x it)."""
+    model = create_model(name, **kwargs).eval()
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out[0].numel()))
+             for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.MaxPool2d))]
+    for side in range(1, 81):
+        sizes.clear()
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, side, side))
+            ran = True
+        except RuntimeError:
+            ran = False
+        predicted = model.config.largest_activation(side)
+        assert (predicted > 0) == ran, side
+        if ran and name == "alexnet":
+            assert predicted == max(sizes), side
+        elif ran:
+            assert max(sizes) <= predicted <= 3 * max(sizes), side
+    for h in hooks:
+        h.remove()
+    tiny = dataclasses.replace(model.meta.preprocessing, resize=2, crop=2)
+    with pytest.raises(SqueezeNetError, match="2x2 input is too small for this architecture"):
+        model.meta.replace(preprocessing=tiny)

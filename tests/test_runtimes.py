@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import require_shared
 from squeezenet.deploy import RUNTIMES, Classifier, OnnxModel, export_onnx
@@ -93,6 +95,36 @@ def test_openvino_runs_our_onnx_files_with_true_fp32_and_its_fast_mode(tmp_path)
     assert clf.backend == "openvino-fp32 (fp32)" and clf.class_names == list(model.meta.classes)
     with pytest.raises(SqueezeNetError, match="takes N x 3 x 32 x 32"):
         exact(torch.zeros(1, 3, 16, 16))
+
+
+@needs_openvino
+def test_openvino_reads_our_int8_and_indexed_files_and_refuses_a_broken_graph_before_it_can_crash(tmp_path) -> None:
+    """Our int8 QDQ and indexed-weights files pass the ONNX checker OpenVINO's load now runs first; a graph with a
+    ReLU renamed Conv (one input) is refused in one line: OpenVINO itself died on it with a segmentation fault
+    (tools/fuzz_readers.py --onnx-runtime openvino). Run in a child process so a crash fails the test, not the run."""
+    import onnx
+
+    from squeezenet.deploy.openvino import OpenVinoModel
+
+    model = _cifar_model(tmp_path)
+    x = _images(16)
+    export_onnx(model, tmp_path / "int8.onnx", check_images=x[:4], int8=True, calibration=x, min_agreement=0.0)
+    export_onnx(model, tmp_path / "indexed.onnx", check_images=x[:4], indexed_weights=True)
+    with torch.no_grad():
+        reference = model(x[:4])
+    assert (OpenVinoModel(tmp_path / "indexed.onnx", threads=1, precision="fp32")(x[:4]) - reference).abs().max() < 1e-4
+    assert OpenVinoModel(tmp_path / "int8.onnx", threads=1)(x[:4]).shape == reference.shape
+    proto = onnx.load(str(tmp_path / "indexed.onnx"))
+    next(n for n in proto.graph.node if n.op_type == "Relu").op_type = "Conv"
+    onnx.save(proto, str(tmp_path / "broken.onnx"))
+    code = ("import sys; from squeezenet.cli import main; "
+            "sys.exit(main(['predict', '-w', sys.argv[1], '--runtime', 'openvino', sys.argv[2]]))")
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "broken.onnx"), str(image)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.strip().count("\n") == 0 and "not a valid ONNX graph" in done.stderr, done.stderr[-2000:]
 
 
 @needs_executorch

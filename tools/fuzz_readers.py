@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 FORMATS = (".sqz", ".net", ".safetensors", ".pth", ".onnx")
+MESSAGE_CHARS = 300  # what the CLI prints of an error: a message longer than this is cut
 HOSTILE: list[Any] = [
     None, True, False, 0, -1, 1, 2, 3, 7, 255, 256, 1000, 2**31 - 1, 2**31, 2**53, 2**63, 2**64 + 1, -(2**63), 10**8,
     10**12, 10**400, 0.5, -0.0, 1e-300, 1e308, float("nan"), float("inf"), -float("inf"), "", "x", "float32", "int64",
@@ -219,7 +220,8 @@ def _pickled(obj: Any) -> bytes:
 
 
 def mutate_onnx(blob: bytes, rng: random.Random) -> bytes:
-    """Metadata edits (config, preprocessing, classes), renamed or re-shaped graph inputs and outputs, raw bytes."""
+    """Metadata edits (config, preprocessing, classes), graph edits (weights, attributes, operators, nodes, opset),
+    renamed or re-shaped graph inputs and outputs, raw bytes."""
     import onnx
 
     if rng.random() < 0.25:
@@ -236,6 +238,8 @@ def mutate_onnx(blob: bytes, rng: random.Random) -> bytes:
     elif roll < 0.7:
         classes = json.loads(props["classes"].value)
         props["classes"].value = json.dumps(classes[:-1] if rng.random() < 0.5 else classes + ["extra"])
+    elif roll < 0.75:
+        _mutate_onnx_graph(model, rng)
     elif roll < 0.85:
         target = rng.choice([model.graph.input[0], model.graph.output[0]])
         if rng.random() < 0.5:
@@ -246,6 +250,39 @@ def mutate_onnx(blob: bytes, rng: random.Random) -> bytes:
     else:
         del model.metadata_props[rng.randrange(len(model.metadata_props))]
     return model.SerializeToString()
+
+
+def _mutate_onnx_graph(model: Any, rng: random.Random) -> None:
+    """The graph itself: a weight's dims or bytes, a node's attribute, operator or inputs, a node removed, the opset."""
+    graph = model.graph
+    roll = rng.random()
+    if roll < 0.3 and graph.initializer:
+        init = rng.choice(list(graph.initializer))
+        if init.dims and rng.random() < 0.5:
+            init.dims[rng.randrange(len(init.dims))] = rng.choice([0, 1, 2, 1000, 2**31, 2**40])
+        elif init.raw_data:
+            init.raw_data = init.raw_data[:rng.randrange(len(init.raw_data))]
+    elif roll < 0.55 and graph.node:
+        node = rng.choice(list(graph.node))
+        attrs = [a for a in node.attribute if a.ints or a.HasField("i") or a.HasField("f")]
+        if attrs:
+            attr = rng.choice(attrs)
+            if attr.ints:
+                attr.ints[rng.randrange(len(attr.ints))] = rng.choice([0, -1, 1000, 2**31 - 1])
+            elif attr.HasField("i"):
+                attr.i = rng.choice([-1, 0, 7, 2**31 - 1])
+            else:
+                attr.f = rng.choice([float("nan"), -1.0, 1e30])
+        else:
+            node.op_type = rng.choice(["Relu", "Identity", "Conv", "NoSuchOp", "Softmax"])
+    elif roll < 0.7 and graph.node:
+        node = rng.choice(list(graph.node))
+        if node.input:
+            node.input[rng.randrange(len(node.input))] = rng.choice([graph.input[0].name, "missing", ""])
+    elif roll < 0.85 and graph.node:
+        del graph.node[rng.randrange(len(graph.node))]
+    else:
+        model.opset_import[0].version = rng.choice([1, 7, 99, 10_000])
 
 
 def mutate_net(blob: bytes, rng: random.Random) -> bytes:
@@ -303,7 +340,7 @@ def probe(path: Path) -> tuple[str, str]:
     from squeezenet.errors import SqueezeNetError
 
     try:
-        runtime = "onnxruntime" if path.suffix == ".onnx" else "auto"
+        runtime = os.environ.get("SQZ_FUZZ_ONNX_RUNTIME", "onnxruntime") if path.suffix == ".onnx" else "auto"
         clf = Classifier.load(path, threads=1, runtime=runtime)
         image = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
         result = clf.predict([image], topk=3)[0]
@@ -412,10 +449,10 @@ class Pool:
 
 
 def campaign(files: int, seed: int, folder: Path, workers: int, memory_mb: int, timeout: float,
-             shared: Path | None, keep: Path | None) -> dict[str, Counter]:
+             shared: Path | None, keep: Path | None, formats: tuple[str, ...] = FORMATS) -> dict[str, Counter]:
     rng = random.Random(seed)
     seeds = make_seeds(folder, shared)
-    formats = sorted(seeds)
+    formats = tuple(sorted(set(seeds) & set(formats)))
     paths: list[Path] = []
     for n in range(files):
         suffix = formats[n % len(formats)]
@@ -425,6 +462,8 @@ def campaign(files: int, seed: int, folder: Path, workers: int, memory_mb: int, 
     table: dict[str, Counter] = defaultdict(Counter)
     worst: dict[str, float] = defaultdict(float)
     longest: dict[str, int] = defaultdict(int)
+    longest_text: dict[str, str] = {}
+    wordy: Counter = Counter()  # refusals longer than the CLI's one line (MESSAGE_CHARS)
     untyped: Counter = Counter()
     done = [0]
     started = time.monotonic()
@@ -434,7 +473,9 @@ def campaign(files: int, seed: int, folder: Path, workers: int, memory_mb: int, 
         table[suffix][result["outcome"]] += 1
         worst[suffix] = max(worst[suffix], result["rss"])
         if result["outcome"] == "refused":
-            longest[suffix] = max(longest[suffix], result["len"])
+            if result["len"] > longest[suffix]:
+                longest[suffix], longest_text[suffix] = result["len"], result["detail"]
+            wordy[suffix] += result["len"] > MESSAGE_CHARS
         if result["outcome"] not in ("loaded", "refused"):
             untyped[f"{suffix} {result['outcome']} {result['detail'][:120]}"] += 1
             if keep is not None:
@@ -452,14 +493,16 @@ def campaign(files: int, seed: int, folder: Path, workers: int, memory_mb: int, 
     outcomes = ["loaded", "refused", "UNTYPED", "HANG", "MEMORY", "CRASH"]
     print(f"\n{len(paths):,} mutated files, seed {seed}, {workers} workers, limits {memory_mb} MB RSS / {timeout:.0f} s, "
           f"{time.monotonic() - started:.0f} s")
-    print(f"| format | {' | '.join(outcomes)} | peak RSS MB | longest message |")
-    print("|---" * (len(outcomes) + 3) + "|")
+    print(f"| format | {' | '.join(outcomes)} | peak RSS MB | longest message | messages > {MESSAGE_CHARS} chars |")
+    print("|---" * (len(outcomes) + 4) + "|")
     for suffix in sorted(table):
         row = " | ".join(f"{table[suffix][o]:,}" for o in outcomes)
-        print(f"| {suffix} | {row} | {worst[suffix]:.0f} | {longest[suffix]} |")
+        print(f"| {suffix} | {row} | {worst[suffix]:.0f} | {longest[suffix]} | {wordy[suffix]} |")
     total = sum(table.values(), Counter())
     counts = " | ".join(f"{total[o]:,}" for o in outcomes)
-    print(f"| all | {counts} | {max(worst.values()):.0f} | {max(longest.values(), default=0)} |")
+    print(f"| all | {counts} | {max(worst.values()):.0f} | {max(longest.values(), default=0)} | {sum(wordy.values())} |")
+    for suffix in sorted(longest_text):
+        print(f"  longest {suffix} refusal: {longest_text[suffix][:160]!r}")
     for line, count in untyped.most_common(40):
         print(f"  {count:5d}  {line}")
     return dict(table)
@@ -475,14 +518,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared",
                         help="../shared (for the published .net); skipped where absent")
     parser.add_argument("--keep", type=Path, help="copy files with a bad outcome here")
+    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated subset of " + ", ".join(FORMATS))
+    parser.add_argument("--onnx-runtime", choices=("onnxruntime", "openvino"), default="onnxruntime",
+                        help="what runs the .onnx files (OpenVINO: the deploy-openvino extra)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args.memory_mb)
         return 0
+    formats = tuple(f.strip() for f in args.formats.split(","))
+    if not set(formats) <= set(FORMATS):
+        parser.error(f"--formats: choose from {', '.join(FORMATS)}")
+    os.environ["SQZ_FUZZ_ONNX_RUNTIME"] = args.onnx_runtime  # the workers inherit it
     with tempfile.TemporaryDirectory(prefix="sqz-fuzz-") as tmp:
         table = campaign(args.files, args.seed, Path(tmp), args.workers, args.memory_mb, args.timeout,
-                         args.shared if args.shared.is_dir() else None, args.keep)
+                         args.shared if args.shared.is_dir() else None, args.keep, formats)
     bad = sum(c[o] for c in table.values() for o in ("UNTYPED", "HANG", "MEMORY", "CRASH"))
     return 1 if bad else 0
 

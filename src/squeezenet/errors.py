@@ -38,3 +38,11 @@ def brief(value: object, limit: int = 60) -> str:
     except ValueError:  # int -> str beyond sys.get_int_max_str_digits()
         return "a number with thousands of digits"
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def count(value: int) -> str:
+    """An integer from a file for a message, with thousands separators (``15,124``); a forged one can have
+    hundreds of digits, which would push the message's point out of its one line."""
+    if abs(value) < 10**15:
+        return f"{value:,}"
+    return f"a number of about {int(abs(value).bit_length() * 0.30103) + 1:,} digits"  # str() refuses > 4,300 digits

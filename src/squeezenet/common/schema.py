@@ -67,7 +67,7 @@ def _check_identity(cls: type, f: dataclasses.Field, value: Any, where: str, pat
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SqueezeNetError(f"{where}: {path} must be a whole number >= 1, got {brief(value)}")
         if value > expected:
-            raise SqueezeNetError(f"{where}: {cls.__name__} version {value} was written by a newer squeezenet "
+            raise SqueezeNetError(f"{where}: {cls.__name__} version {brief(value, 20)} was written by a newer squeezenet "
                                   f"(this one reads up to version {expected}); upgrade squeezenet-toolkit")
     elif value != expected:
         raise SqueezeNetError(f"{where}: {path} is {brief(value)}, expected {expected!r} for {cls.__name__}")

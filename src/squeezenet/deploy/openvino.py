@@ -36,6 +36,8 @@ class OpenVinoModel(FileModel):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no such file: {path}")
+        if path.suffix == ".onnx":
+            check_onnx_graph(path)
         core = ov.Core()
         try:
             model = core.read_model(str(path))
@@ -76,6 +78,19 @@ class OpenVinoModel(FileModel):
         Known after the first call."""
         return Counter(str(op.get_rt_info()["primitiveType"].astype(str))
                        for op in self.compiled.get_runtime_model().get_ordered_ops())
+
+
+def check_onnx_graph(path: Path) -> None:
+    """Refuse an ONNX graph that breaks the operator schemas or whose shapes do not infer, before OpenVINO reads
+    it: OpenVINO's ONNX frontend trusts the graph, and a node with the wrong number of inputs (one operator renamed
+    into another) crashed the whole process with a segmentation fault (found by ``tools/fuzz_readers.py``)."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SqueezeNetError(f"{path}: not a valid ONNX graph ({first[:200]})") from None
 
 
 def _dims(port: object) -> list:

@@ -42,9 +42,12 @@ class AlexNetConfig:
         return convs + 4096 * (256 * 36 + 1) + 4096 * (4096 + 1) + self.num_classes * (4096 + 1)
 
     def largest_activation(self, size: int) -> int:
-        """Elements of the largest feature map one ``size`` x ``size`` image makes (conv1's, 64 channels)."""
-        side = (size + 4 - 11) // 4 + 1
-        return 64 * side * side if side > 0 else 0
+        """Elements of the largest feature map one ``size`` x ``size`` image makes (conv1's, 64 channels);
+        0 when the input is too small (one of the three 3x3/2 max-pools would leave nothing)."""
+        conv1 = side = (size + 4 - 11) // 4 + 1
+        for _ in range(3):  # conv2-5 keep the size (padded); each max-pool (floor mode) shrinks it
+            side = (side - 3) // 2 + 1 if side >= 3 else 0
+        return 64 * conv1 * conv1 if side > 0 else 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

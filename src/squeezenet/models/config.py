@@ -121,7 +121,7 @@ class SqueezeNetConfig:
             raise SqueezeNetError(f"a SqueezeNet needs 1 to {MAX_FIRES} Fire modules, got {len(self.fires):,}")
         for i in self.pool_after:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self.fires):
-                raise SqueezeNetError(f"pool_after index {i!r} is not a Fire module index 0..{len(self.fires) - 1}")
+                raise SqueezeNetError(f"pool_after index {brief(i)} is not a Fire module index 0..{len(self.fires) - 1}")
         if len(set(self.pool_after)) != len(self.pool_after):
             raise SqueezeNetError(f"pool_after has repeated indices: {self.pool_after}")
         if self.bypass not in _BYPASSES:
@@ -152,9 +152,10 @@ class SqueezeNetConfig:
         return total + self.num_features * self.num_classes + self.num_classes
 
     def largest_activation(self, size: int) -> int:
-        """Elements of the largest feature map one ``size`` x ``size`` image makes (what running it costs)."""
-        def pool(n: int) -> int:  # 3x3/2, ceil mode
-            return max(1, -(-(n - 3) // 2) + 1)
+        """Elements of the largest feature map one ``size`` x ``size`` image makes (what running it costs);
+        0 when the input is too small for this architecture (a convolution or pooling leaves nothing)."""
+        def pool(n: int) -> int:  # 3x3/2, ceil mode, as torch computes it: 0 means the map vanished
+            return -(-(n - 3) // 2) + 1
 
         side = (size + 2 * self.stem.padding - self.stem.kernel_size) // self.stem.stride + 1
         if side < 1:
@@ -162,8 +163,12 @@ class SqueezeNetConfig:
         largest = self.stem.out_channels * side * side
         side = pool(side) if self.stem.pool else side
         for i, spec in enumerate(self.fires):
+            if side < 1:
+                return 0
             largest = max(largest, (spec.out_channels + spec.squeeze) * side * side)
             side = pool(side) if i in self.pool_after else side
+        if side < 1:
+            return 0
         side += 2 * self.classifier_padding
         return max(largest, self.num_classes * side * side)
 
@@ -261,9 +266,9 @@ def design_space_fires(
     _check_int("freq", freq, 1)
     _check_int("num_fires", num_fires, 1)
     if isinstance(pct3x3, bool) or not isinstance(pct3x3, (int, float)) or not 0.0 < pct3x3 < 1.0:
-        raise SqueezeNetError(f"pct3x3 must be strictly between 0 and 1, got {pct3x3!r}")
+        raise SqueezeNetError(f"pct3x3 must be strictly between 0 and 1, got {brief(pct3x3)}")
     if isinstance(sr, bool) or not isinstance(sr, (int, float)) or not (sr > 0 and math.isfinite(sr)):
-        raise SqueezeNetError(f"SR (squeeze ratio) must be > 0, got {sr!r}")
+        raise SqueezeNetError(f"SR (squeeze ratio) must be > 0, got {brief(sr)}")
     specs = []
     for i in range(num_fires):
         e = base_e + incr_e * (i // freq)
@@ -287,7 +292,7 @@ def design_space_config(macro: Macro = "1_0", **options: Any) -> SqueezeNetConfi
     ``sr``) and :class:`SqueezeNetConfig` fields (``num_classes``, ``batch_norm``...).
     """
     if macro not in _MACROS:
-        raise SqueezeNetError(f"macro must be one of {', '.join(_MACROS)}, got {macro!r}")
+        raise SqueezeNetError(f"macro must be one of {', '.join(_MACROS)}, got {brief(macro)}")
     stem, pools = _MACROS[macro]
     fires = design_space_fires(**{k: options.pop(k) for k in DESIGN_DEFAULTS if k in options})
     return SqueezeNetConfig(fires=fires, stem=options.pop("stem", stem), pool_after=pools, **options)

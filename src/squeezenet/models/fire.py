@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..errors import SqueezeNetError
+from ..errors import SqueezeNetError, brief
 
 Shortcut = Literal["none", "identity", "conv"]
 
@@ -48,7 +48,7 @@ class Fire(nn.Module):
         for name, value in (("in_channels", in_channels), ("squeeze", squeeze),
                             ("expand1x1", expand1x1), ("expand3x3", expand3x3)):
             if not isinstance(value, int) or value < 1:
-                raise SqueezeNetError(f"Fire {name} must be a positive integer, got {value!r}")
+                raise SqueezeNetError(f"Fire {name} must be a positive integer, got {brief(value)}")
         self.in_channels = in_channels
         self.out_channels = expand1x1 + expand3x3
         bias = not batch_norm
@@ -78,7 +78,7 @@ class Fire(nn.Module):
                 _norm(self.out_channels, batch_norm),
             )
         else:
-            raise SqueezeNetError(f"shortcut must be 'none', 'identity' or 'conv', got {shortcut!r}")
+            raise SqueezeNetError(f"shortcut must be 'none', 'identity' or 'conv', got {brief(shortcut)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.squeeze_activation(self.squeeze_bn(self.squeeze(x)))

@@ -78,6 +78,8 @@ class ModelMeta:
         if self.source is not None and not (isinstance(self.source, str) and len(self.source) <= MAX_NAME_CHARS):
             raise SqueezeNetError(f"source must be a string of at most {MAX_NAME_CHARS:,} characters, got {brief(self.source)}")
         crop = self.preprocessing.crop
+        if self.config.largest_activation(crop) == 0:
+            raise SqueezeNetError(f"a {crop}x{crop} input is too small for this architecture: a feature map vanishes")
         if 4 * self.config.largest_activation(crop) > MAX_ACTIVATION_BYTES:
             raise SqueezeNetError(f"a {crop}x{crop} input makes a {4 * self.config.largest_activation(crop) / 2**20:,.0f} MB "
                                   f"feature map in this architecture (at most {MAX_ACTIVATION_BYTES >> 20} MB per image)")
@@ -109,7 +111,7 @@ class ModelMeta:
             raise SqueezeNetError(f"{where}: metadata must be a JSON object")
         version = data.get("version", META_VERSION)
         if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= META_VERSION:
-            raise SqueezeNetError(f"{where}: metadata version {version!r}; this squeezenet reads 1 to {META_VERSION}")
+            raise SqueezeNetError(f"{where}: metadata version {brief(version)}; this squeezenet reads 1 to {META_VERSION}")
         config = config_from_dict(data.get("config"), where)
         pre = data.get("preprocessing")
         classes = data.get("classes")
@@ -120,8 +122,8 @@ class ModelMeta:
             return cls(config, Preprocessing.from_dict(pre, f"{where}: preprocessing") if pre else default_preprocessing(config),
                        tuple(classes) if classes is not None else default_classes(config.num_classes),
                        source if isinstance(source, str) else None)
-        except SqueezeNetError as exc:
-            raise SqueezeNetError(f"{where}: {exc}") from None
+        except SqueezeNetError as exc:  # name the file once, whether or not the check did
+            raise SqueezeNetError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
 
 
 @runtime_checkable

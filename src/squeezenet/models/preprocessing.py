@@ -59,17 +59,18 @@ class Preprocessing:
         if not isinstance(self.name, str) or len(self.name) > 100:
             raise SqueezeNetError(f"preprocessing name must be a string of at most 100 characters, got {brief(self.name)}")
         if not (0 < self.crop <= self.resize <= MAX_RESIZE):
-            raise SqueezeNetError(f"preprocessing {self.name!r}: need 0 < crop <= resize <= {MAX_RESIZE}, "
+            raise SqueezeNetError(f"preprocessing {brief(self.name)}: need 0 < crop <= resize <= {MAX_RESIZE}, "
                                   f"got {brief(self.crop)}/{brief(self.resize)}")
         if len(self.mean) != 3 or len(self.std) != 3 or not all(math.isfinite(v) for v in (*self.mean, *self.std)) \
                 or any(s <= 0 for s in self.std):
-            raise SqueezeNetError(f"preprocessing {self.name!r}: mean and std need 3 finite values, std > 0")
+            raise SqueezeNetError(f"preprocessing {brief(self.name)}: mean and std need 3 finite values, std > 0")
         if self.channel_order not in ("RGB", "BGR") or self.value_range not in (1.0, 255.0):
-            raise SqueezeNetError(f"preprocessing {self.name!r}: channel_order RGB/BGR and value_range 1 or 255 expected")
+            raise SqueezeNetError(f"preprocessing {brief(self.name)}: channel_order RGB/BGR and value_range 1 or 255 expected")
         if self.resize_mode not in ("shorter", "square"):
-            raise SqueezeNetError(f"preprocessing {self.name!r}: resize_mode must be shorter or square, got {self.resize_mode!r}")
+            raise SqueezeNetError(f"preprocessing {brief(self.name)}: resize_mode must be shorter or square, "
+                                  f"got {brief(self.resize_mode)}")
         if self.interpolation not in ("bilinear", "bicubic", "nearest"):
-            raise SqueezeNetError(f"preprocessing {self.name!r}: unknown interpolation {self.interpolation!r}")
+            raise SqueezeNetError(f"preprocessing {brief(self.name)}: unknown interpolation {brief(self.interpolation)}")
 
     def transforms(self) -> v2.Compose:
         """A torchvision v2 pipeline from an RGB image (PIL or uint8 tensor CxHxW) to the network's input."""
@@ -117,4 +118,4 @@ def preset(name: str) -> Preprocessing:
     try:
         return PRESETS[name]
     except KeyError:
-        raise SqueezeNetError(f"unknown preprocessing preset {name!r}; choose {', '.join(PRESETS)}") from None
+        raise SqueezeNetError(f"unknown preprocessing preset {brief(name)}; choose {', '.join(PRESETS)}") from None

@@ -106,7 +106,7 @@ def get_model_entry(name: str) -> ModelEntry:
     except KeyError:
         close = difflib.get_close_matches(name, _MODELS, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(close)}?" if close else f"; available: {', '.join(list_models())}"
-        raise SqueezeNetError(f"unknown model {name!r}{hint}") from None
+        raise SqueezeNetError(f"unknown model {brief(name)}{hint}") from None
 
 
 def create_model(
@@ -148,5 +148,5 @@ def model_from_config(config: Any) -> Network:
         config = config_from_dict(config)
     arch = getattr(config, "arch", None)
     if arch not in _ARCHS:
-        raise SqueezeNetError(f"unknown architecture {arch!r} (known: {', '.join(sorted(_ARCHS))})")
+        raise SqueezeNetError(f"unknown architecture {brief(arch)} (known: {', '.join(sorted(_ARCHS))})")
     return _ARCHS[arch][1](config)

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from ..common.jsonsafe import parse_json
-from ..errors import SqueezeNetError, brief
+from ..errors import SqueezeNetError, brief, count
 from .coding import (
     ByteReader,
     EncodedStream,
@@ -267,11 +267,11 @@ def _record(d: Any, index: int) -> TensorRecord:
            and len(streams) == (2 if kind == "shared" else 0) + (grid is not None), f"{key}: malformed stream lengths")
     numel = math.prod(shape)
     if grid is not None:  # an Exp-Golomb code of a value below 2**52 is at most 105 bits: bound the stream first
-        count = numel if kind == "raw" else d.get("centroids")
-        _check(isinstance(count, int) and 0 <= count <= MAX_CENTROIDS and streams[-1] <= 14 * count + 8,
-               f"{key}: a grid stream of {streams[-1]:,} bytes for {count} values")
+        values = numel if kind == "raw" else d.get("centroids")
+        _check(isinstance(values, int) and 0 <= values <= MAX_CENTROIDS and streams[-1] <= 14 * values + 8,
+               f"{key}: a grid stream of {count(streams[-1])} bytes for {brief(values)} values")
     if kind == "raw":
-        _check(grid is None or numel <= MAX_GRID_RAW, f"{key}: a grid-coded raw tensor of {numel:,} entries")
+        _check(grid is None or numel <= MAX_GRID_RAW, f"{key}: a grid-coded raw tensor of {count(numel)} entries")
         side = 0 if grid is not None else numel * RAW_DTYPES[dtype].itemsize
         return TensorRecord(key, tuple(shape), "raw", dtype, side_bytes=side,
                             grid=None if grid is None else (grid[0], grid[1]), grid_bytes=streams[0] if grid else 0)
@@ -279,7 +279,7 @@ def _record(d: Any, index: int) -> TensorRecord:
     _check(dtype == "float32" and type(kept) is int and type(centroids) is int
            and isinstance(coders, list) and all(isinstance(c, str) for c in coders), f"{key}: malformed record")
     _check(0 <= kept <= numel and 0 <= centroids <= min(kept, MAX_CENTROIDS) and (centroids > 0) == (kept > 0),
-           f"{key}: {kept:,} kept entries and {centroids:,} centroids do not fit a {numel:,}-entry tensor")
+           f"{key}: {count(kept)} kept entries and {count(centroids)} centroids do not fit a {count(numel)}-entry tensor")
     return TensorRecord(key, tuple(shape), "shared", dtype, kept, centroids, streams[0], streams[1],
                         tuple(str(c) for c in coders), 0 if grid else 4 * centroids,
                         None if grid is None else (grid[0], grid[1]), streams[2] if grid else 0)
@@ -319,7 +319,7 @@ def decode_sqz(data: bytes, where: str, expect: Expect | None = None) -> SqzCont
         raise SqueezeNetError(f"{where}: {exc}") from None
     _check(len({r.key for r in records}) == len(records), f"{where}: a tensor is listed twice")
     total = sum(r.numel for r in records)
-    _check(total <= MAX_ELEMENTS, f"{where}: claims {total:,} weights, more than any model this toolkit builds")
+    _check(total <= MAX_ELEMENTS, f"{where}: claims {count(total)} weights, more than any model this toolkit builds")
     if expect is not None:
         expected = expect(header["meta"])
         keys = {r.key for r in records}
@@ -355,13 +355,13 @@ def decode_sqz(data: bytes, where: str, expect: Expect | None = None) -> SqzCont
                     values = _grid_decode(body.take(r.grid_bytes), r.centroids, r.grid, sorted_distinct=True)
                     _check(values is not None, f"{r.key}: grid values that are not float32")
                     gridded[r.key] = values  # type: ignore[assignment]
-        _check(body.remaining == side_len, f"side data is {body.remaining:,} bytes, the header says {side_len:,}")
+        _check(body.remaining == side_len, f"side data is {body.remaining:,} bytes, the header says {count(side_len)}")
         expect_f32 = sum(r.side_bytes for r in records if r.dtype == "float32")
         expect_raw = expect_f32 + sum(r.side_bytes for r in records if r.dtype != "float32")
         _check(side_raw_len == expect_raw and side_f32_len == expect_f32, "side data size disagrees with the tensor records")
         unpacker = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
         raw = unpacker.decompress(body.take(side_len), max_length=side_raw_len + 1)
-        _check(len(raw) == side_raw_len, f"side data decompresses to {len(raw):,} bytes, expected {side_raw_len:,}")
+        _check(len(raw) == side_raw_len, f"side data decompresses to {len(raw):,} bytes, expected {count(side_raw_len)}")
     except (ValueError, lzma.LZMAError, OverflowError, RuntimeError) as exc:
         raise SqueezeNetError(f"{where}: corrupt .sqz data ({exc})") from None
     floats = ByteReader(_unshuffle(raw[:side_f32_len], 4))
