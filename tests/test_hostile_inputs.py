@@ -208,6 +208,16 @@ def test_predict_json_stays_json_when_a_model_overflows(tmp_path, capsys) -> Non
     assert [r.get("error", "").startswith("the model's outputs for this image are not finite") for r in rows] == [True] * 2
 
 
+def test_json_output_is_json_even_when_the_command_fails(small, tmp_path, capsys) -> None:
+    """A NaN mean refuses the file at load: the one line on stderr, and for --json readers {"error": ...} on stdout."""
+    bad = _edit_sqz(small, lambda h: h["meta"]["preprocessing"].update(mean=[float("nan"), 0, 0]))
+    for argv in (["predict", "-w", str(bad), str(image_folder(tmp_path / "images", 1)), "--json"], ["info", str(bad), "--json"]):
+        assert main(argv) == 1
+        captured = capsys.readouterr()
+        assert json.loads(captured.out) == {"error": captured.err.strip().removeprefix("squeezenet: error: ")}
+        assert "NaN is not a JSON number" in captured.err
+
+
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth", ".sqz"])
 def test_converting_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, suffix) -> None:
     mount = tmp_path / "full"

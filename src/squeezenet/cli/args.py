@@ -100,7 +100,7 @@ def add_labelled_data(p: argparse.ArgumentParser) -> None:
 
 
 def add_json(p: argparse.ArgumentParser, what: str = "print JSON instead of a table") -> None:
-    p.add_argument("--json", action="store_true", help=what)
+    p.add_argument("--json", action="store_true", help=what + '; a failure prints {"error": "..."} as well')
 
 
 def add_set(p: argparse.ArgumentParser, help: str) -> None:

@@ -78,7 +78,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     elif len(failed) < len(results):
         console_for_output().print(predictions_table(results))
-    if len(failed) == len(results):
+    if len(failed) == len(results) and not args.json:  # with --json the per-image errors are the document
         raise SqueezeNetError(f"none of the {len(results)} images could be read")
     return 1 if failed else 0
 

@@ -12,6 +12,7 @@ user errors too. A verb whose optional extra is missing says which one to instal
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -141,7 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SqueezeNetError, OSError) as exc:
         if os.environ.get("SQUEEZENET_DEBUG"):
             raise
-        print(f"{PROG}: error: {one_line(exc, args.parser)}", file=sys.stderr)
+        message = one_line(exc, args.parser)
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        if getattr(args, "json", False):  # a program reading --json output gets a JSON document either way
+            print(json.dumps({"error": message}))
         return 1
     except Interrupted as exc:
         print(f"{PROG}: stopped: {one_line(exc, args.parser)}", file=sys.stderr)
