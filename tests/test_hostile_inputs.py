@@ -238,3 +238,18 @@ def test_a_truncated_pth_names_the_file(tmp_path, capsys) -> None:
     full = save_weights(create_model("squeezenet1_1_cifar"), tmp_path / "full.pth").read_bytes()
     path.write_bytes(full[: len(full) // 3])
     _one_line(capsys, ["info", str(path)], f"{path}: not a readable PyTorch weights file")
+
+
+def test_a_file_naming_thousands_of_wrong_tensors_or_huge_counts_stays_one_short_line(small, tmp_path, capsys) -> None:
+    """The campaign's longest messages: every tensor name echoed, or a forged count printed with all its digits."""
+    from safetensors.torch import save_file
+
+    model = create_model("squeezenet1_1_cifar")
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("features.3.")}
+    state = {f"extra.{i}": torch.zeros(1) for i in range(1000)} | kept
+    metadata = {"format": "pt", "squeezenet": json.dumps(model.meta.to_dict())}
+    save_file(state, str(tmp_path / "many.safetensors"), metadata=metadata)
+    line = _one_line(capsys, ["info", str(tmp_path / "many.safetensors")], "1,000 unexpected ('extra.0', 'extra.1', ...)")
+    assert " missing ('features.3." in line
+    huge = _edit_sqz(small, lambda h: h["tensors"][0].update(kind="shared", kept=10**80, centroids=1, streams=[0, 0]))
+    _one_line(capsys, ["info", str(huge)], "a number of about 81 digits kept entries")

@@ -23,6 +23,7 @@ import io
 import json
 import os
 import random
+import re
 import resource
 import select
 import struct
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 FORMATS = (".sqz", ".net", ".safetensors", ".pth", ".onnx")
+RAW_BYTES = 16 << 20  # raw JSON spliced into one file: a duplicated deep-nesting leaf once made a 264 MB header
 MESSAGE_CHARS = 300  # what the CLI prints of an error: a message longer than this is cut
 HOSTILE: list[Any] = [
     None, True, False, 0, -1, 1, 2, 3, 7, 255, 256, 1000, 2**31 - 1, 2**31, 2**53, 2**63, 2**64 + 1, -(2**63), 10**8,
@@ -80,9 +82,14 @@ def dumps(value: Any) -> str:
         return v
 
     text = json.dumps(swap(value))
-    for key, raw in marks.items():
-        text = text.replace(json.dumps(key), raw)
-    return text
+    budget = [RAW_BYTES]
+
+    def splice(match: re.Match) -> str:  # one linear pass; past the budget a raw leaf becomes null
+        raw = marks[match.group(1)]
+        budget[0] -= len(raw)
+        return raw if budget[0] >= 0 else "null"
+
+    return re.sub(r'"(@@raw\d+@@)"', splice, text)
 
 
 def mutate_json(value: Any, rng: random.Random, edits: int = 0) -> Any:

@@ -46,3 +46,13 @@ def count(value: int) -> str:
     if abs(value) < 10**15:
         return f"{value:,}"
     return f"a number of about {int(abs(value).bit_length() * 0.30103) + 1:,} digits"  # str() refuses > 4,300 digits
+
+
+def names_mismatch(missing: list[str], unexpected: list[str]) -> str:
+    """``2 missing ('a.weight', ...); 1 unexpected ('x')``: what a file's tensor names lack and add, in a few words
+    (a forged file can name thousands)."""
+    def part(names: list[str], what: str) -> str:
+        shown = ", ".join(brief(n, 40) for n in names[:2]) + (", ..." if len(names) > 2 else "")
+        return f"{len(names):,} {what} ({shown})"
+
+    return "; ".join(part(names, what) for names, what in ((missing, "missing"), (unexpected, "unexpected")) if names)

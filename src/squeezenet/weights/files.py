@@ -21,7 +21,7 @@ import torch
 from ..common.imagenet import imagenet_names
 from ..common.io import atomic_path
 from ..common.jsonsafe import parse_json
-from ..errors import SqueezeNetError, brief
+from ..errors import SqueezeNetError, names_mismatch
 from ..models import CAFFE, ModelMeta, create_model, model_from_config
 from ..models.config import MAX_PARAMETERS
 
@@ -179,10 +179,8 @@ def check_tensors(meta: ModelMeta, state_dict: Mapping[str, Any], where: str) ->
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     if missing or unexpected:
-        parts = ([f"missing {', '.join(brief(k, 40) for k in missing[:3])}"] if missing else []) + \
-                ([f"unexpected {', '.join(brief(k, 40) for k in unexpected[:3])}"] if unexpected else [])
-        raise SqueezeNetError(f"{where}: weights do not match the {meta.config.arch} architecture in its metadata "
-                              f"({'; '.join(parts)})")
+        raise SqueezeNetError(f"{where}: weights do not match the {meta.config.arch} architecture in its metadata: "
+                              f"{names_mismatch(missing, unexpected)}")
     for key, (shape, _) in expected.items():
         got = tuple(state_dict[key].shape)
         if got != shape:

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from ..common.jsonsafe import parse_json
-from ..errors import SqueezeNetError, brief, count
+from ..errors import SqueezeNetError, brief, count, names_mismatch
 from .coding import (
     ByteReader,
     EncodedStream,
@@ -324,8 +324,8 @@ def decode_sqz(data: bytes, where: str, expect: Expect | None = None) -> SqzCont
         expected = expect(header["meta"])
         keys = {r.key for r in records}
         missing, extra = set(expected) - keys, keys - set(expected)
-        _check(not missing and not extra, f"{where}: tensors do not match the architecture in its metadata "
-               f"(missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]})")
+        _check(not missing and not extra, f"{where}: tensors do not match the architecture in its metadata: "
+               f"{names_mismatch(sorted(missing), sorted(extra))}")
         for r in records:
             shape, dtype = expected[r.key]
             _check(tuple(shape) == r.shape, f"{where}: {r.key} has shape {list(r.shape)}, the architecture says {list(shape)}")
