@@ -19,6 +19,7 @@ import torch
 
 from ..common.extras import require_extra
 from ..errors import SqueezeNetError
+from ..models import ModelMeta
 from .metadata import FileModel, meta_from_properties
 
 PRECISIONS = ("fast", "fp32")
@@ -36,18 +37,20 @@ class OpenVinoModel(FileModel):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no such file: {path}")
-        if path.suffix == ".onnx":
-            check_onnx_graph(path)
+        onnx_file = path.suffix == ".onnx"
+        if onnx_file:  # our metadata and the graph are checked before OpenVINO allocates anything for the file
+            self.meta, self.precision = checked_onnx_meta(path)
         core = ov.Core()
         try:
             model = core.read_model(str(path))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line C++ messages
             raise SqueezeNetError(f"{path}: OpenVINO cannot read it ({str(exc).strip().splitlines()[0][:200]})") from None
-        info = model.get_rt_info()
-        props = info["framework"] if "framework" in list(info.keys()) else {}
-        props = props.astype(dict) if hasattr(props, "astype") else props  # an OVAny in some versions, a dict in others
-        self.meta, self.precision = meta_from_properties(
-            {str(k): v.astype(str) if hasattr(v, "astype") else str(v) for k, v in props.items()}, str(path))
+        if not onnx_file:  # OpenVINO IR: the ONNX properties travel in rt_info["framework"]
+            info = model.get_rt_info()
+            props = info["framework"] if "framework" in list(info.keys()) else {}
+            props = props.astype(dict) if hasattr(props, "astype") else props  # an OVAny in some versions, a dict in others
+            self.meta, self.precision = meta_from_properties(
+                {str(k): v.astype(str) if hasattr(v, "astype") else str(v) for k, v in props.items()}, str(path))
         self.path = path
         self.check_signature([(i.get_any_name(), _dims(i)) for i in model.inputs],
                              [(o.get_any_name(), _dims(o)) for o in model.outputs])
@@ -80,17 +83,28 @@ class OpenVinoModel(FileModel):
                        for op in self.compiled.get_runtime_model().get_ordered_ops())
 
 
-def check_onnx_graph(path: Path) -> None:
-    """Refuse an ONNX graph that breaks the operator schemas or whose shapes do not infer, before OpenVINO reads
-    it: OpenVINO's ONNX frontend trusts the graph, and a node with the wrong number of inputs (one operator renamed
-    into another) crashed the whole process with a segmentation fault (found by ``tools/fuzz_readers.py``)."""
+def checked_onnx_meta(path: Path) -> tuple[ModelMeta, str]:
+    """The model contract of an ONNX file read with ``onnx`` before OpenVINO sees the file: its metadata first, then
+    its graph against the operator schemas with shape inference. OpenVINO's ONNX frontend trusts the graph: a node
+    with the wrong number of inputs (a ReLU renamed Conv) killed the process with a segmentation fault, and a 4 MB
+    metadata property ran it out of memory under an address-space limit (both found by ``tools/fuzz_readers.py``)."""
     import onnx
+    from google.protobuf.message import DecodeError, EncodeError
+
+    def refuse(exc: Exception) -> SqueezeNetError:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return SqueezeNetError(f"{path}: not a valid ONNX graph ({first[:200]})")
 
     try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SqueezeNetError(f"{path}: not a valid ONNX graph ({first[:200]})") from None
+        proto = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, UnicodeDecodeError) as exc:
+        raise refuse(exc) from None
+    checked = meta_from_properties({p.key: p.value for p in proto.metadata_props}, str(path))
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, EncodeError, UnicodeDecodeError) as exc:
+        raise refuse(exc) from None  # EncodeError: strings that are not UTF-8 (the proto cannot be written back)
+    return checked
 
 
 def _dims(port: object) -> list:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from ..common.schema import from_dict
-from ..errors import SqueezeNetError, brief
+from ..errors import SqueezeNetError, brief, count
 
 Bypass = Literal["none", "simple", "complex"]
 CONFIG_VERSION = 1
@@ -128,7 +128,7 @@ class SqueezeNetConfig:
             raise SqueezeNetError(f"bypass must be one of {', '.join(_BYPASSES)}, got {brief(self.bypass)}")
         _check_int("num_classes", self.num_classes, 1)
         if self.num_classes > MAX_CLASSES:
-            raise SqueezeNetError(f"num_classes {self.num_classes:,} is more than this toolkit builds ({MAX_CLASSES:,})")
+            raise SqueezeNetError(f"num_classes {count(self.num_classes)} is more than this toolkit builds ({MAX_CLASSES:,})")
         _check_int("in_chans", self.in_chans, 1, MAX_CHANNELS)
         _check_int("classifier_padding", self.classifier_padding, 0, MAX_CLASSIFIER_PADDING)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
@@ -136,7 +136,7 @@ class SqueezeNetConfig:
         if not isinstance(self.batch_norm, bool):
             raise SqueezeNetError(f"batch_norm must be true or false, got {brief(self.batch_norm)}")
         if self.num_parameters() > MAX_PARAMETERS:
-            raise SqueezeNetError(f"this architecture has {self.num_parameters():,} parameters, more than this toolkit "
+            raise SqueezeNetError(f"this architecture has {count(self.num_parameters())} parameters, more than this toolkit "
                                   f"builds ({MAX_PARAMETERS:,})")
 
     def num_parameters(self) -> int:
