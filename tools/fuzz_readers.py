@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 FORMATS = (".sqz", ".net", ".safetensors", ".pth", ".onnx")
+OPTIONAL_FORMATS = (".pte",)  # ExecuTorch programs: only with --formats (the export takes ~20 s)
 RAW_BYTES = 16 << 20  # raw JSON spliced into one file: a duplicated deep-nesting leaf once made a 264 MB header
 MESSAGE_CHARS = 300  # what the CLI prints of an error: a message longer than this is cut
 HOSTILE: list[Any] = [
@@ -302,11 +303,30 @@ def mutate_net(blob: bytes, rng: random.Random) -> bytes:
     return mutate_bytes(blob, rng)
 
 
+def mutate_pte(blob: bytes, rng: random.Random) -> bytes:
+    """ExecuTorch flatbuffers: the metadata (a constant method's JSON string) edited in place, else raw bytes."""
+    start = blob.find(b'{"format": ')
+    if start >= 0 and rng.random() < 0.5:
+        text = blob[start:start + 1_000_000].decode("utf-8", "replace")
+        props, length = json.JSONDecoder().raw_decode(text)
+        end = start + len(text[:length].encode())
+        key = rng.choice(sorted(props))
+        try:  # the config, preprocessing and classes values are JSON themselves
+            props[key] = dumps(mutate_json(json.loads(props[key]), rng))
+        except (ValueError, TypeError):
+            props = mutate_json(props, rng)
+        new = dumps(props).encode()
+        if len(new) <= end - start:  # no longer than before: flatbuffer offsets stay valid, the content changes
+            return blob[:start] + new.ljust(end - start) + blob[end:]
+    return mutate_bytes(blob, rng)
+
+
 MUTATORS: dict[str, Callable[[bytes, random.Random], bytes]] = {
-    ".sqz": mutate_sqz, ".net": mutate_net, ".safetensors": mutate_safetensors, ".pth": mutate_pth, ".onnx": mutate_onnx}
+    ".sqz": mutate_sqz, ".net": mutate_net, ".safetensors": mutate_safetensors, ".pth": mutate_pth, ".onnx": mutate_onnx,
+    ".pte": mutate_pte}
 
 
-def make_seeds(folder: Path, shared: Path | None = None) -> dict[str, bytes]:
+def make_seeds(folder: Path, shared: Path | None = None, formats: tuple[str, ...] = FORMATS) -> dict[str, bytes]:
     """One valid file per format: a weight-shared CIFAR SqueezeNet v1.1 (so the .sqz has shared records), and
     the published Deep Compression .net when ``shared`` (``../shared``) holds it."""
     import torch
@@ -331,6 +351,11 @@ def make_seeds(folder: Path, shared: Path | None = None) -> dict[str, bytes]:
         seeds[".onnx"] = (folder / "seed.onnx").read_bytes()
     except ImportError:
         pass
+    if ".pte" in formats:
+        from squeezenet.deploy.executorch import export_executorch
+
+        export_executorch(model, folder / "seed.pte", check_images=torch.rand(2, 3, 32, 32))
+        seeds[".pte"] = (folder / "seed.pte").read_bytes()
     net = (shared or Path()) / "data" / "deep-compression" / "compressed_SqueezeNet.net"
     if shared is not None and net.is_file():
         seeds[".net"] = net.read_bytes()
@@ -458,7 +483,7 @@ class Pool:
 def campaign(files: int, seed: int, folder: Path, workers: int, memory_mb: int, timeout: float,
              shared: Path | None, keep: Path | None, formats: tuple[str, ...] = FORMATS) -> dict[str, Counter]:
     rng = random.Random(seed)
-    seeds = make_seeds(folder, shared)
+    seeds = make_seeds(folder, shared, formats)
     formats = tuple(sorted(set(seeds) & set(formats)))
     paths: list[Path] = []
     for n in range(files):
@@ -525,7 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared",
                         help="../shared (for the published .net); skipped where absent")
     parser.add_argument("--keep", type=Path, help="copy files with a bad outcome here")
-    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated subset of " + ", ".join(FORMATS))
+    parser.add_argument("--formats", default=",".join(FORMATS),
+                        help=f"comma-separated, from {', '.join(FORMATS + OPTIONAL_FORMATS)} (.pte: not by default)")
     parser.add_argument("--onnx-runtime", choices=("onnxruntime", "openvino"), default="onnxruntime",
                         help="what runs the .onnx files (OpenVINO: the deploy-openvino extra)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -534,8 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.memory_mb)
         return 0
     formats = tuple(f.strip() for f in args.formats.split(","))
-    if not set(formats) <= set(FORMATS):
-        parser.error(f"--formats: choose from {', '.join(FORMATS)}")
+    if not set(formats) <= set(FORMATS + OPTIONAL_FORMATS):
+        parser.error(f"--formats: choose from {', '.join(FORMATS + OPTIONAL_FORMATS)}")
     os.environ["SQZ_FUZZ_ONNX_RUNTIME"] = args.onnx_runtime  # the workers inherit it
     with tempfile.TemporaryDirectory(prefix="sqz-fuzz-") as tmp:
         table = campaign(args.files, args.seed, Path(tmp), args.workers, args.memory_mb, args.timeout,
