@@ -168,8 +168,11 @@ class ExecuTorchModel(FileModel):
         except (ValueError, TypeError, RecursionError, RuntimeError) as exc:
             raise SqueezeNetError(f"{path}: unreadable squeezenet metadata ({str(exc)[:200]})") from None
         self.meta, self.precision = meta_from_properties({str(k): str(v) for k, v in props.items()}, str(path))
-        with _native_stderr_silenced():
-            self.forward = program.load_method("forward")
+        try:
+            with _native_stderr_silenced():
+                self.forward = program.load_method("forward")
+        except RuntimeError as exc:  # a damaged plan: "Failed to load method forward, error: 0x:20"
+            raise SqueezeNetError(f"{path}: not a loadable ExecuTorch program ({str(exc).strip()[:200]})") from None
         self.program, self.path = program, path
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -179,5 +182,9 @@ class ExecuTorchModel(FileModel):
             chunk = x[start:start + self.batch]
             if len(chunk) < self.batch:  # the program's batch is fixed: pad, then drop the padding's outputs
                 chunk = torch.cat([chunk, chunk.new_zeros(self.batch - len(chunk), *chunk.shape[1:])])
-            outs.append(self.forward.execute([chunk])[0][:min(self.batch, len(x) - start)])
+            try:
+                out = self.forward.execute([chunk])[0]
+            except RuntimeError as exc:  # a program whose inputs or kernels do not fit what it says it takes
+                raise SqueezeNetError(f"{self.path}: ExecuTorch cannot run it ({str(exc).strip()[:200]})") from None
+            outs.append(out[:min(self.batch, len(x) - start)])
         return self.checked_output(torch.cat(outs), len(x))
