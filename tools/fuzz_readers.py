@@ -18,6 +18,7 @@ The suite's ``tests/test_fuzz.py`` runs the same mutators for about a minute.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import io
 import json
@@ -59,8 +60,8 @@ def hostile_value(rng: random.Random) -> Any:
     if roll < 0.04:
         return _RawJSON("[" * rng.choice([1000, 5000, 100_000]) + "]" * rng.choice([0, 1000, 5000, 100_000]))
     if roll < 0.08:
-        return [rng.choice(HOSTILE) for _ in range(rng.choice([0, 1, 3, 999, 1001, 100_001]))]
-    return rng.choice(HOSTILE)
+        return [copy.deepcopy(rng.choice(HOSTILE)) for _ in range(rng.choice([0, 1, 3, 999, 1001, 100_001]))]
+    return copy.deepcopy(rng.choice(HOSTILE))  # a copy: later edits of the file must not change HOSTILE (cycles)
 
 
 class _RawJSON(str):
@@ -483,6 +484,7 @@ class Pool:
 def campaign(files: int, seed: int, folder: Path, workers: int, memory_mb: int, timeout: float,
              shared: Path | None, keep: Path | None, formats: tuple[str, ...] = FORMATS) -> dict[str, Counter]:
     rng = random.Random(seed)
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))  # dumps() walks ~900-deep nested leaves
     seeds = make_seeds(folder, shared, formats)
     formats = tuple(sorted(set(seeds) & set(formats)))
     paths: list[Path] = []
