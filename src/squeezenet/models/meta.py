@@ -78,10 +78,11 @@ class ModelMeta:
         if self.source is not None and not (isinstance(self.source, str) and len(self.source) <= MAX_NAME_CHARS):
             raise SqueezeNetError(f"source must be a string of at most {MAX_NAME_CHARS:,} characters, got {brief(self.source)}")
         crop = self.preprocessing.crop
-        if self.config.largest_activation(crop) == 0:
+        largest = self.config.largest_activation(crop)
+        if largest == 0:
             raise SqueezeNetError(f"a {crop}x{crop} input is too small for this architecture: a feature map vanishes")
-        if 4 * self.config.largest_activation(crop) > MAX_ACTIVATION_BYTES:
-            raise SqueezeNetError(f"a {crop}x{crop} input makes a {4 * self.config.largest_activation(crop) / 2**20:,.0f} MB "
+        if 4 * largest > MAX_ACTIVATION_BYTES:
+            raise SqueezeNetError(f"a {crop}x{crop} input makes a {4 * largest / 2**20:,.0f} MB "
                                   f"feature map in this architecture (at most {MAX_ACTIVATION_BYTES >> 20} MB per image)")
 
     @classmethod
