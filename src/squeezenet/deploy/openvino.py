@@ -89,7 +89,7 @@ def checked_onnx_meta(path: Path) -> tuple[ModelMeta, str]:
     with the wrong number of inputs (a ReLU renamed Conv) killed the process with a segmentation fault, and a 4 MB
     metadata property ran it out of memory under an address-space limit (both found by ``tools/fuzz_readers.py``)."""
     import onnx
-    from google.protobuf.message import DecodeError, EncodeError
+    from google.protobuf.message import DecodeError, EncodeError  # type: ignore[import-untyped]
 
     def refuse(exc: Exception) -> SqueezeNetError:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
