@@ -74,6 +74,13 @@ def meta_from_properties(props: Mapping[str, str], where: str) -> tuple[ModelMet
     return meta, str(props.get("precision", "fp32"))
 
 
+def native_message(exc: BaseException, limit: int = 200) -> str:
+    """The first line of a native runtime's error (C++ messages run to many lines), cut to ``limit`` characters;
+    the exception's type when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 class FileModel:
     """What every runtime's model shares (:class:`~squeezenet.models.InferenceModel`): the ``meta`` read from the
     file, its ``path``, and the check that a batch has the shape the file was exported for."""

@@ -20,7 +20,7 @@ import torch
 from ..common.extras import require_extra
 from ..errors import SqueezeNetError
 from ..models import ModelMeta
-from .metadata import FileModel, meta_from_properties
+from .metadata import FileModel, meta_from_properties, native_message
 
 PRECISIONS = ("fast", "fp32")
 
@@ -44,7 +44,7 @@ class OpenVinoModel(FileModel):
         try:
             model = core.read_model(str(path))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line C++ messages
-            raise SqueezeNetError(f"{path}: OpenVINO cannot read it ({str(exc).strip().splitlines()[0][:200]})") from None
+            raise SqueezeNetError(f"{path}: OpenVINO cannot read it ({native_message(exc)})") from None
         if not onnx_file:  # OpenVINO IR: the ONNX properties travel in rt_info["framework"]
             info = model.get_rt_info()
             props = info["framework"] if "framework" in list(info.keys()) else {}
@@ -62,7 +62,7 @@ class OpenVinoModel(FileModel):
         try:
             self.compiled = core.compile_model(model, "CPU", config)
         except RuntimeError as exc:
-            raise SqueezeNetError(f"{path}: OpenVINO cannot compile it ({str(exc).strip().splitlines()[0][:200]})") from None
+            raise SqueezeNetError(f"{path}: OpenVINO cannot compile it ({native_message(exc)})") from None
         self.request = self.compiled.create_infer_request()
         self.mode = precision
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
@@ -73,7 +73,7 @@ class OpenVinoModel(FileModel):
         try:
             logits = self.request.infer({0: batch})[0]
         except RuntimeError as exc:
-            raise SqueezeNetError(f"{self.path}: OpenVINO cannot run it ({str(exc).strip().splitlines()[0][:200]})") from None
+            raise SqueezeNetError(f"{self.path}: OpenVINO cannot run it ({native_message(exc)})") from None
         return self.checked_output(np.array(logits), len(batch))
 
     def kernels(self) -> Counter[str]:
@@ -92,8 +92,7 @@ def checked_onnx_meta(path: Path) -> tuple[ModelMeta, str]:
     from google.protobuf.message import DecodeError, EncodeError  # type: ignore[import-untyped]
 
     def refuse(exc: Exception) -> SqueezeNetError:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return SqueezeNetError(f"{path}: not a valid ONNX graph ({first[:200]})")
+        return SqueezeNetError(f"{path}: not a valid ONNX graph ({native_message(exc)})")
 
     try:
         proto = onnx.load(str(path), load_external_data=False)

@@ -31,7 +31,7 @@ from ..errors import SqueezeNetError
 from ..inference.predict import Prediction, predict
 from ..models import InferenceModel, ModelMeta, Preprocessing
 from ..weights import load_weights
-from .metadata import FileModel, meta_from_properties
+from .metadata import FileModel, meta_from_properties, native_message
 from .onnx import INPUT_NAME, OUTPUT_NAME, ort_session
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class OnnxModel(FileModel):
         except SqueezeNetError:
             raise
         except Exception as exc:  # onnxruntime raises its own exception types for malformed files
-            raise SqueezeNetError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+            raise SqueezeNetError(f"{path}: not a loadable ONNX model ({native_message(exc)})") from None
         self.meta, self.precision = meta_from_properties(self.session.get_modelmeta().custom_metadata_map, str(path))
         self.path = path
         self.check_signature([(i.name, list(i.shape)) for i in self.session.get_inputs()],
@@ -67,7 +67,7 @@ class OnnxModel(FileModel):
         try:
             logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
         except Exception as exc:  # onnxruntime's own types: a graph that loads but cannot run these shapes
-            raise SqueezeNetError(f"{self.path}: onnxruntime cannot run it ({str(exc).splitlines()[0][:200]})") from None
+            raise SqueezeNetError(f"{self.path}: onnxruntime cannot run it ({native_message(exc)})") from None
         return self.checked_output(logits, len(batch))
 
 
