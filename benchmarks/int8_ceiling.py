@@ -1,0 +1,190 @@
+"""How faithful can int8 be on this model? A fake-quantization simulation that separates the causes.
+
+Issue #13 asks for an int8 file whose top-1 answers agree with fp32 on >= 98% of held-out images. Every runtime
+here (onnxruntime, OpenVINO, XNNPACK) runs int8 convolutions on *per-tensor* 8-bit activations with per-channel
+int8 weights. This script simulates exactly that arithmetic in PyTorch (round-to-nearest on the grids those
+runtimes use) and variants no runtime offers (9- and 10-bit activations, per-channel activation scales), so one
+table says which part of the int8 error matters and whether any choice of ranges could reach a target:
+
+- ranges are fitted on ``--calibration`` (MSE-optimal clipping per tensor, the best of 48 clip points);
+  agreement and KL are measured on ``--data`` (other images: nothing is fitted to them);
+- "per-channel activations" asks what cross-layer equalisation / SmoothQuant-style rescaling aims at: each
+  channel its own grid (the tensor's clip narrowed to that channel's range on the calibration images), which
+  those methods emulate by moving scale into the weights;
+- bf16 (weights and every activation rounded to bfloat16) is the anchor: OpenVINO's default precision.
+
+    python benchmarks/int8_ceiling.py [-w WEIGHTS] [--calibration DIR] [--data DIR] [--images 250] [--json]
+
+The quantized tensors are the ones a QDQ runtime quantizes: every convolution's input (the image, each ReLU'd
+output, concatenations, pools) and the last feature map before global pooling. Weights: symmetric per output
+channel, scale max|w|/127 (onnxruntime's and OpenVINO's rule). Activations: asymmetric uint8 (onnxruntime's
+QUInt8 formula: scale (hi - lo) / 255, zero point rounded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+CLIP_POINTS = torch.logspace(0, math.log10(0.03), 48)  # fractions of the observed range tried by the MSE search
+VALUES_PER_BATCH = 2_000  # values of each channel kept per calibration batch for the range search
+PER_TENSOR_VALUES = 1_000_000  # of those, used for a per-tensor range
+
+
+def fake_quant(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """Round ``x`` to the asymmetric ``bits``-bit grid on [lo, hi] (lo <= 0 <= hi; broadcastable), as a
+    QuantizeLinear -> DequantizeLinear pair computes it."""
+    levels = 2 ** bits - 1
+    scale = (hi - lo).clamp_min(1e-12) / levels
+    zero = torch.round(-lo / scale)
+    return (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
+
+
+def int8_weight(w: torch.Tensor) -> torch.Tensor:
+    """Symmetric per-output-channel int8 (scale max|w| / 127), the weights an int8 convolution multiplies."""
+    scale = w.abs().amax(dim=tuple(range(1, w.dim())), keepdim=True).clamp_min(1e-12) / 127
+    return torch.clamp(torch.round(w / scale), -127, 127) * scale
+
+
+def mse_range(values: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of ``values`` (channels x samples): the clipped range [lo, hi] whose ``bits``-bit grid has the
+    least squared error on the samples."""
+    lo0, hi0 = values.amin(1).clamp(max=0), values.amax(1).clamp(min=0)
+    best_err = torch.full_like(lo0, float("inf"))
+    lo, hi = lo0.clone(), hi0.clone()
+    for f in CLIP_POINTS:
+        err = ((fake_quant(values, (lo0 * f)[:, None], (hi0 * f)[:, None], bits) - values) ** 2).mean(1)
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        lo, hi = torch.where(better, lo0 * f, lo), torch.where(better, hi0 * f, hi)
+    return lo, hi
+
+
+def quantized_points(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules whose *input* a QDQ runtime quantizes: every convolution and every global pool."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.AdaptiveAvgPool2d))]
+
+
+@torch.inference_mode()
+def run(model: nn.Module, images: torch.Tensor, batch: int = 50) -> torch.Tensor:
+    return torch.cat([model(images[i:i + batch]).float() for i in range(0, len(images), batch)])
+
+
+@torch.inference_mode()
+def collect(model: nn.Module, images: torch.Tensor, seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, tuple]]:
+    """A random sample of every quantized tensor's values, per channel (channels x samples), and each channel's
+    minimum and maximum over every value."""
+    g = torch.Generator().manual_seed(seed)
+    samples: dict[str, list[torch.Tensor]] = {}
+    extremes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def grab(name: str) -> Callable:
+        def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            x = inputs[0].transpose(0, 1).reshape(inputs[0].shape[1], -1)
+            samples.setdefault(name, []).append(x[:, torch.randint(0, x.shape[1], (VALUES_PER_BATCH,), generator=g)])
+            lo, hi = extremes.get(name, (x.amin(1), x.amax(1)))
+            extremes[name] = (torch.minimum(lo, x.amin(1)), torch.maximum(hi, x.amax(1)))
+        return hook
+
+    handles = [m.register_forward_pre_hook(grab(n)) for n, m in quantized_points(model)]
+    try:
+        run(model, images, batch=16)
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: torch.cat(v, 1) for k, v in samples.items()}, extremes
+
+
+@contextmanager
+def simulated(model: nn.Module, ranges: dict[str, tuple[torch.Tensor, torch.Tensor]] | None, *, bits: int = 8,
+              weights: str = "fp32") -> Iterator[None]:
+    """``model`` with its quantized tensors rounded (``ranges`` None: activations left fp32) and its weights
+    ``"fp32"``, ``"int8"`` or ``"bf16"`` (bf16 also rounds every quantized activation to bfloat16)."""
+    saved = {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    handles = []
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d) and weights != "fp32":
+            w = module.weight.data
+            module.weight.data = int8_weight(w) if weights == "int8" else w.bfloat16().float()
+    for name, module in quantized_points(model):
+        if weights == "bf16":
+            handles.append(module.register_forward_pre_hook(lambda _m, i: (i[0].bfloat16().float(),)))
+        elif ranges is not None:
+            lo, hi = ranges[name]
+            shape = (1, -1, 1, 1) if lo.numel() > 1 else ()
+            lo, hi = lo.reshape(shape), hi.reshape(shape)
+            handles.append(module.register_forward_pre_hook(lambda _m, i, lo=lo, hi=hi: (fake_quant(i[0], lo, hi, bits),)))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for n, m in model.named_modules():
+            if n in saved:
+                m.weight.data = saved[n]
+
+
+def main() -> None:
+    from squeezenet.common.cpu import cpu_summary
+    from squeezenet.compress.calibration import calibration_images
+    from squeezenet.inference.paired import agreement_and_kl
+    from squeezenet.weights.api import load_weights
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("-w", "--weights", default=str(SHARED / "deep-compression" / "compressed_SqueezeNet.net"))
+    p.add_argument("--calibration", default=str(SHARED / "imagenet-calib"), help="images the ranges are fitted on")
+    p.add_argument("--data", default=str(SHARED / "imagenet-samples"), help="images agreement is measured on")
+    p.add_argument("--images", type=int, default=250, help="of each folder")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    model = load_weights(args.weights).eval()
+    calib = calibration_images(model.meta, args.calibration, args.images)
+    data = calibration_images(model.meta, args.data, args.images)
+    reference = run(model, data)
+    values, extremes = collect(model, calib[:128])
+    flat = {n: v.reshape(1, -1)[:, torch.randperm(v.numel())[:PER_TENSOR_VALUES]] for n, v in values.items()}
+    per_tensor = {bits: {n: mse_range(v, bits) for n, v in flat.items()} for bits in (8, 9, 10)}
+    # per channel: the per-tensor clip, narrowed to each channel's own observed range (never a coarser grid)
+    per_channel = {n: (torch.maximum(lo.clamp(max=0), per_tensor[8][n][0]), torch.minimum(hi.clamp(min=0), per_tensor[8][n][1]))
+                   for n, (lo, hi) in extremes.items()}
+
+    rows = []
+    for label, ranges, bits, weights in [
+        ("bf16 weights and activations (OpenVINO's default)", None, 8, "bf16"),
+        ("int8 weights, fp32 activations", None, 8, "int8"),
+        ("fp32 weights, 8-bit activations", per_tensor[8], 8, "fp32"),
+        ("fp32 weights, 8-bit per-channel activations (calibration ranges)", per_channel, 8, "fp32"),
+        ("fp32 weights, 9-bit activations", per_tensor[9], 9, "fp32"),
+        ("fp32 weights, 10-bit activations", per_tensor[10], 10, "fp32"),
+        ("int8 weights, 8-bit activations (what int8 runtimes run)", per_tensor[8], 8, "int8"),
+        ("int8 weights, 10-bit activations", per_tensor[10], 10, "int8"),
+    ]:
+        with simulated(model, ranges, bits=bits, weights=weights):
+            agreement, kl = agreement_and_kl(reference, run(model, data))
+        rows.append({"variant": label, "agreement": round(agreement, 3), "kl": round(kl, 5),
+                     "changed": round((1 - agreement) * len(data))})
+    result = {"weights": args.weights, "calibration": args.calibration, "data": args.data, "images": len(data),
+              "cpu": cpu_summary(), "seconds": round(time.perf_counter() - start), "rows": rows}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{Path(args.weights).name}: ranges fitted on {len(calib[:128])} images of {args.calibration}, "
+          f"measured on {len(data)} of {args.data} ({result['seconds']} s; {result['cpu']})\n")
+    print("| variant | top-1 agreement with fp32 | answers changed | KL |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['agreement']:.3f} | {r['changed']} | {r['kl']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
