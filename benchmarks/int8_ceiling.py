@@ -6,7 +6,8 @@ int8 weights. This script simulates exactly that arithmetic in PyTorch (round-to
 runtimes use) and variants no runtime offers (9- and 10-bit activations, per-channel activation scales), so one
 table says which part of the int8 error matters and whether any choice of ranges could reach a target:
 
-- ranges are fitted on ``--calibration`` (MSE-optimal clipping per tensor, the best of 48 clip points);
+- ranges are fitted on ``--calibration`` (MSE-optimal clipping per tensor, ``squeezenet.deploy.int8.mse_range``,
+  on a sample of each tensor's values);
   agreement and KL are measured on ``--data`` (other images: nothing is fitted to them);
 - "per-channel activations" asks what cross-layer equalisation / SmoothQuant-style rescaling aims at: each
   channel its own grid (the tensor's clip narrowed to that channel's range on the calibration images), which
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,39 +34,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from squeezenet.deploy.int8 import fake_quant, gptq_int8_weights, int8_weight, mse_range
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-CLIP_POINTS = torch.logspace(0, math.log10(0.03), 48)  # fractions of the observed range tried by the MSE search
 VALUES_PER_BATCH = 2_000  # values of each channel kept per calibration batch for the range search
 PER_TENSOR_VALUES = 1_000_000  # of those, used for a per-tensor range
-
-
-def fake_quant(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bits: int = 8) -> torch.Tensor:
-    """Round ``x`` to the asymmetric ``bits``-bit grid on [lo, hi] (lo <= 0 <= hi; broadcastable), as a
-    QuantizeLinear -> DequantizeLinear pair computes it."""
-    levels = 2 ** bits - 1
-    scale = (hi - lo).clamp_min(1e-12) / levels
-    zero = torch.round(-lo / scale)
-    return (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
-
-
-def int8_weight(w: torch.Tensor) -> torch.Tensor:
-    """Symmetric per-output-channel int8 (scale max|w| / 127), the weights an int8 convolution multiplies."""
-    scale = w.abs().amax(dim=tuple(range(1, w.dim())), keepdim=True).clamp_min(1e-12) / 127
-    return torch.clamp(torch.round(w / scale), -127, 127) * scale
-
-
-def mse_range(values: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row of ``values`` (channels x samples): the clipped range [lo, hi] whose ``bits``-bit grid has the
-    least squared error on the samples."""
-    lo0, hi0 = values.amin(1).clamp(max=0), values.amax(1).clamp(min=0)
-    best_err = torch.full_like(lo0, float("inf"))
-    lo, hi = lo0.clone(), hi0.clone()
-    for f in CLIP_POINTS:
-        err = ((fake_quant(values, (lo0 * f)[:, None], (hi0 * f)[:, None], bits) - values) ** 2).mean(1)
-        better = err < best_err
-        best_err = torch.where(better, err, best_err)
-        lo, hi = torch.where(better, lo0 * f, lo), torch.where(better, hi0 * f, hi)
-    return lo, hi
 
 
 def quantized_points(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -106,13 +78,16 @@ def collect(model: nn.Module, images: torch.Tensor, seed: int = 0) -> tuple[dict
 
 @contextmanager
 def simulated(model: nn.Module, ranges: dict[str, tuple[torch.Tensor, torch.Tensor]] | None, *, bits: int = 8,
-              weights: str = "fp32") -> Iterator[None]:
+              weights: str | dict[str, torch.Tensor] = "fp32") -> Iterator[None]:
     """``model`` with its quantized tensors rounded (``ranges`` None: activations left fp32) and its weights
-    ``"fp32"``, ``"int8"`` or ``"bf16"`` (bf16 also rounds every quantized activation to bfloat16)."""
+    ``"fp32"``, ``"int8"`` (nearest), ``"bf16"`` (which also rounds every quantized activation to bfloat16), or
+    a dict of replacement weights by module path (GPTQ's)."""
     saved = {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     handles = []
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d) and weights != "fp32":
+    for path, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and isinstance(weights, dict):
+            module.weight.data = weights[path].clone()
+        elif isinstance(module, nn.Conv2d) and weights != "fp32":
             w = module.weight.data
             module.weight.data = int8_weight(w) if weights == "int8" else w.bfloat16().float()
     for name, module in quantized_points(model):
@@ -159,16 +134,21 @@ def main() -> None:
     per_channel = {n: (torch.maximum(lo.clamp(max=0), per_tensor[8][n][0]), torch.minimum(hi.clamp(min=0), per_tensor[8][n][1]))
                    for n, (lo, hi) in extremes.items()}
 
+    gptq = {n: m.weight.detach().clone() for n, m in gptq_int8_weights(model, calib).named_modules()
+            if isinstance(m, nn.Conv2d)}  # what `export --int8` rounds them to (fitted on the calibration images)
     rows = []
     for label, ranges, bits, weights in [
         ("bf16 weights and activations (OpenVINO's default)", None, 8, "bf16"),
         ("int8 weights, fp32 activations", None, 8, "int8"),
+        ("int8 weights by GPTQ, fp32 activations", None, 8, gptq),
         ("fp32 weights, 8-bit activations", per_tensor[8], 8, "fp32"),
         ("fp32 weights, 8-bit per-channel activations (calibration ranges)", per_channel, 8, "fp32"),
         ("fp32 weights, 9-bit activations", per_tensor[9], 9, "fp32"),
         ("fp32 weights, 10-bit activations", per_tensor[10], 10, "fp32"),
         ("int8 weights, 8-bit activations (what int8 runtimes run)", per_tensor[8], 8, "int8"),
         ("int8 weights, 10-bit activations", per_tensor[10], 10, "int8"),
+        ("int8 weights by GPTQ, 8-bit activations (export --int8 without fp32 layers)", per_tensor[8], 8, gptq),
+        ("int8 weights by GPTQ, 10-bit activations", per_tensor[10], 10, gptq),
     ]:
         with simulated(model, ranges, bits=bits, weights=weights):
             agreement, kl = agreement_and_kl(reference, run(model, data))

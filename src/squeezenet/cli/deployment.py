@@ -29,9 +29,11 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
                    help="static int8 (per-channel weights), checked against fp32 on the calibration images")
     p.add_argument("--calibration", metavar="DIR", help="unlabelled images for int8 ranges and the agreement check")
     p.add_argument("--calibration-images", type=positive_int, default=250, help="how many to use (default 250)")
-    p.add_argument("--calibration-method", choices=("percentile", "minmax", "entropy"), default="percentile",
-                   help="ONNX int8 activation ranges (default percentile: 0.948 whole-int8 agreement on the published "
-                        "model against 0.904 for minmax)")
+    p.add_argument("--calibration-method", choices=("mse", "percentile", "minmax", "entropy"), default="mse",
+                   help="ONNX int8 activation ranges (default mse: the clip with the least rounding error per tensor)")
+    p.add_argument("--int8-weights", choices=("gptq", "nearest"), default="gptq",
+                   help="ONNX int8 weight rounding (default gptq: chosen on the calibration images to keep each layer's "
+                        "output; nearest: plain rounding)")
     p.add_argument("--min-agreement", type=_unit_interval, default=0.98,
                    help="int8: refuse to write a file whose top-1 agrees with fp32 on fewer calibration images "
                         "(default 0.98); for ONNX the most sensitive convolutions stay fp32 until it does")
@@ -118,7 +120,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         check = export_onnx(model, args.output, check_images=images, opset=args.opset, int8=args.int8,
                             calibration=calibration, min_agreement=args.min_agreement,
                             calibration_method=args.calibration_method, force=args.force, tolerance=args.tolerance,
-                            indexed_weights=args.indexed_weights)
+                            indexed_weights=args.indexed_weights, int8_weights=args.int8_weights)
     size = Path(args.output).stat().st_size
     if args.json:
         print(json.dumps({"output": args.output, "format": fmt, "bytes": size, **check.to_dict()}))
