@@ -162,12 +162,17 @@ def test_mse_ranges_do_not_depend_on_the_process(tmp_path):
         "_Quantizer(Path(sys.argv[2]), work, torch.load(sys.argv[3]), sys.argv[4], 'image')()\n"
         "print(json.dumps(json.load(open(work / 'ranges.json'))['data'], sort_keys=True))\n")
     ranges = []
-    for seed, method in (("1", "mse"), ("2", "mse"), ("3", "minmax")):
+    for seed in ("1", "2"):
         run = subprocess.run([sys.executable, "-c", script, str(tmp_path / f"w{seed}"), str(tmp_path / "fp32.onnx"),
-                              str(tmp_path / "calib.pt"), method], capture_output=True, text=True, timeout=300,
+                              str(tmp_path / "calib.pt"), "mse"], capture_output=True, text=True, timeout=300,
                              env={**__import__("os").environ, "PYTHONHASHSEED": seed})
         assert run.returncode == 0, run.stderr[-2000:]
         ranges.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    from squeezenet.deploy.int8 import _Quantizer
+
+    (tmp_path / "minmax").mkdir()
+    _Quantizer(tmp_path / "fp32.onnx", tmp_path / "minmax", torch.load(tmp_path / "calib.pt"), "minmax", "image")()
+    ranges.append(json.loads((tmp_path / "minmax" / "ranges.json").read_text())["data"])
     assert ranges[0] == ranges[1]
     mse, minmax = ranges[0], ranges[2]
     assert set(mse) == set(minmax)
