@@ -111,7 +111,7 @@ def simulated(model: nn.Module, ranges: dict[str, tuple[torch.Tensor, torch.Tens
 def main() -> None:
     from squeezenet.common.cpu import cpu_summary
     from squeezenet.compress.calibration import calibration_images
-    from squeezenet.inference.paired import agreement_and_kl
+    from squeezenet.inference.fidelity import fidelity
     from squeezenet.weights.api import load_weights
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -151,7 +151,8 @@ def main() -> None:
         ("int8 weights by GPTQ, 10-bit activations", per_tensor[10], 10, gptq),
     ]:
         with simulated(model, ranges, bits=bits, weights=weights):
-            agreement, kl = agreement_and_kl(reference, run(model, data))
+            f = fidelity(reference, run(model, data))
+            agreement, kl = f.agreement, f.kl
         rows.append({"variant": label, "agreement": round(agreement, 3), "kl": round(kl, 5),
                      "changed": round((1 - agreement) * len(data))})
     result = {"weights": args.weights, "calibration": args.calibration, "data": args.data, "images": len(data),

@@ -13,6 +13,7 @@ import torch
 
 from conftest import require_shared
 from squeezenet.deploy import Classifier, OnnxModel, export_onnx
+from squeezenet.inference.fidelity import FidelityGate
 from squeezenet.inference.preloaded import load_images
 from squeezenet.models import create_model
 from squeezenet.weights import Preprocessing, load_weights, save_weights
@@ -113,7 +114,8 @@ def test_int8_export_is_smaller_and_agrees(tmp_path) -> None:
     calib = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     fp32, int8 = tmp_path / "m.onnx", tmp_path / "m8.onnx"
     export_onnx(model, fp32, check_images=calib[:16])
-    check = export_onnx(model, int8, check_images=calib[:32], int8=True, calibration=calib, min_agreement=0.5, force=True)
+    check = export_onnx(model, int8, check_images=calib[:32], int8=True, calibration=calib,
+                        gate=FidelityGate(0.5, -300.0), force=True)
     assert int8.stat().st_size < 0.5 * fp32.stat().st_size
     assert OnnxModel(int8).precision == "int8" and check.top1_agreement >= 0.5
     with pytest.raises(ValueError, match="calibration"):

@@ -150,17 +150,31 @@ def test_a_model_with_named_classes_refuses_a_folder_of_other_classes(tmp_path, 
     ("epochs=abc", "epochs must be a whole number, got 'abc'"),
     ("epochs=2.5", "epochs must be a whole number, got 2.5"),
     ("epochs=1e400", "epochs must be a whole number, got '1e400'"),
-    ("a=[1,", "--set a=[1,: not a YAML value"),
-    ("epochs=!!python/object/apply:os.system [ls]", "not a YAML value"),
+    ("a=[1,", "--set a: '[1,' is not a plain YAML value"),
+    ("epochs=!!python/object/apply:os.system [ls]", "--set epochs: '!!python/object/apply:os.system [ls]' is not a plain "
+                                                    "YAML value (a YAML tag, which is never read)"),
     ("data.workers=99999999999", "data.workers must be in 0..256"),
     ("model_options.stem_pool=maybe", "stem_pool"),
     ("model_options.bogus=1", "no option 'bogus'"),
-    ("optimizer.lr=.inf", "--set optimizer.lr=.inf: not a finite number"),
+    ("optimizer.lr=.inf", "--set optimizer.lr: '.inf' is not a finite number"),
 ])
 def test_bad_recipe_overrides_are_refused_before_any_data_is_loaded(tmp_path, capsys, value, words) -> None:
     pytest.importorskip("lightning")
     missing = tmp_path / "no-such-data"  # never reached: the recipe is checked first
     _one_line(capsys, ["train", "--data", str(missing), "-o", str(tmp_path / "run"), "--set", value], words)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    (["--epochs", "1"], "epochs=abc", "epochs must be a whole number, got 'abc'"),
+    (["--epochs", "1"], "epochs=1e400", "epochs must be a whole number, got '1e400'"),
+    (["--lr", "0.1"], "optimizer.lr=-1", "optimizer.lr"),
+])
+def test_a_bad_set_value_is_refused_even_when_a_flag_sets_the_same_field(tmp_path, capsys, flag, value, words) -> None:
+    pytest.importorskip("lightning")
+    line = _one_line(capsys, ["train", "--data", str(tmp_path / "no-such-data"), "-o", str(tmp_path / "run"), *flag,
+                              "--set", value], words)
+    assert "--set --" not in line  # the library's parameter names are not rewritten into flags after --set
     assert not (tmp_path / "run").exists()
 
 
@@ -253,3 +267,49 @@ def test_a_file_naming_thousands_of_wrong_tensors_or_huge_counts_stays_one_short
     assert " missing ('features.3." in line
     huge = _edit_sqz(small, lambda h: h["tensors"][0].update(kind="shared", kept=10**80, centroids=1, streams=[0, 0]))
     _one_line(capsys, ["info", str(huge)], "a number of about 81 digits kept entries")
+
+
+def test_refusals_name_the_file_for_an_inflating_sqz_header_and_a_wrong_class_count(small, tmp_path, capsys) -> None:
+    """The campaign's refusals that did not say which file: a .sqz header that inflates past its limit, an ONNX
+    file whose class list does not fit its architecture."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from squeezenet.deploy import export_onnx
+
+    bomb = _edit_sqz(small, lambda h: json.dumps(h) + " " * (17 << 20))  # 17 MB of whitespace, ~17 KB compressed
+    _one_line(capsys, ["info", str(bomb)], f"{bomb}: .sqz header over 16,777,216 bytes once inflated")
+    path = tmp_path / "m.onnx"
+    export_onnx(create_model("squeezenet1_1_cifar"), path, check_images=torch.rand(2, 3, 32, 32))
+    proto = onnx.load(str(path))
+    for prop in proto.metadata_props:
+        if prop.key == "classes":
+            prop.value = json.dumps(json.loads(prop.value)[:-3])
+    onnx.save(proto, str(tmp_path / "seven.onnx"))
+    for runtime in ("onnxruntime", "openvino-fp32"):
+        if runtime.startswith("openvino"):
+            pytest.importorskip("openvino")
+        _one_line(capsys, ["predict", "-w", str(tmp_path / "seven.onnx"), str(path), "--runtime", runtime],
+                  f"{tmp_path / 'seven.onnx'}: 7 class names for a 10-class model")
+
+
+def test_topk_above_the_class_count_says_so_once(tmp_path, capsys) -> None:
+    images = image_folder(tmp_path / "images", 3)
+    assert main(["predict", "-w", str(save_weights(create_model("squeezenet1_1_cifar"), tmp_path / "m.sqz")), str(images),
+                 "--topk", "100000", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert [len(r["top"]) for r in json.loads(captured.out)] == [10, 10, 10]
+    assert captured.err.count("topk=100000: the model has 10 classes; listing all 10") == 1
+
+
+def test_eval_strict_fails_on_any_unreadable_image(tmp_path, capsys) -> None:
+    weights = save_weights(create_model("squeezenet1_1_cifar", num_classes=2), tmp_path / "m.sqz")
+    folder = tmp_path / "data"
+    for name in ("a", "b"):
+        image_folder(folder / name, 2)
+    (folder / "a" / "broken.png").write_bytes(b"not an image")
+    assert main(["eval", "-w", str(weights), "-d", str(folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == 1  # default: skipped and counted
+    _one_line(capsys, ["eval", "-w", str(weights), "-d", str(folder), "--strict"],
+              "--strict: 1 image(s) could not be read", "broken.png")
+    _one_line(capsys, ["eval", "-w", str(weights), "-d", str(folder), "--strict", "--reference", str(weights)],
+              "--strict: 1 image(s) could not be read")

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from squeezenet.deploy.int8 import fake_quant, int8_weight, mse_range
+from squeezenet.inference.fidelity import FidelityGate
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "int8_ceiling.py"
 
@@ -127,7 +128,7 @@ def test_gptq_weights_are_exactly_what_the_int8_file_multiplies_and_keep_outputs
     model = _small_bn_model()
     calib = torch.randn(48, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     rounded = gptq_int8_weights(model, calib)
-    export_onnx(model, tmp_path / "q.onnx", check_images=calib[:8], int8=True, calibration=calib, min_agreement=0.0)
+    export_onnx(model, tmp_path / "q.onnx", check_images=calib[:8], int8=True, calibration=calib, gate=FidelityGate(0.0, -300.0))
     init = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "q.onnx")).graph.initializer}
     folded = fold_batch_norm(model)
     stats = all_input_statistics(folded, calib)

@@ -166,3 +166,38 @@ def test_a_time_budget_that_ends_a_run_says_so_and_a_spent_one_is_not_resumed(tm
                                      "with --time-budget SECONDS or none with --time-budget 0"]
     more = _squeezenet(["train", "--resume", str(run), "--time-budget", "0", "--json"], env)
     assert more.returncode == 0 and json.loads(more.stdout)["epochs"] == 2
+
+
+class _Payload:
+    """What a hostile checkpoint carries: unpickling it would create ``marker``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_damaged_last_checkpoint_is_one_line_naming_it_and_the_earlier_one(tmp_path, env):
+    run = tmp_path / "run"
+    done = _squeezenet(["train", *SMALL, "--set", "data.limit_train=256", "--epochs", "1", "-o", str(run)], env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = run / "checkpoints" / "last.ckpt"
+    best = sorted((run / "checkpoints").glob("epoch*.ckpt"))
+    assert last.is_file() and len(best) == 1
+    whole = last.read_bytes()
+    marker = tmp_path / "payload-ran"
+    torch.save({"state_dict": {}, "hook": _Payload(marker)}, tmp_path / "hostile.ckpt")
+    for damaged, problem in ((whole[: len(whole) // 2], "not a readable checkpoint"),
+                             ((tmp_path / "hostile.ckpt").read_bytes(), "holds Python objects besides tensors")):
+        last.write_bytes(damaged)
+        again = _squeezenet(["train", "--resume", str(run)], env)
+        errors = _errors(again.stderr)
+        assert again.returncode == 1 and len(errors) == 1, again.stderr[-2000:]
+        assert errors[0].startswith(f"squeezenet: error: {last}: not a readable checkpoint") and problem in errors[0]
+        assert f"{best[0].name} is beside it: copy it over last.ckpt" in errors[0]
+    assert not marker.exists()
+    best[0].replace(last)  # what the message says to do: the run resumes from the best epoch
+    resumed = _squeezenet(["train", "--resume", str(run), "--epochs", "2"], env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 2

@@ -9,6 +9,11 @@ from pathlib import Path
 
 from .args import add_device, add_json, add_labelled_data, add_weights, positive_int, verb
 
+# the int8 gate's defaults, spelled here so --help imports nothing (a test keeps them equal to
+# squeezenet.inference.fidelity.DEFAULT_GATE)
+MIN_AGREEMENT = 0.95
+MIN_SNR_DB = 10.0
+
 
 def _unit_interval(text: str) -> float:
     try:
@@ -34,10 +39,14 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8-weights", choices=("gptq", "nearest"), default="gptq",
                    help="ONNX int8 weight rounding (default gptq: chosen on the calibration images to keep each layer's "
                         "output; nearest: plain rounding)")
-    p.add_argument("--min-agreement", type=_unit_interval, default=0.98,
+    p.add_argument("--min-agreement", type=_unit_interval, default=MIN_AGREEMENT,
                    help="int8: refuse to write a file whose top-1 agrees with fp32 on fewer calibration images "
-                        "(default 0.98); for ONNX the most sensitive convolutions stay fp32 until it does")
-    p.add_argument("--force", action="store_true", help="int8: write the most faithful file even below --min-agreement")
+                        f"(default {MIN_AGREEMENT}); for ONNX the most sensitive convolutions stay fp32 until it passes")
+    p.add_argument("--min-snr", type=float, default=MIN_SNR_DB, metavar="DB",
+                   help="int8: and refuse one whose logits keep less of fp32's input-dependent signal than this "
+                        f"signal-to-error ratio (default {MIN_SNR_DB:g} dB; what sees a broken file when the model answers "
+                        "one class for every image, where agreement reads 1.000)")
+    p.add_argument("--force", action="store_true", help="int8: write the most faithful file even when it fails the gate")
     p.add_argument("--indexed-weights", action="store_true",
                    help="ONNX fp32: store shared weights (<= 256 values per layer, as in a .sqz) as uint8 indices + "
                         "codebook; bit-exact, same speed, ~20%% smaller to download (brotli)")
@@ -80,14 +89,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     mean, channel order, value range), class names and architecture go into the file, so a client needs nothing
     else. The file is checked against PyTorch on real images (--check DIR) and not written if it differs.
     --int8: static quantization calibrated on --calibration DIR (unlabelled images), refused when its top-1
-    agrees with fp32 on fewer than --min-agreement of them; ONNX keeps the convolutions that change answers
-    most in fp32, chosen by measurement, until it agrees.
+    agrees with fp32 on fewer than --min-agreement of them or its logits keep less than --min-snr of fp32's
+    input-dependent signal; ONNX keeps the convolutions that change the outputs most in fp32, chosen by
+    measurement, until it passes.
     """
     import torch
 
     from ..compress.calibration import calibration_images
     from ..errors import SqueezeNetError
+    from ..inference.fidelity import FidelityGate
     from ..weights import load_weights
+
+    gate = FidelityGate(args.min_agreement, args.min_snr)
 
     fmt = args.format or {".onnx": "onnx", ".pte": "executorch"}.get(Path(args.output).suffix.lower())
     if fmt is None:
@@ -112,13 +125,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         from ..deploy.executorch import export_executorch
 
         check = export_executorch(model, args.output, check_images=images, int8=args.int8, calibration=calibration,
-                                  batch=args.batch, min_agreement=args.min_agreement, force=args.force,
+                                  batch=args.batch, gate=gate, force=args.force,
                                   tolerance=args.tolerance)
     else:
         from ..deploy import export_onnx
 
         check = export_onnx(model, args.output, check_images=images, opset=args.opset, int8=args.int8,
-                            calibration=calibration, min_agreement=args.min_agreement,
+                            calibration=calibration, gate=gate,
                             calibration_method=args.calibration_method, force=args.force, tolerance=args.tolerance,
                             indexed_weights=args.indexed_weights, int8_weights=args.int8_weights)
     size = Path(args.output).stat().st_size
@@ -131,7 +144,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if check.int8 is not None:
         q = check.int8
         kept = f"; fp32 kept for {', '.join(q.fp32_layers)}" if q.fp32_layers else ""
-        print(f"int8 vs fp32 on {q.images} calibration images: top-1 agreement {q.agreement:.3f}, KL {q.kl:.4f}{kept}")
+        print(f"int8 vs fp32 on {q.images} calibration images: top-1 agreement {q.agreement:.3f}, "
+              f"logit SNR {q.snr_db:.1f} dB, KL {q.kl:.4f}{kept}")
     return 0
 
 

@@ -28,10 +28,20 @@ def _compare(args: argparse.Namespace, model: Any) -> int:
     # the reference keeps its own precision (runtime auto never picks bf16), whatever --runtime runs the candidate
     reference = load_model(args.reference, device=args.device, providers=args.provider)
     result = compare(model, reference, args.data, batch_size=args.batch_size, progress=not args.json and sys.stderr.isatty())
-    for message in result.skipped_files:
-        logger.warning(f"skipped {message}")
+    _report_skipped(result.skipped_files, args.strict)
     print(json.dumps(result.to_dict()) if args.json else "\n".join(paired_lines(result)))
     return 0
+
+
+def _report_skipped(skipped: list[str], strict: bool) -> None:
+    """Each unreadable image as a warning; with ``--strict`` any of them fails the command (pipelines that must
+    not report a figure measured on fewer images than they hold)."""
+    from ..errors import SqueezeNetError
+
+    for message in skipped:
+        logger.warning(f"skipped {message}")
+    if strict and skipped:
+        raise SqueezeNetError(f"--strict: {len(skipped)} image(s) could not be read (first: {skipped[0]}); nothing reported")
 
 
 def _predict_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,6 +62,9 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="compare with these weights on the same images (the uncompressed or fp32 model): both "
                         "accuracies, top-1 agreement, mean KL(reference || candidate), the paired 95%% interval of the "
                         "top-1 difference and McNemar's exact p")
+    p.add_argument("--strict", action="store_true",
+                   help="fail (exit 1, nothing measured) if any image cannot be read; by default unreadable images "
+                        "are skipped, counted and named in warnings")
     add_device(p)
     add_json(p, 'print {"top1", "top5", "n", "skipped"} (with --reference: and the paired statistics) as JSON')
 
@@ -97,8 +110,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _compare(args, model)
     result = evaluate(model, args.data, batch_size=args.batch_size, workers=args.workers,
                       progress=not args.json and sys.stderr.isatty())
-    for message in result.skipped_files:
-        logger.warning(f"skipped {message}")
+    _report_skipped(result.skipped_files, args.strict)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:

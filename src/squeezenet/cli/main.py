@@ -66,9 +66,10 @@ def flag_spelling(message: str, parser: argparse.ArgumentParser) -> str:
         if not longs:
             continue
         flag, dest = longs[0], re.escape(action.dest)
-        message = re.sub(rf"(?<![\w.-]){dest}=True\b", flag, message)
-        message = re.sub(rf"(?<![\w.-]){dest}=(?=[^\s),;:])", flag + " ", message)
-        message = re.sub(rf"(?<![\w.-]){dest}=", flag, message)
+        # (?<!--set ): `--set epochs=abc` is already what the user typed
+        message = re.sub(rf"(?<![\w.-])(?<!--set ){dest}=True\b", flag, message)
+        message = re.sub(rf"(?<![\w.-])(?<!--set ){dest}=(?=[^\s),;:])", flag + " ", message)
+        message = re.sub(rf"(?<![\w.-])(?<!--set ){dest}=", flag, message)
     return message
 
 

@@ -58,19 +58,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..errors import SqueezeNetError
     from ..train import Recipe, apply_overrides, load_recipe, load_run, train
 
-    overrides: dict[str, Any] = dict(args.options)
-    for key, value in (("model", args.model), ("epochs", args.epochs), ("batch_size", args.batch_size),
-                       ("optimizer.lr", args.lr), ("time_budget_s", args.time_budget_s)):
-        if value is not None:
-            overrides[key] = value
+    sets: dict[str, Any] = dict(args.options)
+    flags = {key: value for key, value in (("model", args.model), ("epochs", args.epochs), ("batch_size", args.batch_size),
+                                           ("optimizer.lr", args.lr), ("time_budget_s", args.time_budget_s))
+             if value is not None}
     if args.resume:
         run = load_run(args.resume)
-        recipe = Recipe.from_dict(apply_overrides(run["recipe"], overrides), f"{args.resume}/run.json").validate()
+        where = f"{args.resume}/run.json"
+        # every --set is checked on its own first: a flag for the same field would otherwise hide a bad value
+        Recipe.from_dict(apply_overrides(run["recipe"], sets), where).validate()
+        recipe = Recipe.from_dict(apply_overrides(run["recipe"], {**sets, **flags}), where).validate()
         data, run_dir, data_root = run["data"], args.resume, args.data_root or run.get("data_root") or None
     else:
         if not args.output or not args.data:
             raise SqueezeNetError("train needs --data and -o RUN_DIR (or --resume RUN_DIR)")
-        recipe, data, run_dir, data_root = load_recipe(args.recipe, overrides), args.data, args.output, args.data_root
+        load_recipe(args.recipe, sets)
+        recipe = load_recipe(args.recipe, {**sets, **flags})
+        data, run_dir, data_root = args.data, args.output, args.data_root
     metrics = train(recipe, data, run_dir, data_root=data_root, resume=bool(args.resume), accelerator=args.accelerator,
                     devices=args.devices, compile=args.compile, progress_bar=False if args.no_progress else None).metrics
     if is_first_process():

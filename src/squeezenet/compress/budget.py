@@ -32,7 +32,7 @@ from torch import nn
 
 from ..errors import SqueezeNetError
 from ..models.layers import paper_layer_names, prunable_layers
-from .reconstruct import InputStatistics, gptq, output_error, prune_mask, stages, uniform_grid
+from .reconstruct import InputStatistics, gptq, gptq_grids, output_error, prune_mask, stages, uniform_grid
 
 logger = logging.getLogger(__name__)
 FINEST, COARSEST = 8.0, 1.0  # steps from rms / 2**8 to rms / 2 of the layer's kept weights
@@ -147,8 +147,11 @@ def plan_layers(model: nn.Module, statistics: dict[str, InputStatistics], rate: 
             mask = prune_mask(weight, share) if share else None
             if mask is not None:
                 plan.masks[share] = mask
-            for step in candidate_steps(weight):
-                q = gptq(weight, hessian, uniform_grid(weight, step), mask=mask, rate=rate)
+            steps = candidate_steps(weight)
+            grids = [uniform_grid(weight, step) for step in steps]
+            solved = (gptq_grids(weight, hessian, grids, mask=mask) if rate == 0 else
+                      [gptq(weight, hessian, grid, mask=mask, rate=rate) for grid in grids])
+            for step, q in zip(steps, solved, strict=True):
                 # the mask stream codes q's zeros: pruned ones and any the grid rounded to zero
                 plan.options.append(Option(step, symbol_bytes(q) + mask_bytes(q != 0), output_error(q - weight, hessian),
                                            prune=share))

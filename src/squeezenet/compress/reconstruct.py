@@ -24,6 +24,7 @@ reconstruction error they report.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -115,15 +116,10 @@ def rate_aware_nearest(values: torch.Tensor, grid: torch.Tensor, bits: torch.Ten
     return torch.where(cost_low <= cost_high, grid[lower], grid[upper])
 
 
-def gptq(weight: torch.Tensor, hessian: torch.Tensor, grid: torch.Tensor, mask: torch.Tensor | None = None,
-         damping: float = DAMPING, rate: float = 0.0) -> torch.Tensor:
-    """Quantize ``weight`` (outputs x inputs, any trailing kernel dims) to values of ``grid`` (entries where
-    ``mask`` is False to exactly 0) minimising the output error on inputs with second moment ``hessian``.
-
-    ``rate`` > 0 rounds rate-aware: each weight takes the neighbouring grid value that minimises squared
-    error plus ``rate * gap**2`` times its code length in bits (``gap``: the mean grid spacing). For a
-    uniform quantizer at high rate the distortion-rate slope gives ``rate = 2 ln 2 / 12 = 0.1155``
-    (RDO quantisation as in video and neural-network codecs, e.g. NNCodec's)."""
+def _gptq_setup(weight: torch.Tensor, hessian: torch.Tensor, mask: torch.Tensor | None,
+                damping: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``weight`` and its keep-mask as (outputs x inputs) float64 in GPTQ's column order (largest input moment
+    first), the upper Cholesky factor of the damped inverse moment, and that order."""
     shape = weight.shape
     w = weight.detach().double().reshape(shape[0], -1).clone()
     keep = (w != 0) if mask is None else mask.reshape(shape[0], -1).clone()
@@ -137,18 +133,16 @@ def gptq(weight: torch.Tensor, hessian: torch.Tensor, grid: torch.Tensor, mask: 
     w, keep, h = w[:, order], keep[:, order], h[order][:, order]
     h += damping * torch.mean(torch.diag(h)) * torch.eye(cols, dtype=h.dtype)
     hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
-    g = grid.double().sort().values
+    return w, keep, hinv, order
+
+
+def _gptq_columns(w: torch.Tensor, keep: torch.Tensor, hinv: torch.Tensor,
+                  rounding: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """GPTQ's pass over the columns (lazy batch updates of ``BLOCK`` columns): each column rounded, its error
+    spread over the columns not yet rounded. Rows are independent, so callers may stack several problems."""
+    cols = w.shape[1]
     q = torch.zeros_like(w)
     zero = torch.zeros((), dtype=w.dtype)
-    if rate > 0 and g.numel() > 1:
-        bits = symbol_costs(w, g)
-        lam = torch.tensor(rate * float((g[-1] - g[0]) / (g.numel() - 1)) ** 2, dtype=w.dtype)
-
-        def rounding(column: torch.Tensor) -> torch.Tensor:
-            return rate_aware_nearest(column, g, bits, lam)
-    else:
-        def rounding(column: torch.Tensor) -> torch.Tensor:
-            return nearest(column, g)
     for i1 in range(0, cols, BLOCK):
         i2 = min(i1 + BLOCK, cols)
         block, errors, hb = w[:, i1:i2].clone(), torch.zeros(w.shape[0], i2 - i1, dtype=w.dtype), hinv[i1:i2, i1:i2]
@@ -160,7 +154,68 @@ def gptq(weight: torch.Tensor, hessian: torch.Tensor, grid: torch.Tensor, mask: 
             block[:, i:] -= err[:, None] * hb[i, i:][None, :]
             errors[:, i] = err
         w[:, i2:] -= errors @ hinv[i1:i2, i2:]
-    return q[:, torch.argsort(order)].reshape(shape).to(weight.dtype)
+    return q
+
+
+def gptq(weight: torch.Tensor, hessian: torch.Tensor, grid: torch.Tensor, mask: torch.Tensor | None = None,
+         damping: float = DAMPING, rate: float = 0.0) -> torch.Tensor:
+    """Quantize ``weight`` (outputs x inputs, any trailing kernel dims) to values of ``grid`` (entries where
+    ``mask`` is False to exactly 0) minimising the output error on inputs with second moment ``hessian``.
+
+    ``rate`` > 0 rounds rate-aware: each weight takes the neighbouring grid value that minimises squared
+    error plus ``rate * gap**2`` times its code length in bits (``gap``: the mean grid spacing). For a
+    uniform quantizer at high rate the distortion-rate slope gives ``rate = 2 ln 2 / 12 = 0.1155``
+    (RDO quantisation as in video and neural-network codecs, e.g. NNCodec's)."""
+    w, keep, hinv, order = _gptq_setup(weight, hessian, mask, damping)
+    g = grid.double().sort().values
+    if rate > 0 and g.numel() > 1:
+        bits = symbol_costs(w, g)
+        lam = torch.tensor(rate * float((g[-1] - g[0]) / (g.numel() - 1)) ** 2, dtype=w.dtype)
+
+        def rounding(column: torch.Tensor) -> torch.Tensor:
+            return rate_aware_nearest(column, g, bits, lam)
+    else:
+        def rounding(column: torch.Tensor) -> torch.Tensor:
+            return nearest(column, g)
+    q = _gptq_columns(w, keep, hinv, rounding)
+    return q[:, torch.argsort(order)].reshape(weight.shape).to(weight.dtype)
+
+
+def _stacked_nearest(table: torch.Tensor, rows: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Rounding for a column of stacked problems: block ``j`` (``rows`` values) to its nearest entry of grid
+    ``table[j]`` (sorted, padded with inf, which no value rounds to); ties go down, as in :func:`nearest`."""
+    mids = ((table[:, 1:] + table[:, :-1]) / 2).contiguous()
+
+    def rounding(column: torch.Tensor) -> torch.Tensor:
+        values = column.reshape(len(table), rows)
+        if mids.shape[1] == 0:
+            return table[:, :1].expand_as(values).reshape(-1)
+        return table.gather(1, torch.searchsorted(mids, values.contiguous())).reshape(-1)
+    return rounding
+
+
+GPTQ_STACK_BYTES = 64 << 20  # float64 rows of stacked problems solved in one pass (bounds memory on wide layers)
+
+
+def gptq_grids(weight: torch.Tensor, hessian: torch.Tensor, grids: Sequence[torch.Tensor],
+               mask: torch.Tensor | None = None, damping: float = DAMPING) -> list[torch.Tensor]:
+    """:func:`gptq` (nearest rounding) of one layer onto each of ``grids``, equal to calling it once per grid but
+    in one pass over the columns: the problems share the moment, its factorisation and the mask, and GPTQ's rows
+    are independent, so the copies are stacked (the budget tries ~15 grids per layer; the Python loop over
+    columns, not the arithmetic, was its cost)."""
+    w, keep, hinv, order = _gptq_setup(weight, hessian, mask, damping)
+    rows = w.shape[0]
+    per_chunk = max(1, GPTQ_STACK_BYTES // (8 * w.numel()))
+    back = torch.argsort(order)
+    out: list[torch.Tensor] = []
+    for start in range(0, len(grids), per_chunk):
+        chunk = [g.double().sort().values for g in grids[start:start + per_chunk]]
+        table = torch.full((len(chunk), max(g.numel() for g in chunk)), math.inf, dtype=torch.float64)
+        for j, g in enumerate(chunk):
+            table[j, :g.numel()] = g
+        q = _gptq_columns(w.repeat(len(chunk), 1), keep.repeat(len(chunk), 1), hinv, _stacked_nearest(table, rows))
+        out += [q[j * rows:(j + 1) * rows][:, back].reshape(weight.shape).to(weight.dtype) for j in range(len(chunk))]
+    return out
 
 
 def prune_mask(weight: torch.Tensor, prune: float) -> torch.Tensor:

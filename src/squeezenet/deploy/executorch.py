@@ -9,8 +9,8 @@ XNNPACK delegates static shapes only: exported with a dynamic batch, the publish
 (``batch``, default 1, stored in the metadata) and :class:`ExecuTorchModel` feeds larger batches in chunks.
 
 int8 follows the PT2E flow ExecuTorch documents (``XNNPACKQuantizer``, symmetric per-channel weights, static
-activations calibrated on unlabelled images) and is checked like ONNX int8: refused below ``min_agreement``
-with the fp32 model on the calibration images unless forced.
+activations calibrated on unlabelled images) and is checked like ONNX int8: refused below its gate (agreement and logit SNR)
+against the fp32 model on the calibration images unless forced.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..common.extras import require_extra
 from ..common.io import atomic_path
 from ..common.jsonsafe import parse_json
 from ..errors import SqueezeNetError
-from ..inference.paired import agreement_and_kl
+from ..inference.fidelity import DEFAULT_GATE, FidelityGate, fidelity
 from ..models import Network
 from .int8 import Int8Check
 from .metadata import FileModel, meta_from_properties, model_properties
@@ -88,11 +88,11 @@ def _quantized(model: Network, example: torch.Tensor, calibration: torch.Tensor)
 
 
 def export_executorch(model: Network, path: str | Path, *, check_images: torch.Tensor, int8: bool = False,
-                      calibration: torch.Tensor | None = None, batch: int = 1, min_agreement: float = 0.98,
+                      calibration: torch.Tensor | None = None, batch: int = 1, gate: FidelityGate = DEFAULT_GATE,
                       force: bool = False, tolerance: float = 1e-3) -> ExportCheck:
     """Write ``model`` as an ExecuTorch program for ``batch`` images at a time, checked before it is kept:
-    fp32 within ``tolerance`` of PyTorch on ``check_images``; int8 (calibrated on ``calibration``) agreeing
-    with fp32 on at least ``min_agreement`` of the calibration images' top-1 classes unless ``force``."""
+    fp32 within ``tolerance`` of PyTorch on ``check_images``; int8 (calibrated on ``calibration``) passing
+    ``gate`` (top-1 agreement and logit SNR) against fp32 on the calibration images unless ``force``."""
     if not isinstance(model, Network):
         raise SqueezeNetError(f"export needs one of the toolkit's networks (with a meta), got {type(model).__name__}")
     if not 1 <= batch <= MAX_BATCH:
@@ -116,20 +116,19 @@ def export_executorch(model: Network, path: str | Path, *, check_images: torch.T
         program = ExecuTorchModel(candidate)
         with torch.no_grad():
             reference, got = model(check_images), program(check_images)
-        agreement, _ = agreement_and_kl(reference, got)
-        check = ExportCheck(len(check_images), float((got - reference).abs().max()), agreement)
+        check = ExportCheck(len(check_images), float((got - reference).abs().max()), fidelity(reference, got).agreement)
         if not int8 and check.max_abs_diff > tolerance:
             raise SqueezeNetError(f"the ExecuTorch program differs from PyTorch by {check.max_abs_diff:.3g} on "
                                   f"{check.images} images (tolerance {tolerance:g}); not written")
         if int8:
             assert calibration is not None
             with torch.no_grad():
-                agreement, kl = agreement_and_kl(model(calibration), program(calibration))
-            check.int8 = Int8Check(agreement, kl, len(calibration), "minmax (XNNPACKQuantizer)")
-            if agreement < min_agreement and not force:
-                raise SqueezeNetError(f"the int8 program agrees with fp32 on {agreement:.3f} of the {len(calibration)} "
-                                      f"calibration images' top-1 classes (KL {kl:.4f}), below {min_agreement:g}; not "
-                                      "written. Lower --min-agreement or --force")
+                f = fidelity(model(calibration), program(calibration))
+            check.int8 = Int8Check.of(f, "minmax (XNNPACKQuantizer)")
+            if not gate.passes(f) and not force:
+                raise SqueezeNetError(f"the int8 program against fp32 on the {len(calibration)} calibration images: "
+                                      f"{'; '.join(gate.shortfalls(f))} (KL {f.kl:.4f}); not written. "
+                                      "Lower --min-agreement/--min-snr or --force")
         del program
         with atomic_path(path) as out:
             out.write_bytes(data)

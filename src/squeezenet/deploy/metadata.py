@@ -67,8 +67,10 @@ def meta_from_properties(props: Mapping[str, str], where: str) -> tuple[ModelMet
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             raise ValueError("classes must be a list of names")
         meta = ModelMeta(config, pre, tuple(classes), props.get("source") or where)
-    except SqueezeNetError:
-        raise
+    except SqueezeNetError as exc:  # the readers name the file; ModelMeta's own checks (class count) do not
+        if str(exc).startswith(where):
+            raise
+        raise SqueezeNetError(f"{where}: {exc}") from None
     except (KeyError, ValueError, TypeError, RecursionError) as exc:
         raise SqueezeNetError(f"{where}: unreadable squeezenet metadata ({str(exc)[:300]})") from None
     return meta, str(props.get("precision", "fp32"))

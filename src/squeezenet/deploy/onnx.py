@@ -20,6 +20,7 @@ import torch
 from ..common.extras import require_extra
 from ..common.io import atomic_path
 from ..errors import SqueezeNetError
+from ..inference.fidelity import DEFAULT_GATE, FidelityGate
 from ..models import Network
 from .int8 import Int8Check, gptq_int8_weights, quantize_checked
 from .metadata import model_properties
@@ -165,7 +166,7 @@ def check_export(model: Network, path: str | Path, images: torch.Tensor) -> Expo
 
 
 def export_onnx(model: Network, path: str | Path, *, check_images: torch.Tensor, opset: int = DEFAULT_OPSET,
-                int8: bool = False, calibration: torch.Tensor | None = None, min_agreement: float = 0.98,
+                int8: bool = False, calibration: torch.Tensor | None = None, gate: FidelityGate = DEFAULT_GATE,
                 calibration_method: str = "mse", force: bool = False, tolerance: float = 1e-3,
                 threads: int | None = None, indexed_weights: bool = False, int8_weights: str = "gptq") -> ExportCheck:
     """Export ``model`` (from :func:`squeezenet.weights.load_weights`) to ONNX with a dynamic batch dimension.
@@ -173,7 +174,7 @@ def export_onnx(model: Network, path: str | Path, *, check_images: torch.Tensor,
     fp32 files must match PyTorch within ``tolerance`` (max abs logit difference) on ``check_images``.
     int8 files (static QDQ, per-channel int8 weights rounded by ``int8_weights``: ``"gptq"`` for each layer's
     output or ``"nearest"``; activation ranges by ``calibration_method``, both fitted on the ``calibration``
-    images) must agree with the fp32 file on the top-1 class of at least ``min_agreement`` of the calibration
+    images) must pass ``gate`` (top-1 agreement and logit SNR) against the fp32 file on the calibration
     images; the convolutions that change answers most stay in fp32 when that is needed
     (:func:`squeezenet.deploy.int8.quantize_checked`); ``force`` writes the most faithful file measured.
     ``indexed_weights`` (fp32 only): shared weights as uint8 indices + codebook (:func:`index_shared_weights`).
@@ -208,7 +209,7 @@ def export_onnx(model: Network, path: str | Path, *, check_images: torch.Tensor,
                     _export_fp32(plain, reference, opset)
                 source = Path(tmp) / "gptq.onnx"
                 _export_fp32(gptq_int8_weights(plain, calibration), source, opset)  # type: ignore[arg-type]
-            quality = quantize_checked(reference, final, calibration, min_agreement=min_agreement,  # type: ignore[arg-type]
+            quality = quantize_checked(reference, final, calibration, gate=gate,  # type: ignore[arg-type]
                                        method=calibration_method, force=force, threads=threads, source=source,
                                        weights=int8_weights)
         _set_metadata(final, model_properties(model, "int8" if int8 else "fp32"))

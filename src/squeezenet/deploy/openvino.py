@@ -11,8 +11,10 @@ fp32 (``INFERENCE_PRECISION_HINT=f32``); the runtime names ``openvino`` and ``op
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -25,6 +27,26 @@ from .metadata import FileModel, meta_from_properties, native_message
 PRECISIONS = ("fast", "fp32")
 
 
+def import_openvino() -> ModuleType:
+    """``openvino``, imported without its telemetry. ``import openvino`` initialises ``openvino_telemetry``: it writes
+    a client ID and counters under ``~/intel`` and sends an "import" event to Google Analytics unless the user ran
+    ``opt_in_out --opt_out`` (which itself writes ``~/intel/openvino_telemetry``). A toolkit must not phone home or
+    leave files where the user did not ask, so the telemetry package is hidden while OpenVINO is imported: OpenVINO
+    then takes its own no-op stub (``openvino.tools.ovc.telemetry_stub``), the path it has for installations
+    without the package. Other code of the process can still import ``openvino_telemetry`` afterwards."""
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    hidden = "openvino_telemetry" not in sys.modules
+    if hidden:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # import fails: ImportError
+    try:
+        import openvino
+    finally:
+        if hidden:
+            del sys.modules["openvino_telemetry"]
+    return openvino
+
+
 class OpenVinoModel(FileModel):
     """An OpenVINO compiled model with the model contract (:class:`~squeezenet.models.InferenceModel`)."""
 
@@ -32,7 +54,7 @@ class OpenVinoModel(FileModel):
         if precision not in PRECISIONS:
             raise SqueezeNetError(f"OpenVINO precision {precision!r}: choose from {', '.join(PRECISIONS)}")
         require_extra("openvino", "running files with OpenVINO")
-        import openvino as ov
+        ov = import_openvino()
 
         path = Path(path)
         if not path.is_file():
@@ -99,8 +121,8 @@ def checked_onnx_meta(path: Path) -> tuple[ModelMeta, str]:
     except (DecodeError, UnicodeDecodeError) as exc:
         raise refuse(exc) from None
     checked = meta_from_properties({p.key: p.value for p in proto.metadata_props}, str(path))
-    try:
-        onnx.checker.check_model(proto, full_check=True)
+    try:  # by path, not the proto: weights stored as external data are found beside the model, not in the cwd
+        onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, EncodeError, UnicodeDecodeError) as exc:
         raise refuse(exc) from None  # EncodeError: strings that are not UTF-8 (the proto cannot be written back)
     return checked

@@ -3,8 +3,10 @@
 Accuracy alone cannot tell a compressed model from its reference on a few hundred images (250 images give a
 +-3 point band); whether it gives the *same answers* can. Every image is decoded once and fed to both models
 through their own preprocessing. Reported: both models' top-1/top-5, the top-1 agreement (same top-1 class),
-the mean KL(reference || candidate) of their softmax outputs, and the top-1 difference (candidate - reference)
-with a paired 95% interval and an exact McNemar test on the discordant images:
+the mean KL(reference || candidate) of their softmax outputs, the logit SNR (:mod:`.fidelity`: what sees a
+broken candidate when the reference answers one class, where agreement reads 1.000), how many distinct answers
+the reference gave, and the top-1 difference (candidate - reference) with a paired 95% interval and an exact
+McNemar test on the discordant images:
 
 - interval: Agresti & Min's (2005) adjusted Wald interval for a difference of paired proportions (0.5 added to each
   cell of the 2x2 table), which keeps its coverage when few images disagree, unlike the plain Wald interval;
@@ -22,6 +24,7 @@ import torch
 from ..data import load_rgb_image
 from ..errors import SqueezeNetError
 from ..models import InferenceModel, input_device
+from .fidelity import SNR_LIMIT_DB, FidelityAccumulator
 from .folders import labelled_images
 
 Z95 = 1.959963984540054
@@ -43,6 +46,9 @@ class PairedResult:
     mcnemar_p: float
     only_candidate_right: int  # b
     only_reference_right: int  # c
+    snr_db: float = SNR_LIMIT_DB  # input-dependent logit signal over the candidate's error on it
+    reference_classes: int = 0  # distinct top-1 answers of the reference
+    reference_top_share: float = 0.0  # share of images with the reference's most frequent answer
     skipped_files: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -65,20 +71,6 @@ def paired_difference(b: int, c: int, n: int) -> tuple[float, float, float, floa
     return (b - c) / n, max(-1.0, d - Z95 * se), min(1.0, d + Z95 * se), p
 
 
-def agreement_and_kl(reference: torch.Tensor, candidate: torch.Tensor) -> tuple[float, float]:
-    """Top-1 agreement and mean KL(reference || candidate) of two models' logits for the same images."""
-    if reference.shape != candidate.shape:
-        raise SqueezeNetError(f"logits of shape {list(candidate.shape)} cannot be paired with {list(reference.shape)}")
-    lr, lc = reference.double().log_softmax(1), candidate.double().log_softmax(1)
-    agreement = float((lr.argmax(1) == lc.argmax(1)).double().mean())
-    return agreement, float(kl_per_image(lr, lc).mean())
-
-
-def kl_per_image(reference_log: torch.Tensor, candidate_log: torch.Tensor) -> torch.Tensor:
-    """KL(reference || candidate) of each row of two log-softmax outputs, in nats."""
-    return (reference_log.exp() * (reference_log - candidate_log)).sum(1)
-
-
 @torch.inference_mode()
 def compare(candidate: InferenceModel, reference: InferenceModel, data: str | Path, *, batch_size: int = 50,
             progress: bool = True) -> PairedResult:
@@ -93,8 +85,8 @@ def compare(candidate: InferenceModel, reference: InferenceModel, data: str | Pa
     reference.eval()
     candidate.eval()
     k = min(5, ref.num_classes)
-    counts = {"n": 0, "ref1": 0, "ref5": 0, "cand1": 0, "cand5": 0, "agree": 0, "b": 0, "c": 0}
-    kl_sum, skipped = 0.0, []
+    counts = {"n": 0, "ref1": 0, "ref5": 0, "cand1": 0, "cand5": 0, "b": 0, "c": 0}
+    outputs, skipped = FidelityAccumulator(), []
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("compare"), BarColumn(), MofNCompleteColumn(), TextColumn("images"), TimeRemainingColumn())
@@ -115,8 +107,9 @@ def compare(candidate: InferenceModel, reference: InferenceModel, data: str | Pa
             if not labels:
                 continue
             y = torch.tensor(labels)
-            lr = reference(torch.stack(xs_ref).to(dev_ref)).double().cpu().log_softmax(1)
-            lc = candidate(torch.stack(xs_cand).to(dev_cand)).double().cpu().log_softmax(1)
+            lr = reference(torch.stack(xs_ref).to(dev_ref)).double().cpu()
+            lc = candidate(torch.stack(xs_cand).to(dev_cand)).double().cpu()
+            outputs.update(lr, lc)
             top_r, top_c = lr.topk(k, 1).indices, lc.topk(k, 1).indices
             right_r, right_c = top_r[:, 0] == y, top_c[:, 0] == y
             counts["n"] += len(labels)
@@ -124,13 +117,13 @@ def compare(candidate: InferenceModel, reference: InferenceModel, data: str | Pa
             counts["cand1"] += int(right_c.sum())
             counts["ref5"] += int((top_r == y[:, None]).any(1).sum())
             counts["cand5"] += int((top_c == y[:, None]).any(1).sum())
-            counts["agree"] += int((top_r[:, 0] == top_c[:, 0]).sum())
             counts["b"] += int((right_c & ~right_r).sum())
             counts["c"] += int((right_r & ~right_c).sum())
-            kl_sum += float(kl_per_image(lr, lc).sum())
     n = counts["n"]
     if n == 0:
         raise SqueezeNetError(f"{data}: none of the {len(found.samples)} images could be read")
     diff, low, high, p = paired_difference(counts["b"], counts["c"], n)
+    f = outputs.result()
     return PairedResult(n, len(skipped), counts["cand1"] / n, counts["cand5"] / n, counts["ref1"] / n, counts["ref5"] / n,
-                        counts["agree"] / n, kl_sum / n, diff, low, high, p, counts["b"], counts["c"], skipped)
+                        f.agreement, f.kl, diff, low, high, p, counts["b"], counts["c"], f.snr_db, f.reference_classes,
+                        f.reference_top_share, skipped)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,8 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 from ..data import expand_image_paths, load_rgb_image
 from ..errors import SqueezeNetError
 from ..models import InferenceModel, input_device
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,7 +46,9 @@ def predict(model: InferenceModel, images: Sequence[str | Path | Image.Image | n
     if topk < 1 or batch_size < 1:
         raise SqueezeNetError(f"topk and batch size must be >= 1, got {topk} and {batch_size}")
     meta = model.meta
-    topk = min(topk, meta.num_classes)
+    if topk > meta.num_classes:  # said once, not per image: asking for more classes than exist is legal
+        logger.warning(f"topk={topk}: the model has {meta.num_classes} classes; listing all {meta.num_classes}")
+        topk = meta.num_classes
     transform = meta.preprocessing.transforms()
     model.eval()
     device = input_device(model)

@@ -150,4 +150,4 @@ def print_compression_summary(report: CompressionReport, summary: dict[str, Any]
         console.print(f"on {paired['n']:,} images of {eval_dir}: top-1 {paired['reference_top1']:.4f} -> {paired['top1']:.4f} "
                       f"({100 * paired['top1_diff']:+.2f} pt, 95% [{100 * paired['top1_diff_low']:+.2f}, "
                       f"{100 * paired['top1_diff_high']:+.2f}])   top-5 {paired['reference_top5']:.4f} -> {paired['top5']:.4f}   "
-                      f"agreement {paired['agreement']:.4f}   KL {paired['kl']:.4f}")
+                      f"agreement {paired['agreement']:.4f}   logit SNR {paired['snr_db']:.1f} dB   KL {paired['kl']:.4f}")

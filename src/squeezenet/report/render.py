@@ -67,14 +67,23 @@ def print_architecture(report: ArchitectureReport, console: Console | None = Non
     )
 
 
+#: a reference whose most frequent answer covers more of the images than this makes agreement uninformative
+ONE_ANSWER_SHARE = 0.5
+
+
 def paired_lines(r: Any) -> list[str]:
-    """A :class:`~squeezenet.inference.PairedResult` as three lines: both accuracies, agreement, the difference."""
-    return [f"candidate top-1 {r.top1:.4f}   top-5 {r.top5:.4f}   reference top-1 {r.reference_top1:.4f}   "
-            f"top-5 {r.reference_top5:.4f}   images {r.n:,}   skipped {r.skipped:,}",
-            f"top-1 agreement {r.agreement:.4f}   mean KL(reference || candidate) {r.kl:.4f}",
-            f"top-1 difference {100 * r.top1_diff:+.2f} pt, 95% interval [{100 * r.top1_diff_low:+.2f}, "
-            f"{100 * r.top1_diff_high:+.2f}] (paired, Agresti-Min)   McNemar p {r.mcnemar_p:.3g} "
-            f"({r.only_candidate_right} only candidate right, {r.only_reference_right} only reference right)"]
+    """A :class:`~squeezenet.inference.PairedResult` as three lines (four when the reference answers mostly one
+    class, so that agreement says little): both accuracies, agreement, the difference."""
+    lines = [f"candidate top-1 {r.top1:.4f}   top-5 {r.top5:.4f}   reference top-1 {r.reference_top1:.4f}   "
+             f"top-5 {r.reference_top5:.4f}   images {r.n:,}   skipped {r.skipped:,}",
+             f"top-1 agreement {r.agreement:.4f}   logit SNR {r.snr_db:.1f} dB   mean KL(reference || candidate) {r.kl:.4f}",
+             f"top-1 difference {100 * r.top1_diff:+.2f} pt, 95% interval [{100 * r.top1_diff_low:+.2f}, "
+             f"{100 * r.top1_diff_high:+.2f}] (paired, Agresti-Min)   McNemar p {r.mcnemar_p:.3g} "
+             f"({r.only_candidate_right} only candidate right, {r.only_reference_right} only reference right)"]
+    if r.reference_top_share > ONE_ANSWER_SHARE:
+        lines.append(f"note: the reference gives one class for {r.reference_top_share:.0%} of the images "
+                     f"({r.reference_classes} distinct answers), so agreement says little: read the logit SNR")
+    return lines
 
 
 def file_line(info: dict) -> str:

@@ -33,7 +33,7 @@ def bench_table(result: BenchResult, title: str) -> Table:
     """Runtime x precision rows; speed relative to onnxruntime fp32 at batch 32 (the issue's anchor)."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     columns = ("runtime", "prec.", "file", "size", "gzip", "brotli", "load ms", "RSS MB", "b1 ms", "b32 img/s",
-               "vs ORT", "of peak", "agree", "KL", "top-1", "kernels")
+               "vs ORT", "of peak", "agree", "SNR dB", "KL", "top-1", "kernels")
     for col in columns:
         table.add_column(col, justify="left" if col in ("runtime", "prec.", "file", "kernels") else "right")
 
@@ -46,7 +46,7 @@ def bench_table(result: BenchResult, title: str) -> Table:
                       "-" if r.brotli_bytes is None else human_bytes(r.brotli_bytes),
                       opt(r.load_ms, ".0f"), opt(r.peak_rss_mb, ".0f"), f"{r.latency_ms:.2f}", f"{r.throughput:,.0f}",
                       "-" if r.vs_onnxruntime is None else f"{r.vs_onnxruntime:.2f}x", opt(r.of_peak, ".0%"),
-                      opt(r.agreement, ".3f"), opt(r.kl, ".4f"), opt(r.top1, ".3f"), r.kernels)
+                      opt(r.agreement, ".3f"), opt(r.snr_db, ".1f"), opt(r.kl, ".4f"), opt(r.top1, ".3f"), r.kernels)
     return table
 
 

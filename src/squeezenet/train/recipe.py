@@ -164,10 +164,11 @@ def _parse_value(text: str, key: str) -> Any:
     try:
         value = yaml.safe_load(text)
     except (yaml.YAMLError, RecursionError) as exc:
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise SqueezeNetError(f"--set {key}={text[:40]}: not a YAML value ({problem})") from None
+        problem = ("a YAML tag, which is never read" if isinstance(exc, yaml.constructor.ConstructorError)
+                   else getattr(exc, "problem", None) or type(exc).__name__)
+        raise SqueezeNetError(f"--set {key}: {brief(text, 40)} is not a plain YAML value ({problem})") from None
     if isinstance(value, float) and not math.isfinite(value):
-        raise SqueezeNetError(f"--set {key}={text[:40]}: not a finite number")
+        raise SqueezeNetError(f"--set {key}: {brief(text, 40)} is not a finite number")
     return value
 
 

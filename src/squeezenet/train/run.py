@@ -230,6 +230,24 @@ def _start_over(run_dir: Path, first_process: bool) -> None:
             shutil.rmtree(run_dir / partial, ignore_errors=True)
 
 
+def _read_checkpoint(ckpt: Path) -> dict[str, Any]:
+    """``ckpt`` read safely (``weights_only``: a pickle payload never runs); a file that cannot be read is one line
+    naming it and saying which earlier checkpoint, if any, can take its place."""
+    try:
+        saved = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a damaged file
+        problem = " ".join(str(exc).split())[:80] or type(exc).__name__
+        if "weights only load failed" in problem.lower():
+            problem = "it holds Python objects besides tensors, which are never loaded"
+        earlier = sorted(p for p in ckpt.parent.glob("epoch*.ckpt") if p != ckpt)
+        hint = (f"the best epoch's checkpoint {earlier[-1].name} is beside it: copy it over {ckpt.name} to resume "
+                "from that epoch" if earlier else "no earlier checkpoint is kept: start a new run")
+        raise SqueezeNetError(f"{ckpt}: not a readable checkpoint ({problem}); {hint}") from None
+    if not isinstance(saved, dict) or "state_dict" not in saved:
+        raise SqueezeNetError(f"{ckpt}: not a Lightning checkpoint (no state_dict)")
+    return saved
+
+
 def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | None, resume: bool, accelerator: str,
            devices: int | str, compile: bool, progress_bar: bool | None, model: Network | None,
            callbacks: list[L.Callback] | None, teacher: torch.nn.Module | None) -> TrainResult:
@@ -243,7 +261,7 @@ def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | 
         resume = False
     elif first_process and not resume and (run_dir / RUN_FILE).exists():
         raise SqueezeNetError(f"{run_dir} already holds a run; pass resume=True to continue it or choose another run directory")
-    saved = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True) if resume else None
+    saved = _read_checkpoint(ckpt) if resume else None
     if saved is not None and recipe.time_budget_s and float(saved.get("train_seconds", 0.0)) >= recipe.time_budget_s:
         raise SqueezeNetError(f"{run_dir}: its time budget of {recipe.time_budget_s:g} s is spent "
                               f"({float(saved['train_seconds']):.0f} s trained), nothing is left to train; give it more "

@@ -306,7 +306,7 @@ def decode_sqz(data: bytes, where: str, expect: Expect | None = None) -> SqzCont
     try:
         inflater = zlib.decompressobj()
         text = inflater.decompress(data[start:start + header_len], MAX_HEADER_BYTES)
-        _check(not inflater.unconsumed_tail, "header too large")
+        _check(not inflater.unconsumed_tail, f"{where}: .sqz header over {MAX_HEADER_BYTES:,} bytes once inflated")
     except zlib.error as exc:
         raise SqueezeNetError(f"{where}: unreadable .sqz header ({exc})") from None
     header = parse_json(text, f"{where}: .sqz header")
