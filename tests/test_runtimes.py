@@ -110,7 +110,7 @@ def test_int8_gate_refuses_a_broken_file_that_agreement_alone_would_pass(tmp_pat
     with torch.no_grad():
         assert set(model(calib).argmax(1).tolist()) == {0}
     out = tmp_path / "broken.onnx"
-    with pytest.raises(SqueezeNetError, match=r"logit SNR -?\d+\.\d dB < 10 dB"):
+    with pytest.raises(SqueezeNetError, match=r"logit SNR -?\d+\.\d dB < 15 dB"):
         export_onnx(model, out, check_images=calib[:8], int8=True, calibration=_outlier(calib), calibration_method="minmax",
                     int8_weights="nearest")
     assert not out.exists()
@@ -128,7 +128,7 @@ def test_int8_that_fails_the_gate_is_refused_and_force_writes_the_best(tmp_path,
     with torch.no_grad():
         assert len(set(model(calib).argmax(1).tolist())) >= 5  # a reference whose answers vary
     out = tmp_path / "bad.onnx"
-    with pytest.raises(SqueezeNetError, match="no int8 file passes top-1 agreement >= 0.95 and logit SNR >= 10 dB"):
+    with pytest.raises(SqueezeNetError, match="no int8 file passes top-1 agreement >= 0.95 and logit SNR >= 15 dB"):
         export_onnx(model, out, check_images=calib[:8], int8=True, calibration=_outlier(calib), calibration_method="minmax",
                     int8_weights="nearest")
     assert not out.exists() and not list(tmp_path.glob("*.onnx"))
@@ -145,7 +145,7 @@ def test_int8_that_agrees_is_written_whole(tmp_path, trained) -> None:
     model = _answering_model(trained)
     calib = _patterns(32, seed=1)[0]
     check = export_onnx(model, tmp_path / "ok.onnx", check_images=calib[:8], int8=True, calibration=calib,
-                        calibration_method="minmax", int8_weights="nearest", gate=FidelityGate(0.5, 10.0))
+                        calibration_method="minmax", int8_weights="nearest", gate=FidelityGate(0.5, 15.0))
     assert check.int8 is not None and check.int8.agreement >= 0.5 and check.int8.fp32_layers == []
     assert [t["fp32_layers"] for t in check.int8.tried] == [0]
 
@@ -297,7 +297,7 @@ def test_published_model_on_every_runtime(tmp_path) -> None:
         got = Classifier.load(path, runtime=runtime).model(images)
         assert fidelity(reference, got).agreement == 1.0 and (got - reference).abs().max() < 1e-2, runtime
     int8 = tmp_path / "dc8.onnx"
-    check = export_onnx(model, int8, check_images=images[:8], int8=True, calibration=calib, gate=FidelityGate(0.85, 10.0),
+    check = export_onnx(model, int8, check_images=images[:8], int8=True, calibration=calib, gate=FidelityGate(0.85, 15.0),
                         calibration_method="minmax")
     assert check.int8 is not None and check.int8.agreement >= 0.85
     for runtime in ("onnxruntime", "openvino-fp32"):

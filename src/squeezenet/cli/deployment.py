@@ -12,7 +12,7 @@ from .args import add_device, add_json, add_labelled_data, add_weights, positive
 # the int8 gate's defaults, spelled here so --help imports nothing (a test keeps them equal to
 # squeezenet.inference.fidelity.DEFAULT_GATE)
 MIN_AGREEMENT = 0.95
-MIN_SNR_DB = 10.0
+MIN_SNR_DB = 15.0
 
 
 def _unit_interval(text: str) -> float:
