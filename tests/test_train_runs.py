@@ -84,7 +84,8 @@ def _last_weights(run: Path) -> dict:
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, data_root):
-    args = ["train", "--data", "cifar10", "-o", "{run}", "--epochs", "3", "--set", "data.limit_train=2048", *SMALL[2:]]
+    # 1024 images an epoch (~5 s): the kill lands 1 s into epoch 2, well before its checkpoint
+    args = ["train", "--data", "cifar10", "-o", "{run}", "--epochs", "3", *SMALL]
     cmd = lambda run: [sys.executable, "-m", "squeezenet", *[a.format(run=run) for a in args]]
     env = _env(data_root)
 
@@ -136,16 +137,25 @@ def test_torchrun_two_processes_match_single_process(tmp_path, data_root):
 def test_demo_summary_on_a_small_subset(tmp_path, data_root, capsys):
     from squeezenet.demo import print_demo, run_demo
 
+    # CIFAR-10 with a test folder of 50 images a class (links): the demo evaluates the whole folder, twice per run
+    root = tmp_path / "data"
+    (root / "cifar10" / "test").mkdir(parents=True)
+    (root / "cifar10" / "train").symlink_to(Path(data_root) / "cifar10" / "train")
+    for folder in sorted((Path(data_root) / "cifar10" / "test").iterdir()):
+        (root / "cifar10" / "test" / folder.name).mkdir()
+        for image in sorted(folder.iterdir())[:50]:
+            (root / "cifar10" / "test" / folder.name / image.name).symlink_to(image)
+    data_root = str(root)
     small = {"time_budget_s": None, "data.limit_train": 512, "data.limit_val": 128}
     result = run_demo(tmp_path / "demo", data_root=data_root, progress=False, overrides={"epochs": 1, **small},
                       compress_overrides=small, prune_epochs=1)
-    assert result.test_images == 5000  # the exported weights are evaluated on the whole test folder
+    assert result.test_images == 500  # the exported weights are evaluated on the whole test folder
     assert result.params == 730_570 and result.fp32_bytes >= 4 * result.params
     assert 0 <= result.top1 <= result.top5 <= 1
     trained, compressed = result.rows
     assert compressed.file.suffix == ".sqz" and compressed.file_bytes * 25 < result.fp32_bytes
     assert 0 <= compressed.top1 <= compressed.top5 <= 1
-    low, high = compressed.top1_interval  # paired with the trained model on the same 5,000 images
+    low, high = compressed.top1_interval  # paired with the trained model on the same 500 images
     assert 0 <= compressed.agreement <= 1 and low <= compressed.top1 - trained.top1 <= high
     print_demo(result)
     out = capsys.readouterr().out

@@ -194,19 +194,20 @@ def export_onnx(model: Network, path: str | Path, *, check_images: torch.Tensor,
         raise SqueezeNetError(f"{path}: the export format is ONNX; name the output *.onnx")
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        _export_fp32(model, fp32, opset)
+        plain = model
+        if int8 and int8_weights == "gptq":
+            from ..compress.fold import fold_batch_norm
+
+            # the fp32 reference with batch-norm folded: the same function, and the same weight names as the GPTQ
+            # file (fp32-kept layers take their weights from it); exported once (the dynamo exporter takes seconds)
+            plain = fold_batch_norm(model)
+        _export_fp32(plain, fp32, opset)
         final, quality = fp32, None
         if indexed_weights:
             index_shared_weights(fp32)
         if int8:
             final, reference, source = Path(tmp) / "int8.onnx", fp32, None
             if int8_weights == "gptq":
-                from ..compress.fold import fold_batch_norm
-
-                plain = fold_batch_norm(model)
-                if plain is not model:  # the reference with the same weight names as the GPTQ file (fp32 layers)
-                    reference = Path(tmp) / "plain.onnx"
-                    _export_fp32(plain, reference, opset)
                 source = Path(tmp) / "gptq.onnx"
                 _export_fp32(gptq_int8_weights(plain, calibration), source, opset)  # type: ignore[arg-type]
             quality = quantize_checked(reference, final, calibration, gate=gate,  # type: ignore[arg-type]
