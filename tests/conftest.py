@@ -51,3 +51,9 @@ def kill_after_line(cmd: list[str], marker: str, *, env: dict | None = None, del
     assert proc.poll() is None, f"{' '.join(cmd)} ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Tests marked ``slow`` run first. pytest-xdist hands tests out in collection order, so a minute-long test
+    collected last ran alone at the end while the other worker idled (350 of 806 s, measured)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -117,7 +117,8 @@ def test_int8_export_is_smaller_and_agrees(tmp_path) -> None:
     check = export_onnx(model, int8, check_images=calib[:32], int8=True, calibration=calib,
                         gate=FidelityGate(0.5, -300.0), force=True)
     assert int8.stat().st_size < 0.5 * fp32.stat().st_size
-    assert OnnxModel(int8).precision == "int8" and check.top1_agreement >= 0.5
+    assert OnnxModel(int8).precision == "int8" and check.int8 is not None
+    assert check.int8.snr_db > 10  # a random model answers ~one class: agreement alone would pass a broken file
     with pytest.raises(ValueError, match="calibration"):
         export_onnx(model, tmp_path / "x.onnx", check_images=calib, int8=True)
 
@@ -148,6 +149,7 @@ def test_classifier_loads_every_format_with_the_same_answers(tmp_path) -> None:
         OnnxModel(onnx_path)(torch.zeros(1, 3, 64, 64))
 
 
+@pytest.mark.slow
 def test_foreign_onnx_and_mismatched_weights_are_one_line_errors(tmp_path) -> None:
     foreign = tmp_path / "foreign.onnx"
     torch.onnx.export(torch.nn.Conv2d(3, 4, 1).eval(), (torch.zeros(1, 3, 8, 8),), str(foreign), dynamo=True,

@@ -46,6 +46,22 @@ def _edit_sqz(path: Path, edit) -> Path:
     return path
 
 
+def _edited_onnx(tmp_path: Path, name: str, edit) -> Path:
+    """Our ONNX export of the CIFAR network (``m.onnx``) and a copy ``name`` whose metadata properties are
+    ``edit(key, value)``."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from squeezenet.deploy import export_onnx
+
+    path = tmp_path / "m.onnx"
+    export_onnx(create_model("squeezenet1_1_cifar"), path, check_images=torch.rand(2, 3, 32, 32))
+    proto = onnx.load(str(path))
+    for prop in proto.metadata_props:
+        prop.value = edit(prop.key, prop.value)
+    onnx.save(proto, str(tmp_path / name))
+    return tmp_path / name
+
+
 @pytest.fixture()
 def small(tmp_path) -> Path:
     return save_weights(create_model("squeezenet1_1_cifar"), tmp_path / "small.sqz")
@@ -180,21 +196,13 @@ def test_a_bad_set_value_is_refused_even_when_a_flag_sets_the_same_field(tmp_pat
 
 def test_onnx_whose_graph_disagrees_with_its_metadata_fails_at_load(tmp_path, capsys) -> None:
     onnx = pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
-    from squeezenet.deploy import export_onnx
 
-    path = tmp_path / "m.onnx"
-    export_onnx(create_model("squeezenet1_1_cifar"), path, check_images=torch.rand(2, 3, 32, 32))
-    short = onnx.load(str(path))
-    for prop in short.metadata_props:
-        if prop.key == "classes":
-            prop.value = json.dumps(json.loads(prop.value)[:-1])
-            prop.key = "classes"
-        if prop.key == "config":
-            config = json.loads(prop.value)
-            config["num_classes"] = 9
-            prop.value = json.dumps(config)
-    onnx.save(short, str(tmp_path / "short.onnx"))
+    def nine_classes(key: str, value: str) -> str:
+        if key == "classes":
+            return json.dumps(json.loads(value)[:-1])
+        return json.dumps({**json.loads(value), "num_classes": 9}) if key == "config" else value
+
+    path = _edited_onnx(tmp_path, "short.onnx", nine_classes).parent / "m.onnx"
     _one_line(capsys, ["info", str(tmp_path / "short.onnx")], "expected an output 'logits' of N x 9")
     renamed = onnx.load(str(path))
     renamed.graph.input[0].name = "x"
@@ -272,19 +280,11 @@ def test_a_file_naming_thousands_of_wrong_tensors_or_huge_counts_stays_one_short
 def test_refusals_name_the_file_for_an_inflating_sqz_header_and_a_wrong_class_count(small, tmp_path, capsys) -> None:
     """The campaign's refusals that did not say which file: a .sqz header that inflates past its limit, an ONNX
     file whose class list does not fit its architecture."""
-    onnx = pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
-    from squeezenet.deploy import export_onnx
-
     bomb = _edit_sqz(small, lambda h: json.dumps(h) + " " * (17 << 20))  # 17 MB of whitespace, ~17 KB compressed
     _one_line(capsys, ["info", str(bomb)], f"{bomb}: .sqz header over 16,777,216 bytes once inflated")
-    path = tmp_path / "m.onnx"
-    export_onnx(create_model("squeezenet1_1_cifar"), path, check_images=torch.rand(2, 3, 32, 32))
-    proto = onnx.load(str(path))
-    for prop in proto.metadata_props:
-        if prop.key == "classes":
-            prop.value = json.dumps(json.loads(prop.value)[:-3])
-    onnx.save(proto, str(tmp_path / "seven.onnx"))
+    seven = _edited_onnx(tmp_path, "seven.onnx",
+                         lambda key, value: json.dumps(json.loads(value)[:-3]) if key == "classes" else value)
+    path = seven.parent / "m.onnx"
     for runtime in ("onnxruntime", "openvino-fp32"):
         if runtime.startswith("openvino"):
             pytest.importorskip("openvino")
@@ -304,6 +304,7 @@ def test_topk_above_the_class_count_says_so_once(tmp_path, capsys) -> None:
 def test_eval_strict_fails_on_any_unreadable_image(tmp_path, capsys) -> None:
     weights = save_weights(create_model("squeezenet1_1_cifar", num_classes=2), tmp_path / "m.sqz")
     folder = tmp_path / "data"
+    folder.mkdir()
     for name in ("a", "b"):
         image_folder(folder / name, 2)
     (folder / "a" / "broken.png").write_bytes(b"not an image")

@@ -146,6 +146,7 @@ def test_gptq_weights_are_exactly_what_the_int8_file_multiplies_and_keep_outputs
     assert compared == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
+@pytest.mark.slow
 def test_mse_ranges_do_not_depend_on_the_process(tmp_path):
     """Activation ranges come out the same from two processes with different hash seeds (a sampled version
     depended on set order and moved ranges by 30%), and they clip: no wider than minmax."""

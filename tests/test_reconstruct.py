@@ -127,6 +127,7 @@ def test_sequential_reconstruction_keeps_the_outputs_better_than_rounding() -> N
     assert _kl(reference, repaired, x_test) < 0.8 * _kl(reference, rounded, x_test)  # held-out images
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_bytes", [160_000])
 def test_the_byte_budget_is_never_exceeded(tmp_path, max_bytes) -> None:
     model = _small_model()
@@ -137,6 +138,7 @@ def test_the_byte_budget_is_never_exceeded(tmp_path, max_bytes) -> None:
     assert plan.predicted_kl >= 0 and len(plan.layers) == len(prunable_layers(model))
 
 
+@pytest.mark.slow
 def test_a_budget_out_of_reach_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="out of reach"):
         fit_with_data(_small_model(), _images(16), 2_000, sqz_tensor_bytes)
@@ -162,6 +164,7 @@ def test_greedy_allocation_prefers_the_cheapest_loss_per_byte() -> None:
     assert (a.chosen, b.chosen) == (0, 0)
 
 
+@pytest.mark.slow
 def test_compress_with_calibration_folder_and_budget_through_the_pipeline(tmp_path) -> None:
     folder = image_folder(tmp_path / "calib", 12)
     (folder / "broken.jpg").write_bytes(b"not an image")  # skipped with a warning
@@ -226,6 +229,7 @@ def test_rate_aware_rounding_trades_error_for_fewer_bits() -> None:
     assert (rdo[w == 0] == 0).all()  # pruned stay pruned (kept ones may round to the grid's 0: fewer bytes)
 
 
+@pytest.mark.slow
 def test_cli_compress_with_calibration_and_budget_prints_the_choices(tmp_path) -> None:
     import json
 
@@ -233,15 +237,22 @@ def test_cli_compress_with_calibration_and_budget_prints_the_choices(tmp_path) -
     src = save_weights(_small_model(), tmp_path / "m.safetensors")
     out = tmp_path / "small.sqz"
     cmd = [sys.executable, "-m", "squeezenet", "compress", "-w", str(src), "--calibration", str(folder),
-           "--max-bytes", "200000", "-o", str(out)]
+           "--max-bytes", "200000", "-o", str(out), "--json"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "byte budget" in result.stdout and "predicted KL" in result.stdout and "reconstruction" in result.stdout
-    assert out.stat().st_size <= 200_000
-    result = subprocess.run([*cmd, "--json"], capture_output=True, text=True)
     summary = json.loads(result.stdout)
-    assert summary["file_bytes"] <= 200_000 and len(summary["budget"]) == 26
+    assert out.stat().st_size <= 200_000 and summary["file_bytes"] == out.stat().st_size
+    assert len(summary["budget"]) == 26
     assert {"layer", "step", "bytes", "output_error", "sensitivity", "kl"} <= set(summary["budget"][0])
+    # what the command prints without --json, from the same summary (compressing again would only repeat the work)
+    from rich.console import Console
+
+    from squeezenet.report.compression import compression_report, print_compression_summary
+
+    console = Console(record=True, width=200)
+    print_compression_summary(compression_report(out), summary, console=console)
+    text = console.export_text()
+    assert "byte budget" in text and "predicted KL" in text and "reconstruction" in text
 
 
 def test_extra_pruning_is_compensated_by_the_other_weights() -> None:
@@ -261,6 +272,7 @@ def test_extra_pruning_is_compensated_by_the_other_weights() -> None:
     assert output_error(compensated - weight, h) < 0.95 * output_error(zeroed - weight, h)  # 0.88 when written
 
 
+@pytest.mark.slow
 def test_the_budget_counts_the_mask_a_raw_layer_gains_on_a_grid() -> None:
     """Dense float weights are stored raw (zeros inline, no mask); on a grid each layer gets a mask stream.
     The prediction must include it (it was once 90 KB short on this model, 60% of the file)."""

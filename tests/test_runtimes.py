@@ -102,6 +102,7 @@ def _outlier(images: torch.Tensor) -> torch.Tensor:
     return bad
 
 
+@pytest.mark.slow
 def test_int8_gate_refuses_a_broken_file_that_agreement_alone_would_pass(tmp_path, trained) -> None:
     """The reference answers class 0 for every input: any file agrees on 1.000 of the top-1 answers. The broken
     int8 file (outlier calibration) is refused all the same, by its logit SNR; a faithful one is written."""
@@ -122,6 +123,7 @@ def test_int8_gate_refuses_a_broken_file_that_agreement_alone_would_pass(tmp_pat
     assert good is not None and DEFAULT_GATE.passes(good) and good.fp32_layers == [] and good.snr_db > forced.snr_db + 10
 
 
+@pytest.mark.slow
 def test_int8_that_fails_the_gate_is_refused_and_force_writes_the_best(tmp_path, trained) -> None:
     model = _answering_model(trained)
     calib = _patterns(32, seed=1)[0]
@@ -170,6 +172,7 @@ def test_openvino_runs_our_onnx_files_with_true_fp32_and_its_fast_mode(tmp_path)
         exact(torch.zeros(1, 3, 16, 16))
 
 
+@pytest.mark.slow
 @needs_openvino
 def test_openvino_reads_our_int8_and_indexed_files_and_refuses_a_broken_graph_before_it_can_crash(tmp_path) -> None:
     """Our int8 QDQ and indexed-weights files pass the ONNX checker OpenVINO's load now runs first; a graph with a
@@ -200,6 +203,7 @@ def test_openvino_reads_our_int8_and_indexed_files_and_refuses_a_broken_graph_be
     assert done.stderr.strip().count("\n") == 0 and "not a valid ONNX graph" in done.stderr, done.stderr[-2000:]
 
 
+@pytest.mark.slow
 @needs_executorch
 def test_executorch_program_equals_pytorch_with_metadata_inside(tmp_path, capsys) -> None:
     from squeezenet.deploy.executorch import ExecuTorchModel, export_executorch
@@ -226,6 +230,7 @@ def test_executorch_program_equals_pytorch_with_metadata_inside(tmp_path, capsys
     assert (tmp_path / "q.pte").stat().st_size < 0.6 * (tmp_path / "m1.pte").stat().st_size
 
 
+@pytest.mark.slow
 @needs_executorch
 def test_foreign_executorch_programs_and_wrong_runtimes_are_one_line_errors(tmp_path) -> None:
     from executorch.exir import to_edge
@@ -343,7 +348,7 @@ def test_openvino_finds_external_weights_beside_the_model_from_any_folder_and_wr
     proto = onnx.load(str(folder / "plain.onnx"))
     onnx.save_model(proto, str(folder / "external.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="external.onnx.data", size_threshold=0)
-    assert (folder / "external.onnx.data").stat().st_size > 100_000 and (folder / "external.onnx").stat().st_size < 50_000
+    assert (folder / "external.onnx.data").stat().st_size > 10 * (folder / "external.onnx").stat().st_size  # the weights
     image = tmp_path / "x.png"
     Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(image)
     home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
