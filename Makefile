@@ -26,12 +26,12 @@ demo: $(VENV)/.stamp-run
 # Two test processes share the cores: OpenMP threads that spin while they wait made them starve each other
 # (the compression tests ran 4x slower: 250 s instead of 37 s for the two budget tests).
 # OMP_NUM_THREADS=1: one thread per worker on two cores (the tests' own training subprocesses already ran on one;
-# two workers of two threads each oversubscribed the machine). Slow tests are scheduled first (tests/conftest.py) and
-# --dist worksteal lets an idle worker take them from the other's queue (plain load scheduling gave each worker a
-# fixed first chunk: one ran its slow tests in series for 7 minutes while the other idled).
+# two workers of two threads each oversubscribed the machine). Slow tests are collected first (tests/conftest.py) and
+# handed out one at a time (--maxschedchunk 1): xdist's default first chunks, and worksteal's contiguous halves, gave
+# one worker every slow test (it ran them in series for 7 minutes while the other idled).
 # --durations=15: every run (CI included) lists its slowest tests; the whole suite must stay under 10 minutes.
 test: $(VENV)/.stamp-dev
-	OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist worksteal --durations=15 $(PYTEST_ARGS)
+	OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist load --maxschedchunk 1 --durations=15 $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests benchmarks hubconf.py

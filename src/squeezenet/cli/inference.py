@@ -38,10 +38,10 @@ def _report_skipped(skipped: list[str], strict: bool) -> None:
     not report a figure measured on fewer images than they hold)."""
     from ..errors import SqueezeNetError
 
+    if strict and skipped:  # one line: the count and the first file
+        raise SqueezeNetError(f"--strict: {len(skipped)} image(s) could not be read (first: {skipped[0]}); nothing reported")
     for message in skipped:
         logger.warning(f"skipped {message}")
-    if strict and skipped:
-        raise SqueezeNetError(f"--strict: {len(skipped)} image(s) could not be read (first: {skipped[0]}); nothing reported")
 
 
 def _predict_arguments(p: argparse.ArgumentParser) -> None:

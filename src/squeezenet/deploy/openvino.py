@@ -15,12 +15,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..common.extras import require_extra
-from ..errors import SqueezeNetError
+from ..errors import SqueezeNetError, brief
 from ..models import ModelMeta
 from .metadata import FileModel, meta_from_properties, native_message
 
@@ -121,11 +122,36 @@ def checked_onnx_meta(path: Path) -> tuple[ModelMeta, str]:
     except (DecodeError, UnicodeDecodeError) as exc:
         raise refuse(exc) from None
     checked = meta_from_properties({p.key: p.value for p in proto.metadata_props}, str(path))
-    try:  # by path, not the proto: weights stored as external data are found beside the model, not in the cwd
-        onnx.checker.check_model(str(path), full_check=True)
+    try:
+        _load_external_data(proto, path)  # shape inference reads the weights; OpenVINO will load them anyway
+        onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, EncodeError, UnicodeDecodeError) as exc:
         raise refuse(exc) from None  # EncodeError: strings that are not UTF-8 (the proto cannot be written back)
     return checked
+
+
+MAX_EXTERNAL_BYTES = 1 << 30  # weights beside an .onnx file: 200M float32 parameters (the architecture bound) fit
+
+
+def _load_external_data(proto: Any, path: Path) -> None:
+    """Weights stored as external data, read from beside the model file (never the working directory); the files
+    they name must lie in the model's folder (onnx refuses other paths) and hold at most ``MAX_EXTERNAL_BYTES``,
+    checked before anything is read."""
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
+
+    external = [t for t in proto.graph.initializer if uses_external_data(t)]
+    if not external:
+        return
+    folder = path.resolve().parent
+    locations = {ExternalDataInfo(t).location for t in external}
+    sizes = [(folder / name).stat().st_size for name in locations if (folder / name).is_file()]
+    if len(sizes) < len(locations):
+        raise SqueezeNetError(f"{path}: its weights are stored beside it in {brief(sorted(locations)[0], 80)}, "
+                              "which is not there")
+    if sum(sizes) > MAX_EXTERNAL_BYTES:
+        raise SqueezeNetError(f"{path}: {sum(sizes):,} bytes of external weights, more than any model this toolkit "
+                              "builds")
+    load_external_data_for_model(proto, str(folder))
 
 
 def _dims(port: object) -> list:
