@@ -328,10 +328,9 @@ def quantize_checked(fp32: str | Path, out: str | Path, calibration: torch.Tenso
             f = candidates[chosen][1]
             if not force:
                 raise SqueezeNetError(
-                    f"no int8 file passes {gate.describe()} against fp32 on the {len(calibration)} calibration images; "
-                    f"the best ({chosen} of {len(nodes)} convolutions in fp32, KL {f.kl:.4f}) has "
-                    f"{'; '.join(gate.shortfalls(f))}; not written. Lower --min-agreement/--min-snr, try another "
-                    "--calibration-method, or --force to write the best one")
+                    f"no int8 file passes {gate.describe()} on the {len(calibration)} calibration images; the best "
+                    f"({chosen} of {len(nodes)} convolutions fp32) has {'; '.join(gate.shortfalls(f))}; not written "
+                    "(--force writes it)")
         path, f = candidates[chosen]
         out.write_bytes(path.read_bytes())
     layers = [conv_weight[n].removesuffix(".weight") for n in order[:chosen]]
