@@ -69,6 +69,13 @@ def test_one_image_far_from_the_others_does_not_decide_the_snr() -> None:
     assert fidelity(reference, candidate).snr_db < 0.5
 
 
+def test_non_finite_outputs_are_the_worst_not_the_best() -> None:
+    reference = _one_class_reference()
+    broken = reference.clone()
+    broken[:, 3] = float("nan")
+    assert fidelity(reference, broken).snr_db == -SNR_LIMIT_DB and not DEFAULT_GATE.passes(fidelity(reference, broken))
+
+
 def test_accumulating_batches_equals_one_pass() -> None:
     g = torch.Generator().manual_seed(2)
     reference = torch.randn(101, 12, generator=g) * 3

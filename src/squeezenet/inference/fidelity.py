@@ -93,6 +93,7 @@ class FidelityAccumulator:
         limit = 10 ** (SNR_LIMIT_DB / 10)
         # error/energy per image, with 0/0 (identical outputs, an image at the average answer) as identical
         ratio = torch.where(error == 0, 0.0, error / energy.clamp_min(1e-300))
+        ratio = torch.nan_to_num(ratio, nan=math.inf)  # non-finite outputs are as wrong as outputs get
         median = float(ratio.median())
         snr = float(10 * math.log10(min(max(1 / median, 1 / limit), limit))) if median > 0 else SNR_LIMIT_DB
         return Fidelity(self.n, self.agree / self.n, self.kl / self.n, snr, int((self.answers > 0).sum()),
