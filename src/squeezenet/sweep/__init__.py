@@ -52,14 +52,23 @@ def start_sweep(space: Space | str | Path, data: str, study_dir: str | Path, *, 
     study_dir = Path(study_dir)
     if not is_first_process():  # torchrun: rank 0 creates the study and sends the other ranks its points
         return run_worker(study_dir, spec, storage, progress_bar)
-    if (study_dir / SWEEP_FILE).is_file():
+
+    def same_study_here() -> bool:
+        """Whether the folder already holds this study (``SqueezeNetError`` if it holds another one)."""
+        if not (study_dir / SWEEP_FILE).is_file():
+            return False
         earlier, _ = read_spec(study_dir)
         if earlier.to_dict() != spec.to_dict():
             raise SqueezeNetError(f"{study_dir} holds a different study; resume it with resume=True (--resume) or "
                                   "choose another folder")
-    elif study_dir.exists() and any(p.name not in ("workers", "study.journal") and not p.name.startswith(".")
-                                    for p in study_dir.iterdir()):  # (another worker may be creating it now)
-        raise SqueezeNetError(f"{study_dir} exists and is not a study folder; choose a new one")
+        return True
+
+    if not same_study_here() and study_dir.exists():
+        others = [p for p in study_dir.iterdir()
+                  if p.name not in ("workers", "study.journal", SWEEP_FILE) and not p.name.startswith(".")]
+        # a worker started at the same moment may have written its sweep.json since the first look: look again
+        if others and not same_study_here():
+            raise SqueezeNetError(f"{study_dir} exists and is not a study folder; choose a new one")
     if storage is not None:
         from .study import _storage
 
