@@ -18,7 +18,7 @@ alone passed a garbage file (KL 5.4) of a random network that answers one class 
 Why the calibration images themselves: a held-out split of 60 images could not resolve 0.98 (one
 image is 1.7 points). It reads high -- the ranges, the layer choice and (with GPTQ) the roundings are fitted to
 those images: 0.968 there against 0.952 on 250 held-out images for the published model (``docs/deployment.md``)
--- so treat ``min_agreement`` as a gate and report the final file with ``squeezenet eval --reference`` on other
+-- so treat the gate as a gate and report the final file with ``squeezenet eval --reference`` on other
 images.
 """
 
