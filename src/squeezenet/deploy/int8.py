@@ -7,7 +7,7 @@ published model that alone cuts the weights' share of the error 7x (KL 0.0068 ->
 activations, ``benchmarks/int8_ceiling.py``). Activation ranges: the clip with the least squared rounding error
 per tensor ("mse", the default), or onnxruntime's minmax/percentile/entropy. Layers: the whole-int8 file is
 tried first; when it
-changes more top-1 answers of the fp32 model than ``min_agreement`` allows on the calibration images, the
+fails its gate (agreement and logit SNR against the fp32 model on the calibration images), the
 convolutions whose quantization alone moves the outputs most (KL to fp32, each measured on its own) stay in
 fp32, as few of them as reach the target (a doubling search, then bisection). When none does, the file is
 refused unless forced: an int8 file that silently changes one answer in ten is worse than none.
