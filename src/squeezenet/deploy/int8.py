@@ -8,7 +8,7 @@ activations, ``benchmarks/int8_ceiling.py``). Activation ranges: the clip with t
 per tensor ("mse", the default), or onnxruntime's minmax/percentile/entropy. Layers: the whole-int8 file is
 tried first; when it
 fails its gate (agreement and logit SNR against the fp32 model on the calibration images), the
-convolutions whose quantization alone moves the outputs most (KL to fp32, each measured on its own) stay in
+convolutions whose quantization alone moves the outputs most (logit SNR against fp32, each measured on its own) stay in
 fp32, as few of them as reach the target (a doubling search, then bisection). When none does, the file is
 refused unless forced: an int8 file that silently changes one answer in ten is worse than none.
 
