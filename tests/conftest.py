@@ -10,8 +10,13 @@ SHARED_DATA = Path(os.environ.get("SQUEEZENET_DATA", Path(__file__).resolve().pa
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads() -> None:
+def _seed_and_threads():
+    """Every test starts from seed 0 and leaves torch's thread count as it found it (verbs run in-process set it:
+    a worker left at 2 threads on 2 cores would oversubscribe the machine for every later test)."""
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def require_shared(*parts: str) -> Path:

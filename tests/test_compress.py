@@ -309,7 +309,7 @@ def _cifar_base(path) -> None:
 
 
 @pytest.mark.slow
-def test_killed_compress_resumes_to_the_same_result(tmp_path) -> None:
+def test_killed_compress_resumes_to_the_same_result(tmp_path, capsys) -> None:
     import csv
 
     root = require_shared("cifar10").parent
@@ -324,10 +324,13 @@ def test_killed_compress_resumes_to_the_same_result(tmp_path) -> None:
     work = tmp_path / "killed-runs"
     assert not (tmp_path / "killed.sqz").exists() and not (work / "pruned.safetensors").exists()
 
-    again = subprocess.run(cmd(tmp_path / "killed.sqz"), capture_output=True, text=True)  # not over the old runs
-    assert again.returncode == 1 and "--resume" in again.stderr and "Traceback" not in again.stderr
-    other = subprocess.run(cmd(tmp_path / "killed.sqz", "--resume", "--bits", "5"), capture_output=True, text=True)
-    assert other.returncode == 1 and "other settings (bits)" in other.stderr
+    from squeezenet.cli import main  # the refusals in-process: they stop before any work
+
+    assert main(cmd(tmp_path / "killed.sqz")[3:]) == 1  # not over the old runs
+    err = capsys.readouterr().err
+    assert "--resume" in err and "Traceback" not in err
+    assert main(cmd(tmp_path / "killed.sqz", "--resume", "--bits", "5")[3:]) == 1
+    assert "other settings (bits)" in capsys.readouterr().err
 
     resumed = subprocess.run(cmd(tmp_path / "killed.sqz", "--resume"), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

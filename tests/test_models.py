@@ -155,13 +155,25 @@ def test_features_only_returns_one_map_per_stride():
         create_model("squeezenet1_0", features_only=True, out_indices=(4,))
 
 
+def model_task(name: str) -> str:
+    with torch.device("meta"):
+        return create_model(name).meta.task
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_every_registered_model_runs_forward_and_backward(name):
-    model = create_model(name).train()
-    size = 32 if name.endswith("_cifar") else 224
+    from squeezenet.models import get_model_entry
+
+    detector = model_task(name) == "detect"
+    model = create_model(name, **({"num_classes": 3, "image_size": 128} if detector else {})).train()
+    size = 128 if detector else 32 if name.endswith("_cifar") else 224
+    assert get_model_entry(name).input_size == (320 if detector else size)
     x = torch.randn(2, 3, size, size)
     out = model(x)
-    assert out.shape == (2, model.num_classes)
+    if detector:  # per anchor: 4 box deltas, background, 3 classes
+        assert out.shape == (2, len(model.anchors), 4 + 1 + 3) and model.meta.task == "detect"
+    else:
+        assert out.shape == (2, model.num_classes) and model.meta.task == "classify"
     out.logsumexp(dim=1).sum().backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import require_shared
+from squeezenet.cli import main
 
 pytestmark = pytest.mark.slow
 TESTS = Path(__file__).parent
@@ -81,20 +82,21 @@ def test_full_disk_keeps_the_previous_checkpoint_and_says_so(tmpfs, env):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
 
-def test_kill_before_the_first_checkpoint_restarts_with_resume(tmp_path, env):
+def test_kill_before_the_first_checkpoint_restarts_with_resume(tmp_path, env, capsys, monkeypatch):
     run = tmp_path / "run"
     killed = _squeezenet(["train", *SMALL, "--epochs", "1", "-o", str(run)], env, KILL_AT_SAVE=1)
     assert killed.returncode == -signal.SIGKILL
     assert (run / "run.json").is_file() and not (run / "checkpoints" / "last.ckpt").exists()
-    again = _squeezenet(["train", *SMALL, "--epochs", "1", "-o", str(run)], env)
-    assert again.returncode == 1 and "already holds a run" in again.stderr
+    monkeypatch.setenv("SQUEEZENET_DATA", env["SQUEEZENET_DATA"])
+    assert main(["train", *SMALL, "--epochs", "1", "-o", str(run)]) == 1  # in-process: refused before any work
+    assert "already holds a run" in capsys.readouterr().err
     resumed = _squeezenet(["train", "--resume", str(run), "--no-progress"], env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "starting it over" in resumed.stderr
     assert (run / "metrics.json").is_file() and _epoch(run / "checkpoints" / "last.ckpt") == 0
 
 
-def test_a_second_trainer_on_the_same_folder_is_refused_at_once(tmp_path, env):
+def test_a_second_trainer_on_the_same_folder_is_refused_at_once(tmp_path, env, capsys, monkeypatch):
     run = tmp_path / "run"
     # (more epochs than it can train while the checks run: it is killed below)
     first = subprocess.Popen([sys.executable, "-m", "squeezenet", "train", *SMALL, "--epochs", "50", "-o", str(run)],
@@ -104,17 +106,15 @@ def test_a_second_trainer_on_the_same_folder_is_refused_at_once(tmp_path, env):
         deadline = time.time() + 60
         while not (lock.is_file() and lock.read_text().startswith("pid")) and time.time() < deadline:
             time.sleep(0.2)
-        start = time.time()
-        second = subprocess.run([sys.executable, "-m", "squeezenet", "train", *SMALL, "--epochs", "1", "-o", str(run)],
-                                env=env, capture_output=True, text=True, timeout=120)
-        assert second.returncode == 1
-        assert second.stderr.strip().splitlines() == [
+        start = time.time()  # the second trainer and the resumer in-process: they are refused before any work
+        monkeypatch.setenv("SQUEEZENET_DATA", env["SQUEEZENET_DATA"])
+        assert main(["train", *SMALL, "--epochs", "1", "-o", str(run)]) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [
             f"squeezenet: error: {run} is in use by another training run (pid {first.pid} on {os.uname().nodename}); "
             "wait for it to finish or choose another folder"]
         assert time.time() - start < 30  # before any data is loaded
-        resumer = subprocess.run([sys.executable, "-m", "squeezenet", "train", "--resume", str(run)], env=env,
-                                 capture_output=True, text=True, timeout=120)
-        assert resumer.returncode == 1 and "in use by another training run" in resumer.stderr
+        assert main(["train", "--resume", str(run)]) == 1
+        assert "in use by another training run" in capsys.readouterr().err
     finally:
         first.kill()
         first.wait()
@@ -152,7 +152,7 @@ def test_sigterm_saves_exits_non_zero_and_resume_continues_exactly(tmp_path, env
         torch.testing.assert_close(ours["state_dict"][key], value, rtol=0, atol=1e-6)
 
 
-def test_a_time_budget_that_ends_a_run_says_so_and_a_spent_one_is_not_resumed(tmp_path, env):
+def test_a_time_budget_that_ends_a_run_says_so_and_a_spent_one_is_not_resumed(tmp_path, env, capsys):
     run = tmp_path / "run"
     args = [a for a in SMALL if a not in ("--time-budget", "0")]
     done = _squeezenet(["train", *args, "--set", "data.limit_train=2048", "--epochs", "2", "--time-budget", "2",
@@ -161,9 +161,8 @@ def test_a_time_budget_that_ends_a_run_says_so_and_a_spent_one_is_not_resumed(tm
     assert "time budget of 2 s reached in epoch 1 of 2, after " in done.stderr
     metrics = json.loads((run / "metrics.json").read_text())  # (with --json, the JSON says it: stopped_by)
     assert metrics["stopped_by"] == "time budget" and metrics["epochs"] < 2
-    again = _squeezenet(["train", "--resume", str(run)], env)
-    assert again.returncode == 1
-    assert _errors(again.stderr) == [f"squeezenet: error: {run}: its time budget of 2 s is spent "
+    assert main(["train", "--resume", str(run)]) == 1  # in-process: refused before any work
+    assert _errors(capsys.readouterr().err) == [f"squeezenet: error: {run}: its time budget of 2 s is spent "
                                      f"({metrics['train_time_s']:.0f} s trained), nothing is left to train; give it more "
                                      "with --time-budget SECONDS or none with --time-budget 0"]
     more = _squeezenet(["train", "--resume", str(run), "--time-budget", "0", "--json"], env)
@@ -191,8 +190,6 @@ def test_a_damaged_last_checkpoint_is_one_line_naming_it_and_the_earlier_one(tmp
     whole = last.read_bytes()
     marker = tmp_path / "payload-ran"
     torch.save({"state_dict": {}, "hook": _Payload(marker)}, tmp_path / "hostile.ckpt")
-    from squeezenet.cli import main
-
     for damaged, problem in ((whole[: len(whole) // 2], "not a readable checkpoint"),
                              ((tmp_path / "hostile.ckpt").read_bytes(), "holds Python objects besides tensors")):
         last.write_bytes(damaged)

@@ -28,6 +28,7 @@ _EXPORTS = {
     "SqueezeNetError": "squeezenet.errors",
     "architecture_report": "squeezenet.report",
     "load_weights": "squeezenet.weights",
+    "load_backbone": "squeezenet.weights",
     "save_weights": "squeezenet.weights",
     "Classifier": "squeezenet.deploy",
 }
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from .errors import SqueezeNetError  # noqa: F401
     from .models import Fire, ModelMeta, Preprocessing, SqueezeNet, SqueezeNetConfig, list_models, model_from_config  # noqa: F401
     from .report import architecture_report  # noqa: F401
-    from .weights import create_model, load_weights, save_weights  # noqa: F401
+    from .weights import create_model, load_backbone, load_weights, save_weights  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -113,6 +113,7 @@ def interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int, 
     for fn in runners.values():
         for _ in range(3):
             fn()  # warm-up: allocations, kernel selection
+    rounds = max(1, min(rounds, repeats))  # never more samples than asked for (3 repeats were 5 rounds of 1)
     per_round = max(1, repeats // rounds)
     for _ in range(rounds):
         for name, fn in runners.items():

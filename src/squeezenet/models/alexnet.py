@@ -35,6 +35,11 @@ class AlexNetConfig:
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise SqueezeNetError(f"dropout must be a probability in [0, 1), got {brief(self.dropout)}")
 
+    @property
+    def task(self) -> str:
+        """What the model's outputs mean: ``classify`` (logits per class)."""
+        return "classify"
+
     def num_parameters(self) -> int:
         """Weights and biases, counted without building anything (61.1M for ImageNet)."""
         convs = 64 * (self.in_chans * 121 + 1) + 192 * (64 * 25 + 1) + 384 * (192 * 9 + 1) + 256 * (384 * 9 + 1) \

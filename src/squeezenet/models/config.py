@@ -139,6 +139,11 @@ class SqueezeNetConfig:
             raise SqueezeNetError(f"this architecture has {count(self.num_parameters())} parameters, more than this toolkit "
                                   f"builds ({MAX_PARAMETERS:,})")
 
+    @property
+    def task(self) -> str:
+        """What the model's outputs mean: ``classify`` (logits per class)."""
+        return "classify"
+
     def num_parameters(self) -> int:
         """Weights and biases (batch-norm and bypass convolutions included), counted without building anything."""
         def conv(cin: int, cout: int, k: int) -> int:

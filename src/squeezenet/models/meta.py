@@ -37,6 +37,8 @@ class ArchConfig(Protocol):
     def num_classes(self) -> int: ...
     @property
     def in_chans(self) -> int: ...
+    @property
+    def task(self) -> str: ...
     def to_dict(self) -> dict[str, Any]: ...
     def num_parameters(self) -> int: ...
     def largest_activation(self, size: int) -> int: ...
@@ -46,6 +48,10 @@ def default_preprocessing(config: ArchConfig) -> Preprocessing:
     """For weights that do not say: Caffe's for Caffe-compatible v1.0 (conv10 pad=1), 32x32 CIFAR's for
     small-stem models (a 3x3/1 stem without max-pool: fed 224 crops they would run, and answer wrongly),
     torchvision's otherwise."""
+    if config.task == "detect":  # the body's statistics, the whole image warped to the detector's square input
+        body = default_preprocessing(config.backbone)  # type: ignore[attr-defined]
+        size = config.image_size  # type: ignore[attr-defined]
+        return replace(body, name=f"{body.name}-detect", resize=size, crop=size, resize_mode="square")
     if isinstance(config, SqueezeNetConfig):
         if config.classifier_padding == 1:
             return CAFFE
@@ -93,6 +99,11 @@ class ModelMeta:
     @property
     def num_classes(self) -> int:
         return self.config.num_classes
+
+    @property
+    def task(self) -> str:
+        """``classify`` or ``detect``: what the outputs mean, and so which loss, metric and decoder apply."""
+        return self.config.task
 
     def replace(self, **changes: Any) -> ModelMeta:
         """A copy with some fields changed (and checked again)."""

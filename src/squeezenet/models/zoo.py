@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from ..errors import SqueezeNetError, brief
 from .alexnet import AlexNet, AlexNetConfig
 from .config import DESIGN_DEFAULTS, SqueezeNetConfig, design_space_config, small_image_stem, v1_0_config, v1_1_config
+from .detector import Detector, DetectorConfig, build_detector
 from .registry import register_arch, register_model
 from .squeezenet import SqueezeNet
 
@@ -109,3 +111,34 @@ def squeezenet_design(**options: Any) -> SqueezeNet:
 def alexnet(**options: Any) -> AlexNet:
     """AlexNet, the paper's baseline (torchvision's variant: 61.1M parameters, 0.71 GMACs at 224)."""
     return AlexNet(AlexNetConfig(**options))
+
+
+# --- detectors: a SqueezeNet body under a box head (models/detector.py) ---------------------------------------
+
+register_arch("detector", DetectorConfig.from_dict, build_detector)
+#: options of every detector builder: 80 classes (COCO), a 320x320 input, the v1.0 body as SqueezeDet has it
+DETECT: dict[str, Any] = {"num_classes": 80, "image_size": 320, "body": "1_0", "batch_norm": False}
+_BODIES = {"1_0": v1_0_config, "1_1": v1_1_config}
+
+
+def _body_config(body: str, batch_norm: bool) -> SqueezeNetConfig:
+    if body not in _BODIES:
+        raise SqueezeNetError(f"body must be 1_0 or 1_1 (SqueezeNet v1.0 or v1.1), got {brief(body)}")
+    return _BODIES[body](batch_norm=batch_norm)
+
+
+@register_model(input_size=320, **DETECT, dropout=0.5)
+def squeezedet(**options: Any) -> Detector:
+    """SqueezeDet (Wu et al. 2017): the body, fire10/fire11 and ConvDet, one 3x3 conv predicting boxes per anchor.
+
+    Anchor shapes default to SqueezeDet's nine; ``squeezenet train`` fits them to the training boxes (k-means).
+    """
+    body = _body_config(options.pop("body"), options.pop("batch_norm"))
+    return build_detector(DetectorConfig("convdet", backbone=body, **options))
+
+
+@register_model(input_size=320, **DETECT)
+def ssdlite_squeezenet(**options: Any) -> Detector:
+    """SSDLite on SqueezeNet: torchvision's SSDLite head and default boxes on the stride 8-128 maps (multi-scale)."""
+    body = _body_config(options.pop("body"), options.pop("batch_norm"))
+    return build_detector(DetectorConfig("ssdlite", backbone=body, dropout=0.0, **options))

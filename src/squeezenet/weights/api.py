@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import SqueezeNetError
-from ..models import FeatureExtractor, Network, effective_state_dict, get_model_entry, model_from_config
+from ..models import FeatureExtractor, Network, SqueezeNetConfig, effective_state_dict, get_model_entry, model_from_config
 from ..models import create_model as build_fresh
 from .files import READ_FORMATS, WeightsFile, check_tensors, encode_sqz_file, read_weights_file, sqz_bytes, write_weights_file
 from .pretrained import PRETRAINED, default_pretrained, fetch_pretrained
@@ -152,3 +152,35 @@ def _body(config: Any) -> Any:
     if hasattr(config, "classifier_padding"):
         changes["classifier_padding"] = 0
     return replace(config, **changes)
+
+
+def load_backbone(detector: Network, source: str | Path) -> Network:
+    """Put an ImageNet-trained body under a detector (SqueezeDet or SSDLite): any classification weights this
+    toolkit reads (a named weight set, the Deep Compression ``.net``, torchvision's ``.pth``, our files).
+
+    The body's layers must be the detector's (same SqueezeNet version and batch-norm setting); its preprocessing
+    statistics (channel order, value range, mean, std) become the detector's, at the detector's input size."""
+    if detector.meta.task != "detect":
+        raise SqueezeNetError("backbone weights are for detectors; a classifier loads whole weights (weights=)")
+    weights = _read(source)
+    where = str(source)
+    if weights.meta.task != "classify" or not isinstance(weights.meta.config, SqueezeNetConfig):
+        raise SqueezeNetError(f"{where}: not SqueezeNet classification weights (a backbone comes from an ImageNet model)")
+    body = detector.config.backbone
+    if _body(weights.meta.config) != _body(body):
+        raise SqueezeNetError(f"{where}: its layers are not this detector's body (SqueezeNet "
+                              f"{'v1.0' if body.stem.kernel_size == 7 else 'v1.1'}, batch_norm={body.batch_norm}); "
+                              "choose body= to match it")
+    own = detector.state_dict()
+    mapped = {"backbone." + k.removeprefix("features."): v for k, v in weights.state_dict.items()
+              if k.startswith("features.") and "backbone." + k.removeprefix("features.") in own}
+    missing = [k for k in own if k.startswith("backbone.") and k not in mapped]
+    if missing:
+        raise SqueezeNetError(f"{where}: no weights for {len(missing)} body tensors (first: {missing[0]})")
+    detector.load_state_dict(mapped, strict=False)
+    size = detector.meta.preprocessing.crop
+    stats = weights.meta.preprocessing
+    detector.meta = detector.meta.replace(
+        preprocessing=replace(stats, name=f"{stats.name}-detect", resize=size, crop=size, resize_mode="square"),
+        source=f"body from {Path(where).name}")
+    return detector
