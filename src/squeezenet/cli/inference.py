@@ -48,6 +48,10 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, GIF, BMP, TIFF) or folders of them")
     add_weights(p, onnx=True)
     p.add_argument("-k", "--topk", type=positive_int, default=5, help="how many classes to list (default 5)")
+    p.add_argument("--threshold", type=float, default=None, metavar="SCORE",
+                   help="detectors: list boxes scoring at least this (default 0.3)")
+    p.add_argument("-o", "--output", metavar="OUT_DIR",
+                   help="detectors: write each image with its boxes drawn into OUT_DIR (same file names)")
     add_device(p)
     add_json(p, "print JSON instead of tables")
 
@@ -62,6 +66,9 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="compare with these weights on the same images (the uncompressed or fp32 model): both "
                         "accuracies, top-1 agreement, mean KL(reference || candidate), the paired 95%% interval of the "
                         "top-1 difference and McNemar's exact p")
+    p.add_argument("--split", choices=("all", "train", "val"), default="all",
+                   help="detectors: all labelled images of a YOLO folder (default), or the training or validation part "
+                        "as `squeezenet train` splits it (every fifth image validates; or its train/ and val/)")
     p.add_argument("--strict", action="store_true",
                    help="fail (exit 1, nothing measured) if any image cannot be read; by default unreadable images "
                         "are skipped, counted and named in warnings")
@@ -83,6 +90,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..report.tables import predictions_table
 
     model = load_for_inference(args)
+    if model.meta.task == "detect":
+        return _predict_boxes(args, model)
+    if args.threshold is not None or args.output:
+        raise SqueezeNetError("--threshold and -o are for detectors; this model classifies")
     results = predict(model, args.images, topk=args.topk, progress=not args.json and sys.stderr.isatty())
     failed = [r for r in results if r.error]
     for r in failed:
@@ -106,6 +117,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..inference import evaluate
 
     model = load_for_inference(args)
+    if model.meta.task == "detect":
+        return _eval_detector(args, model)
     if args.reference:
         return _compare(args, model)
     result = evaluate(model, args.data, batch_size=args.batch_size, workers=args.workers,
@@ -115,4 +128,73 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict()))
     else:
         print(f"top-1 {result.top1:.4f}   top-5 {result.top5:.4f}   images {result.n:,}   skipped {result.skipped:,}")
+    return 0
+
+
+def _predict_boxes(args: argparse.Namespace, model: Any) -> int:
+    """``predict`` for a detector: boxes, labels and scores per image; with ``-o``, the images with boxes drawn."""
+    from pathlib import Path
+
+    from ..data.images import expand_image_paths
+    from ..errors import SqueezeNetError
+    from ..inference.detection import DEFAULT_THRESHOLD, detect
+    from ..report.drawing import write_annotated
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    if not 0 <= threshold <= 1:
+        raise SqueezeNetError(f"--threshold must be in 0..1, got {args.threshold}")
+    paths = expand_image_paths(args.images)
+    results = detect(model, paths, threshold=threshold)
+    failed = [r for r in results if r.error]
+    for r in failed:
+        logger.warning(r.error or "")
+    if args.output:
+        out = Path(args.output)
+        for r in results:
+            if not r.error:
+                write_annotated(r.path, out, r.boxes, r.names, r.scores, r.labels)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        for r in results:
+            if r.error:
+                continue
+            found = ", ".join(f"{name} {float(s):.2f} [{', '.join(f'{float(v):.0f}' for v in b)}]"
+                              for name, s, b in zip(r.names, r.scores, r.boxes)) or "nothing"
+            print(f"{r.path}: {len(r.names)} object(s) at score >= {threshold:g}: {found}")
+        if args.output:
+            print(f"annotated images in {args.output}/")
+    if len(failed) == len(results) and not args.json:
+        raise SqueezeNetError(f"none of the {len(results)} images could be read")
+    return 1 if failed else 0
+
+
+def _eval_detector(args: argparse.Namespace, model: Any) -> int:
+    """``eval`` for a detector: COCO mAP@[.5:.95] and mAP@.5, overall and per class; with ``--reference``, both
+    detectors' mAP on the same images and the bootstrap interval of the mAP@.5 difference."""
+    from ..deploy import load_model
+    from ..inference.detection import compare_detectors, evaluate_detector
+
+    if args.reference:
+        reference = load_model(args.reference, device=args.device, providers=args.provider)
+        paired = compare_detectors(model, reference, args.data, split=args.split)
+        if args.json:
+            print(json.dumps(paired.to_dict()))
+        else:
+            print(f"mAP@.5 {paired.candidate_map50:.4f} vs reference {paired.reference_map50:.4f}: difference "
+                  f"{paired.candidate_map50 - paired.reference_map50:+.4f}, 95% interval [{paired.diff_low:+.4f}, "
+                  f"{paired.diff_high:+.4f}] ({paired.resamples} bootstrap resamples of {paired.images} images)\n"
+                  f"mAP {paired.candidate_map:.4f} vs reference {paired.reference_map:.4f}")
+        return 0
+    scores = evaluate_detector(model, args.data, split=args.split, batch_size=min(args.batch_size, 16))
+    _report_skipped(scores.skipped, args.strict)
+    if args.json:
+        print(json.dumps(scores.to_dict()))
+        return 0
+    from ..report.render import console_for_output
+    from ..report.tables import detection_table
+
+    console_for_output().print(detection_table(scores))
+    print(f"mAP@[.5:.95] {scores.map:.4f}   mAP@.5 {scores.map50:.4f}   images {scores.images:,}   "
+          f"objects {scores.objects:,}   skipped {len(scores.skipped):,}")
     return 0

@@ -12,11 +12,17 @@ from .args import add_data_root, add_json, add_set, positive_int, verb
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="'cifar10' (under $SQUEEZENET_DATA, downloaded if absent) or a folder with "
-                                  "train/ and val/ or test/ (one sub-folder per class)")
+                                  "train/ and val/ or test/ (one sub-folder per class); detectors: a YOLO folder "
+                                  "(images/, labels/, classes.txt; every fifth image validates) or train/ and val/ "
+                                  "YOLO folders")
     p.add_argument("-o", "--output", metavar="RUN_DIR", help="new run directory")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    p.add_argument("--recipe", default="cifar10", help="a named recipe (see `squeezenet recipes`) or a YAML file")
+    p.add_argument("--recipe", help="a named recipe (see `squeezenet recipes`) or a YAML file (default: cifar10; "
+                                    "detect for a detector --model)")
     p.add_argument("--model", help="override the recipe's model (see `squeezenet models`)")
+    p.add_argument("--backbone-weights", metavar="WEIGHTS", dest="backbone_weights",
+                   help="detectors: ImageNet weights for the SqueezeNet body (a file such as the Deep Compression "
+                        ".net or torchvision's .pth, or a named weight set); default: a random body")
     p.add_argument("--epochs", type=positive_int, help="override the number of epochs")
     p.add_argument("--batch-size", type=positive_int, help="override the global batch size")
     p.add_argument("--lr", type=float, help="override the peak learning rate")
@@ -60,7 +66,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     sets: dict[str, Any] = dict(args.options)
     flags = {key: value for key, value in (("model", args.model), ("epochs", args.epochs), ("batch_size", args.batch_size),
-                                           ("optimizer.lr", args.lr), ("time_budget_s", args.time_budget_s))
+                                           ("optimizer.lr", args.lr), ("time_budget_s", args.time_budget_s),
+                                           ("backbone_weights", args.backbone_weights))
              if value is not None}
     if args.resume:
         run = load_run(args.resume)
@@ -72,16 +79,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if not args.output or not args.data:
             raise SqueezeNetError("train needs --data and -o RUN_DIR (or --resume RUN_DIR)")
-        load_recipe(args.recipe, sets)
-        recipe = load_recipe(args.recipe, {**sets, **flags})
+        name = args.recipe or ("detect" if args.model and _is_detector(args.model) else "cifar10")
+        load_recipe(name, sets)
+        recipe = load_recipe(name, {**sets, **flags})
         data, run_dir, data_root = args.data, args.output, args.data_root
     metrics = train(recipe, data, run_dir, data_root=data_root, resume=bool(args.resume), accelerator=args.accelerator,
                     devices=args.devices, compile=args.compile, progress_bar=False if args.no_progress else None).metrics
     if is_first_process():
+        scores = (f"mAP@.5 {metrics['map50']:.4f}   mAP {metrics['map']:.4f}" if "map50" in metrics else
+                  f"top-1 {metrics['top1']:.4f}   top-5 {metrics['top5']:.4f}")
         print(json.dumps(metrics, indent=2) if args.json else
-              f"top-1 {metrics['top1']:.4f}   top-5 {metrics['top5']:.4f}   epochs {metrics['epochs']}   "
-              f"{metrics['fit_time_s']:.0f} s   weights {run_dir}/best.safetensors")
+              f"{scores}   epochs {metrics['epochs']}   {metrics['fit_time_s']:.0f} s   weights {run_dir}/best.safetensors")
     return 0
+
+
+def _is_detector(name: str) -> bool:
+    """Whether a registered model is a detector (built on the meta device: nothing allocated)."""
+    import torch
+
+    from ..models import create_model
+
+    with torch.device("meta"):
+        return bool(create_model(name).meta.task == "detect")
 
 
 @verb("recipes", _recipes_arguments, extra="train")

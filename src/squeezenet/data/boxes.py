@@ -209,3 +209,21 @@ def split_every(boxes: BoxSet, every: int = 5) -> tuple[BoxSet, BoxSet]:
     val = [i for i in range(len(boxes)) if i % every == 0]
     train = [i for i in range(len(boxes)) if i % every]
     return boxes.subset(train, f"{boxes.name}-train"), boxes.subset(val, f"{boxes.name}-val")
+
+
+def resolve_boxes(data: str | Path) -> tuple[BoxSet, BoxSet]:
+    """Training and validation boxes of a folder: ``train/`` and ``val/`` YOLO folders (classes.txt in either or
+    beside them), or one YOLO folder split by :func:`split_every` (every fifth image to validation)."""
+    root = Path(data)
+    if is_yolo_folder(root / "train") and is_yolo_folder(root / "val"):
+        names_file = next((p for p in (root / "classes.txt", root / "train" / "classes.txt") if p.is_file()), None)
+        if names_file is None:
+            raise SqueezeNetError(f"{root}: no classes.txt (beside train/ and val/, or in train/)")
+        classes = read_class_names(names_file)
+        train, val = read_yolo_folder(root / "train", classes), read_yolo_folder(root / "val", classes)
+        train.name, val.name = f"{root.name}-train", f"{root.name}-val"
+        return train, val
+    if is_yolo_folder(root):
+        return split_every(read_yolo_folder(root))
+    raise SqueezeNetError(f"{root}: not a detection folder (images/, labels/ and classes.txt, or train/ and val/ "
+                          "folders of that layout)")

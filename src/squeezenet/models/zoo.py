@@ -117,13 +117,13 @@ def alexnet(**options: Any) -> AlexNet:
 
 register_arch("detector", DetectorConfig.from_dict, build_detector)
 #: options of every detector builder: 80 classes (COCO), a 320x320 input, the v1.0 body as SqueezeDet has it
-DETECT: dict[str, Any] = {"num_classes": 80, "image_size": 320, "body": "1_0", "batch_norm": False}
-_BODIES = {"1_0": v1_0_config, "1_1": v1_1_config}
+DETECT: dict[str, Any] = {"num_classes": 80, "image_size": 320, "body": "v1.0", "batch_norm": False}
+_BODIES = {"v1.0": v1_0_config, "v1.1": v1_1_config}  # ("v": a bare 1_1 reads as the number 11 in YAML and --set)
 
 
 def _body_config(body: str, batch_norm: bool) -> SqueezeNetConfig:
     if body not in _BODIES:
-        raise SqueezeNetError(f"body must be 1_0 or 1_1 (SqueezeNet v1.0 or v1.1), got {brief(body)}")
+        raise SqueezeNetError(f"body must be v1.0 or v1.1 (the SqueezeNet under the head), got {brief(body)}")
     return _BODIES[body](batch_norm=batch_norm)
 
 

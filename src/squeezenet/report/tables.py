@@ -1,4 +1,4 @@
-"""Tables of results: predictions, benchmark rows and pruning sensitivity."""
+"""Tables of results: predictions, detection AP per class, benchmark rows and pruning sensitivity."""
 
 from __future__ import annotations
 
@@ -13,7 +13,18 @@ from .render import human_bytes
 if TYPE_CHECKING:
     from ..compress.sensitivity import Sensitivity
     from ..deploy.bench import BenchResult
+    from ..inference.detection import DetectionScores
     from ..inference.predict import Prediction
+
+
+def detection_table(scores: DetectionScores) -> Table:
+    """Per class: COCO AP@[.5:.95] and AP@.5, best first (classes with objects in the data only)."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"COCO AP per class ({scores.images} images)")
+    for column, justify in (("class", "left"), ("AP@.5", "right"), ("AP@[.5:.95]", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for name, ap in sorted(scores.per_class.items(), key=lambda kv: -kv[1]["ap50"]):
+        table.add_row(name, f"{ap['ap50']:.3f}", f"{ap['ap']:.3f}")
+    return table
 
 
 def predictions_table(results: Sequence[Prediction]) -> Table:

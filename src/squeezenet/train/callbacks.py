@@ -72,19 +72,20 @@ class MidEpochPosition(L.Callback):
 
 
 class BestWeights(L.Callback):
-    """Writes ``best.safetensors`` (with architecture, preprocessing and class names) when val top-1 improves."""
+    """Writes ``best.safetensors`` (with architecture, preprocessing and class names) when the monitored validation
+    metric (top-1; mAP@0.5 for detectors) improves."""
 
-    def __init__(self, path: Path, source: str):
-        self.path, self.source = Path(path), source
+    def __init__(self, path: Path, source: str, monitor: str = "val/top1"):
+        self.path, self.source, self.monitor = Path(path), source, monitor
         self.best = -1.0
         self.best_epoch = -1
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        top1 = float(trainer.callback_metrics.get("val/top1", -1.0))
-        if top1 > self.best:
-            self.best, self.best_epoch = top1, trainer.current_epoch
+        value = float(trainer.callback_metrics.get(self.monitor, -1.0))
+        if value > self.best:
+            self.best, self.best_epoch = value, trainer.current_epoch
             if trainer.is_global_zero:
                 save_weights(pl_module.model, self.path, source=self.source)  # type: ignore[arg-type]
 
@@ -109,6 +110,7 @@ class EpochLine(L.Callback):
         def fmt(key: str, spec: str = ".4f") -> str:
             return format(float(m[key]), spec) if key in m else "-"
 
+        scores = "  ".join(f"{label} {fmt(key)}" for label, key in getattr(pl_module, "summary", ()))
         logger.info(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  loss {fmt('train/loss_epoch')}  "
-                    f"val top-1 {fmt('val/top1')}  top-5 {fmt('val/top5')}  {pl_module.epoch_rate():.0f} img/s  "  # type: ignore[operator]
+                    f"{scores}  {pl_module.epoch_rate():.0f} img/s  "  # type: ignore[operator]
                     f"{time.perf_counter() - self._start:.0f}s")

@@ -8,6 +8,8 @@ negatives at 3 per positive; both summed over images and divided by the number o
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,7 +17,12 @@ from torchmetrics.detection import MeanAveragePrecision
 from torchvision.models.detection import _utils as det_utils
 from torchvision.ops import box_iou
 
-from ..models.detector import box_coder, decode_detections
+from ..data.boxes import BoxSet, resolve_boxes
+from ..data.detection import DetectionDataset
+from ..errors import SqueezeNetError
+from ..models import Network, create_model, model_from_config
+from ..models.detector import box_coder, decode_detections, fit_anchor_shapes
+from ..weights import load_backbone
 from .module import RecipeModule
 from .recipe import Recipe
 
@@ -109,3 +116,62 @@ class DetectorModule(RecipeModule):
         self.val_map.reset()
         self.log("val/map50", float(scores["map_50"]), prog_bar=True, sync_dist=True)
         self.log("val/map", float(scores["map"]), sync_dist=True)
+
+
+@dataclass
+class DetectionSetup:
+    """What ``train()`` needs to train a detector: the model (anchors fitted, body loaded), the recipe with the
+    body's input statistics, both datasets and the class names."""
+
+    model: Network
+    recipe: Recipe
+    train: DetectionDataset
+    val: DetectionDataset
+    classes: list[str]
+    name: str
+
+
+def _limit(boxes: BoxSet, n: int | None, seed: int) -> BoxSet:
+    if n is None or n >= len(boxes):
+        return boxes
+    keep = torch.randperm(len(boxes), generator=torch.Generator().manual_seed(seed))[:n].sort().values.tolist()
+    return boxes.subset(keep, boxes.name)
+
+
+def detection_setup(recipe: Recipe, data: str, model: Network | None) -> DetectionSetup:
+    """Boxes from ``data`` (see :func:`squeezenet.data.boxes.resolve_boxes`), and the detector to train on them: the
+    recipe's model with the data's classes, ConvDet anchors fitted to the training boxes (k-means, seeded: the
+    same on a resumed run), the body from ``recipe.backbone_weights``; or ``model`` (fine-tuning), whose classes
+    must be the data's. The recipe's input statistics become the model's (the body's weights decide them)."""
+    train_boxes, val_boxes = resolve_boxes(data)
+    d = recipe.data
+    if d.augment not in ("detect", "flip", "none"):
+        raise SqueezeNetError(f"recipe {recipe.name}: data.augment {d.augment} is for classifiers; detectors take "
+                              "detect, flip or none")
+    train_boxes = _limit(train_boxes, d.limit_train, recipe.seed)
+    val_boxes = _limit(val_boxes, d.limit_val, recipe.seed)
+    classes = train_boxes.classes
+    if model is None:
+        options = {**recipe.model_options, "num_classes": len(classes), "image_size": d.image_size}
+        built = create_model(recipe.model, **options)
+        config = built.config
+        if config.head == "convdet":
+            shapes = fit_anchor_shapes(train_boxes.box_sizes(), k=len(config.anchors), seed=recipe.seed)
+            built = model_from_config(replace(config, anchors=shapes))
+        if recipe.backbone_weights:
+            load_backbone(built, recipe.backbone_weights)
+        built.meta = built.meta.replace(classes=tuple(classes),
+                                        source=f"squeezenet train {recipe.name} on {train_boxes.name}"
+                                               + (f" ({built.meta.source})" if built.meta.source else ""))
+        model = built
+    elif list(model.meta.classes) != classes:
+        raise SqueezeNetError(f"{data}: its {len(classes)} classes are not the model's ({model.meta.num_classes})")
+    p = model.meta.preprocessing
+    if not recipe.backbone_weights:  # a random body learns at the head's rate
+        recipe = replace(recipe, optimizer=replace(recipe.optimizer, backbone_lr=1.0))
+    recipe = replace(recipe, data=replace(d, image_size=p.crop, resize=p.crop, resize_mode="square", mean=p.mean,
+                                          std=p.std, channel_order=p.channel_order, value_range=p.value_range))
+    size = p.crop
+    augment = d.augment if d.augment in ("detect", "flip") else "none"
+    return DetectionSetup(model, recipe, DetectionDataset(train_boxes, size, augment, recipe.seed),
+                          DetectionDataset(val_boxes, size, "none"), classes, train_boxes.name.removesuffix("-train"))

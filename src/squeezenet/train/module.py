@@ -19,17 +19,27 @@ from .recipe import Recipe
 logger = logging.getLogger(__name__)
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
+def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool,
+                     backbone_lr: float = 1.0) -> list[dict]:
     """Weight decay on conv/linear weights only (unless the recipe says otherwise, as Caffe did).
 
     Always two groups, weights then the rest: a parametrization (pruning mask, shared weights) moves a
     layer's weight after its bias in ``model.parameters()``, and an optimizer's saved state is matched by
     position, so a checkpoint must not depend on whether the masks existed when the optimizer was made.
+    A detector's body (``model.backbone``) with ``backbone_lr`` < 1 gets two groups of its own, first, whose
+    learning rate is that fraction of the others'.
     """
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    other = [p for p in model.parameters() if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": other, "weight_decay": weight_decay if decay_norm_and_bias else 0.0}]
+    body = getattr(model, "backbone", None) if backbone_lr != 1.0 else None
+    parts = [body, None] if isinstance(body, nn.Module) else [None]
+    in_body = {id(p) for p in body.parameters()} if isinstance(body, nn.Module) else set()
+    groups = []
+    for part in parts:
+        params = list(part.parameters()) if part is not None else [p for p in model.parameters() if id(p) not in in_body]
+        scale = {"lr_scale": backbone_lr} if part is not None else {}
+        groups += [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay, **scale},
+                   {"params": [p for p in params if p.ndim <= 1],
+                    "weight_decay": weight_decay if decay_norm_and_bias else 0.0, **scale}]
+    return groups
 
 
 def lr_at(recipe: Recipe, progress: float) -> float:
@@ -145,11 +155,14 @@ class RecipeModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.log("train/images_per_s", self.epoch_rate(), rank_zero_only=True)
         self.log("train/epoch_time_s", time.perf_counter() - self._epoch_start, rank_zero_only=True)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], rank_zero_only=True)
+        self.log("lr", self.trainer.optimizers[0].param_groups[-1]["lr"], rank_zero_only=True)  # (not a body's)
 
     def configure_optimizers(self):
         r = self.recipe
-        groups = parameter_groups(self.model, r.optimizer.weight_decay, r.optimizer.decay_norm_and_bias)
+        groups = parameter_groups(self.model, r.optimizer.weight_decay, r.optimizer.decay_norm_and_bias,
+                                  r.optimizer.backbone_lr)
+        for g in groups:
+            g["lr"] = r.optimizer.lr * g.pop("lr_scale", 1.0)
         if r.optimizer.name == "sgd":
             opt = torch.optim.SGD(groups, lr=r.optimizer.lr, momentum=r.optimizer.momentum, nesterov=r.optimizer.nesterov)
         elif r.optimizer.name == "adamw":

@@ -28,6 +28,7 @@ class OptimizerSpec:
     nesterov: bool = False
     weight_decay: float = 5e-4
     decay_norm_and_bias: bool = False  # apply weight decay to BN parameters and biases too (Caffe does)
+    backbone_lr: float = 1.0  # detectors: a pretrained body's learning rate as a fraction of lr (keeps its features)
 
 
 @dataclass
@@ -44,8 +45,9 @@ class DataSpec:
     image_size: int = 224  # crop fed to the network
     resize: int = 256  # evaluation: shorter side before the centre crop
     # cifar: pad-crop + flip; imagenet: random-resized crop + flip; crop: resize, random crop + flip (as Caffe's
-    # AlexNet/SqueezeNet were trained: mild, for distillation and short fine-tuning); none
-    augment: Literal["cifar", "imagenet", "crop", "none"] = "imagenet"
+    # AlexNet/SqueezeNet were trained: mild, for distillation and short fine-tuning); none.
+    # Detectors: detect (colour jitter, zoom out, IoU crop, flip: boxes follow) or flip
+    augment: Literal["cifar", "imagenet", "crop", "detect", "flip", "none"] = "imagenet"
     in_memory: bool | None = None  # decode everything once; default: yes for images of 64 px or less
     workers: int = 4
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -76,6 +78,8 @@ class Recipe:
     model: str = "squeezenet1_1"
     model_options: dict[str, Any] = field(default_factory=dict)
     init: Literal["torchvision", "caffe", "msra"] = "torchvision"
+    # detectors: ImageNet weights for the body (a file or a named weight set; null: randomly initialised)
+    backbone_weights: str | None = None
     head_bias: float = 0.0  # initial conv10 bias: > 0 keeps the ReLU after conv10 from dying early (see init.py)
     epochs: int = 30
     batch_size: int = 128  # global: split over all devices
@@ -118,7 +122,8 @@ class Recipe:
         r, o = self.schedule, self.optimizer
         for fname, x, lo, hi in (
                 ("optimizer.momentum", o.momentum, 0.0, 1.0), ("optimizer.weight_decay", o.weight_decay, 0.0, 1.0),
-                ("optimizer.lr", o.lr, 0.0, 1e3), ("schedule.pct_start", r.pct_start, 0.0, 1.0),
+                ("optimizer.lr", o.lr, 0.0, 1e3), ("optimizer.backbone_lr", o.backbone_lr, 0.0, 1.0),
+                ("schedule.pct_start", r.pct_start, 0.0, 1.0),
                 ("schedule.gamma", r.gamma, 0.0, 1e6), ("schedule.warmup_epochs", r.warmup_epochs, 0.0, 1e5),
                 ("grad_clip_norm", self.grad_clip_norm or 1.0, 1e-12, 1e12)):
             if not lo <= x <= hi:

@@ -31,15 +31,17 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ..common.dist import is_first_process
 from ..common.io import FolderLock, atomic_path
 from ..data import ImageDataset, collate_images
+from ..data.detection import collate_detections
 from ..data.training import DataSource, make_dataset, resolve_data
 from ..errors import Interrupted, SqueezeNetError
 from ..models import Network, Preprocessing, create_model, default_classes
 from .callbacks import BestWeights, EpochLine, MidEpochPosition, RNGState
 from .checkpoint_io import AtomicCheckpointIO, SaveOnSignal
+from .detection import DetectorModule, detection_setup
 from .init import init_head_bias, init_weights
 from .layout import LAST_CKPT, RUN_FILE, RUN_LOCK
 from .logs import ResumableCSVLogger
-from .module import ClassifierModule
+from .module import ClassifierModule, RecipeModule
 from .plots import plot_curves
 from .recipe import Recipe
 
@@ -71,7 +73,7 @@ class EpochSampler(DistributedSampler):
 
 
 class _EpochIndexed(torch.utils.data.Dataset):
-    def __init__(self, base: ImageDataset):
+    def __init__(self, base: Any):
         self.base = base
 
     def __len__(self) -> int:
@@ -86,10 +88,10 @@ class _EpochIndexed(torch.utils.data.Dataset):
 class DataModule(L.LightningDataModule):
     """Builds loaders once the strategy knows this process's rank and the world size."""
 
-    def __init__(self, train: ImageDataset, val: ImageDataset, batch_size: int, workers: int, seed: int,
-                 position: MidEpochPosition | None = None):
+    def __init__(self, train: Any, val: Any, batch_size: int, workers: int, seed: int,
+                 position: MidEpochPosition | None = None, collate: Any = collate_images):
         super().__init__()
-        self.train_set, self.val_set = train, val
+        self.train_set, self.val_set, self.collate = train, val, collate
         self.batch_size, self.workers, self.seed, self.position = batch_size, workers, seed, position
 
     def _per_device(self) -> int:
@@ -100,7 +102,7 @@ class DataModule(L.LightningDataModule):
 
     def _loader(self, dataset, sampler, drop_last: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=self._per_device(), sampler=sampler, num_workers=self.workers,
-                          collate_fn=collate_images, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
+                          collate_fn=self.collate, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
                           persistent_workers=False)
 
     def _world(self) -> tuple[int, int]:
@@ -209,11 +211,18 @@ def train(
     """
     run_dir = Path(run_dir)
     first_process = is_first_process()  # under torchrun only rank 0 owns the run directory
+    created = not run_dir.exists()
     lock = FolderLock(run_dir, "another training run", RUN_LOCK).acquire() if first_process else None
     try:
         return _train(recipe, data, run_dir, data_root=data_root, resume=resume, accelerator=accelerator,
                       devices=devices, compile=compile, progress_bar=progress_bar, model=model, callbacks=callbacks,
                       teacher=teacher)
+    except SqueezeNetError:
+        if lock is not None and created and [p.name for p in run_dir.iterdir()] == [RUN_LOCK]:
+            lock.release()  # refused before anything was written (bad data, labels, options): leave no folder behind
+            lock = None
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         if lock is not None:
             lock.release()
@@ -248,31 +257,17 @@ def _read_checkpoint(ckpt: Path) -> dict[str, Any]:
     return saved
 
 
-def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | None, resume: bool, accelerator: str,
-           devices: int | str, compile: bool, progress_bar: bool | None, model: Network | None,
-           callbacks: list[L.Callback] | None, teacher: torch.nn.Module | None) -> TrainResult:
-    ckpt = run_dir / LAST_CKPT
-    first_process = is_first_process()
-    if first_process:  # temporary files of a writer that was killed (we hold the folder's lock: none is live)
-        for stale in run_dir.glob(f"{LAST_CKPT.parent.name}/.*.tmp"):
-            stale.unlink()
-    if resume and not ckpt.is_file():
-        _start_over(run_dir, first_process)
-        resume = False
-    elif first_process and not resume and (run_dir / RUN_FILE).exists():
-        raise SqueezeNetError(f"{run_dir} already holds a run; pass resume=True to continue it or choose another run directory")
-    saved = _read_checkpoint(ckpt) if resume else None
-    if saved is not None and recipe.time_budget_s and float(saved.get("train_seconds", 0.0)) >= recipe.time_budget_s:
-        raise SqueezeNetError(f"{run_dir}: its time budget of {recipe.time_budget_s:g} s is spent "
-                              f"({float(saved['train_seconds']):.0f} s trained), nothing is left to train; give it more "
-                              "with time_budget_s=SECONDS or none with time_budget_s=0")
+def _task(recipe: Recipe, model: Network | None) -> str:
+    """``classify`` or ``detect``: the model's (or the recipe's model's, built on the meta device) task."""
+    if model is not None:
+        return model.meta.task
+    with torch.device("meta"):
+        return create_model(recipe.model, **recipe.model_options).meta.task
 
-    _quiet_lightning()
-    L.seed_everything(recipe.seed, workers=True, verbose=False)
-    torch.set_float32_matmul_precision("high")
-    env = LaunchEnv.detect()
-    if teacher is not None and model is None:
-        raise SqueezeNetError("distillation needs the student model too (model=)")
+
+def _classification(recipe: Recipe, data: str, data_root: str | Path | None, model: Network | None,
+                    teacher: torch.nn.Module | None) -> tuple[Network, RecipeModule, Any, Any, str, list[str]]:
+    """The classifier, its LightningModule, both datasets, the data's name and the files skipped while listing."""
     source = resolve_data(data, data_root, unlabelled=teacher is not None)
     train_set, val_set, skipped = build_datasets(recipe, source)
     if len(train_set) < recipe.batch_size:
@@ -299,6 +294,47 @@ def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | 
     num_classes = len(source.classes) if source.labelled else len(model.meta.classes)
     module = ClassifierModule(model, recipe, num_classes, teacher=teacher,
                               batch_augment=recipe.data.augment == "cifar" and uses_memory(recipe))
+    return model, module, train_set, val_set, source.name, skipped
+
+
+def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | None, resume: bool, accelerator: str,
+           devices: int | str, compile: bool, progress_bar: bool | None, model: Network | None,
+           callbacks: list[L.Callback] | None, teacher: torch.nn.Module | None) -> TrainResult:
+    ckpt = run_dir / LAST_CKPT
+    first_process = is_first_process()
+    if first_process:  # temporary files of a writer that was killed (we hold the folder's lock: none is live)
+        for stale in run_dir.glob(f"{LAST_CKPT.parent.name}/.*.tmp"):
+            stale.unlink()
+    if resume and not ckpt.is_file():
+        _start_over(run_dir, first_process)
+        resume = False
+    elif first_process and not resume and (run_dir / RUN_FILE).exists():
+        raise SqueezeNetError(f"{run_dir} already holds a run; pass resume=True to continue it or choose another run directory")
+    saved = _read_checkpoint(ckpt) if resume else None
+    if saved is not None and recipe.time_budget_s and float(saved.get("train_seconds", 0.0)) >= recipe.time_budget_s:
+        raise SqueezeNetError(f"{run_dir}: its time budget of {recipe.time_budget_s:g} s is spent "
+                              f"({float(saved['train_seconds']):.0f} s trained), nothing is left to train; give it more "
+                              "with time_budget_s=SECONDS or none with time_budget_s=0")
+
+    _quiet_lightning()
+    L.seed_everything(recipe.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+    env = LaunchEnv.detect()
+    if teacher is not None and model is None:
+        raise SqueezeNetError("distillation needs the student model too (model=)")
+    detect = _task(recipe, model) == "detect"
+    if detect:
+        if teacher is not None:
+            raise SqueezeNetError("distillation is for classifiers; a detector trains on boxes")
+        setup = detection_setup(recipe, data, model)
+        model, recipe, train_set, val_set = setup.model, setup.recipe, setup.train, setup.val
+        data_name, skipped = setup.name, list[str]()
+        if len(train_set) < recipe.batch_size:
+            raise SqueezeNetError(f"{len(train_set)} training images are fewer than one batch of {recipe.batch_size}")
+        model.train()
+        module: RecipeModule = DetectorModule(model, recipe)
+    else:
+        model, module, train_set, val_set, data_name, skipped = _classification(recipe, data, data_root, model, teacher)
     if compile:
         module.model = torch.compile(module.model)  # type: ignore[assignment]
 
@@ -311,14 +347,15 @@ def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | 
 
     resumed_step = int(saved["global_step"]) if saved is not None else None
     gpu = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
-    best = BestWeights(run_dir / "best.safetensors", source=f"squeezenet train {recipe.name} on {source.name}")
+    best = BestWeights(run_dir / "best.safetensors", source=f"squeezenet train {recipe.name} on {data_name}",
+                       monitor=module.monitor)
     show_bar = progress_bar if progress_bar is not None else os.isatty(2)
     on_signal, position = SaveOnSignal(ckpt), MidEpochPosition()
     all_callbacks: list[L.Callback] = [
         # the best epoch, then the latest one every epoch (save_last=True would only follow the best, skipping
         # epochs that do not improve val/top1); in this order last.ckpt holds the best-checkpoint state too
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="epoch{epoch:03d}", auto_insert_metric_name=False,
-                        save_top_k=1, monitor="val/top1", mode="max"),
+                        save_top_k=1, monitor=module.monitor, mode="max"),
         ModelCheckpoint(dirpath=run_dir / LAST_CKPT.parent, filename=LAST_CKPT.stem, save_top_k=1, monitor=None,
                         enable_version_counter=False),
         RNGState(), position, best, on_signal, *(callbacks or []),
@@ -346,7 +383,8 @@ def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | 
         log_every_n_steps=10,
         plugins=[AtomicCheckpointIO()],
     )
-    datamodule = DataModule(train_set, val_set, recipe.batch_size, recipe.data.workers, recipe.seed, position)
+    datamodule = DataModule(train_set, val_set, recipe.batch_size, recipe.data.workers, recipe.seed, position,
+                            collate=collate_detections if detect else collate_images)
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if resume else None)
@@ -357,16 +395,19 @@ def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | 
         raise Interrupted(f"{name} at {on_signal.where}: state saved in {ckpt}; `squeezenet train --resume "
                           f"{run_dir}` continues", on_signal.signum) from None
     elapsed = time.perf_counter() - start
-    if not trainer.interrupted and ("val/top1" not in trainer.callback_metrics or trainer.current_epoch < recipe.epochs):
+    if not trainer.interrupted and (module.monitor not in trainer.callback_metrics or trainer.current_epoch < recipe.epochs):
         # stopped by the time budget mid-epoch, or resumed from the last epoch's checkpoint with nothing left
         # to train: measure the final weights
         trainer.validate(module, datamodule=datamodule, verbose=False)
 
     m = trainer.callback_metrics
     metrics = {
-        "model": recipe.model, "recipe": recipe.name, "data": source.name, "epochs": trainer.current_epoch,
-        "top1": float(m.get("val/top1", float("nan"))), "top5": float(m.get("val/top5", float("nan"))),
-        "best_top1": best.best, "best_epoch": best.best_epoch + 1,
+        "model": recipe.model, "recipe": recipe.name, "data": data_name, "epochs": trainer.current_epoch,
+        **({"map50": float(m.get("val/map50", float("nan"))), "map": float(m.get("val/map", float("nan"))),
+            "best_map50": best.best} if detect else
+           {"top1": float(m.get("val/top1", float("nan"))), "top5": float(m.get("val/top5", float("nan"))),
+            "best_top1": best.best}),
+        "best_epoch": best.best_epoch + 1,
         "params": sum(p.numel() for p in model.parameters()), "train_images": len(train_set),
         "val_images": len(val_set), "skipped_images": len(skipped) + module.skipped_images, "fit_time_s": round(elapsed, 1),
         "train_time_s": round(module.train_seconds, 1),
@@ -380,7 +421,7 @@ def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | 
             tmp.write_text(json.dumps(metrics, indent=2))
         csv_path = run_dir / "logs" / "csv" / "metrics.csv"
         if csv_path.is_file():
-            plot_curves(csv_path, run_dir / "curves.png", f"{recipe.model} / {recipe.name} on {source.name}")
+            plot_curves(csv_path, run_dir / "curves.png", f"{recipe.model} / {recipe.name} on {data_name}")
     return TrainResult(metrics, model)
 
 

@@ -1,0 +1,278 @@
+"""Detectors: labels from files, anchors and decoding, the loss, COCO mAP against pycocotools, training, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import require_shared
+from squeezenet import create_model, load_backbone, load_weights, save_weights
+from squeezenet.data.boxes import read_coco_json, read_yolo_folder, resolve_boxes, split_every
+from squeezenet.errors import SqueezeNetError
+from squeezenet.inference.detection import mean_average_precision
+from squeezenet.models import decode_detections, fit_anchor_shapes
+from squeezenet.train.detection import DetectionLoss
+
+TINY = {"num_classes": 2, "image_size": 64, "body": "v1.1", "batch_norm": True}
+
+
+def yolo_folder(root: Path, n: int = 12, size: int = 64, seed: int = 0) -> Path:
+    """``n`` images with one or two squares each: red ones are class 0, green ones class 1 (YOLO boxes)."""
+    g = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "classes.txt").write_text("red\ngreen\n")
+    for i in range(n):
+        pixels = np.full((size, size, 3), 40, np.uint8)
+        lines = []
+        for k in range(1 + i % 2):
+            side = int(g.integers(size // 4, size // 2))
+            x0, y0 = (int(v) for v in g.integers(0, size - side, 2))
+            cls = (i + k) % 2
+            pixels[y0:y0 + side, x0:x0 + side, cls] = 220
+            lines.append(f"{cls} {(x0 + side / 2) / size:.6f} {(y0 + side / 2) / size:.6f} {side / size:.6f} {side / size:.6f}")
+        Image.fromarray(pixels).save(root / "images" / f"{i:03d}.png")
+        (root / "labels" / f"{i:03d}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_yolo_boxes_and_polygons_read_as_pixels_fractions(tmp_path) -> None:
+    root = yolo_folder(tmp_path / "d", n=3)
+    (root / "labels" / "000.txt").write_text("1 0.1 0.2 0.5 0.2 0.3 0.6\n\n0 0.5 0.5 0.2 0.4\n")  # polygon, blank, box
+    (root / "labels" / "002.txt").unlink()  # an image without objects is legal
+    boxes = read_yolo_folder(root)
+    first = boxes.samples[0]
+    torch.testing.assert_close(first.boxes, torch.tensor([[0.1, 0.2, 0.5, 0.6], [0.4, 0.3, 0.6, 0.7]]))
+    assert first.labels.tolist() == [1, 0] and boxes.classes == ["red", "green"]
+    assert boxes.samples[2].boxes.shape == (0, 4)
+    train, val = split_every(read_yolo_folder(yolo_folder(tmp_path / "e", n=10)))
+    assert [s.image.name for s in val.samples] == ["000.png", "005.png"] and len(train) == 8
+
+
+@pytest.mark.parametrize("line, words", [
+    ("0 0.5 0.5 0.2", "3 numbers after the class"),
+    ("5 0.5 0.5 0.2 0.2", "class 5 is not one of the 2 classes"),
+    ("0 0.5 0.5 1.7 0.2", "coordinate 1.7 is outside 0..1"),
+    ("0 0.9 0.5 0.4 0.2", "the box reaches outside the image"),
+    ("0 0.5 0.5 0 0.2", "an empty box"),
+    ("zero 0.5 0.5 0.2 0.2", "not a label line"),
+    ("0 0.5 nan 0.2 0.2", "outside 0..1"),
+])
+def test_bad_label_lines_are_one_error_naming_file_and_line(tmp_path, line, words) -> None:
+    root = yolo_folder(tmp_path / "d", n=2)
+    (root / "labels" / "001.txt").write_text("0 0.5 0.5 0.2 0.2\n" + line + "\n")
+    with pytest.raises(SqueezeNetError, match=words) as info:
+        read_yolo_folder(root)
+    assert str(info.value).startswith(f"{root / 'labels' / '001.txt'}:2: ") and "\n" not in str(info.value)
+
+
+def test_a_label_without_its_image_and_a_missing_class_list_are_errors(tmp_path) -> None:
+    root = yolo_folder(tmp_path / "d", n=2)
+    (root / "labels" / "orphan.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(SqueezeNetError, match="orphan.txt: a label file without an image"):
+        read_yolo_folder(root)
+    (root / "labels" / "orphan.txt").unlink()
+    (root / "classes.txt").unlink()
+    with pytest.raises(SqueezeNetError, match="no classes.txt"):
+        resolve_boxes(root)
+
+
+def test_coco_json_boxes_match_the_yolo_reading_of_the_same_objects(tmp_path) -> None:
+    root = yolo_folder(tmp_path / "d", n=4)
+    yolo = read_yolo_folder(root)
+    images, annotations = [], []
+    for i, s in enumerate(yolo.samples):
+        images.append({"id": i + 1, "file_name": s.image.name, "width": 64, "height": 64})
+        for b, c in zip(s.boxes.tolist(), s.labels.tolist()):
+            x1, y1, x2, y2 = (v * 64 for v in b)
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": 10 + c,
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": 0})
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 10, "name": "red"}, {"id": 11, "name": "green"}]}))
+    coco = read_coco_json(path, root / "images")
+    assert coco.classes == ["red", "green"]
+    for a, b in zip(coco.samples, yolo.samples):
+        torch.testing.assert_close(a.boxes, b.boxes, atol=1e-5, rtol=0)
+        assert torch.equal(a.labels, b.labels)
+    annotations[0]["category_id"] = 99
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 10, "name": "red"}]}))
+    with pytest.raises(SqueezeNetError, match="annotation 0: category_id 99 is not among the categories"):
+        read_coco_json(path, root / "images")
+
+
+def test_map_equals_pycocotools_on_a_hand_made_case() -> None:
+    """Three images, two classes: a hit, a loose box, a duplicate, a miss and a false alarm. Our mAP (torchmetrics)
+    must be COCOeval's numbers, computed here directly from COCO-format dictionaries."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    truth = [{"boxes": torch.tensor([[10., 10., 50., 50.], [60., 60., 90., 100.]]), "labels": torch.tensor([0, 1])},
+             {"boxes": torch.tensor([[0., 0., 30., 40.]]), "labels": torch.tensor([0])},
+             {"boxes": torch.tensor([[20., 30., 70., 80.], [5., 5., 15., 25.]]), "labels": torch.tensor([1, 1])}]
+    preds = [{"boxes": torch.tensor([[12., 11., 49., 52.], [58., 65., 92., 99.], [11., 10., 50., 48.]]),
+              "scores": torch.tensor([0.9, 0.8, 0.3]), "labels": torch.tensor([0, 1, 0])},
+             {"boxes": torch.tensor([[5., 8., 35., 40.], [60., 60., 80., 80.]]), "scores": torch.tensor([0.6, 0.7]),
+              "labels": torch.tensor([0, 1])},
+             {"boxes": torch.tensor([[20., 28., 72., 80.]]), "scores": torch.tensor([0.55]), "labels": torch.tensor([1])}]
+    ours = mean_average_precision(preds, truth)
+    gt = {"images": [{"id": i, "width": 100, "height": 100} for i in range(3)],
+          "categories": [{"id": 0}, {"id": 1}], "annotations": []}
+    dt = []
+    for i, (t, p) in enumerate(zip(truth, preds)):
+        for b, c in zip(t["boxes"].tolist(), t["labels"].tolist()):
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": i, "category_id": c, "iscrowd": 0,
+                                      "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": (b[2] - b[0]) * (b[3] - b[1])})
+        for b, c, s in zip(p["boxes"].tolist(), p["labels"].tolist(), p["scores"].tolist()):
+            dt.append({"image_id": i, "category_id": c, "score": s, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]})
+    coco = COCO()
+    coco.dataset = gt
+    coco.createIndex()
+    run = COCOeval(coco, coco.loadRes(dt), "bbox")
+    run.evaluate()
+    run.accumulate()
+    run.summarize()
+    assert float(ours["map"]) == pytest.approx(run.stats[0], abs=1e-6)
+    assert float(ours["map_50"]) == pytest.approx(run.stats[1], abs=1e-6)
+    assert 0.2 < run.stats[0] < run.stats[1] < 1.0  # the case is neither perfect nor empty
+
+
+def test_decoding_zero_deltas_gives_the_anchor_in_image_pixels() -> None:
+    model = create_model("squeezedet", **TINY).eval()
+    anchors = model.anchors
+    out = torch.full((1, len(anchors), 4 + 1 + 2), -10.0)
+    out[..., :4] = 0.0
+    out[0, :, 4] = 10.0  # background everywhere ...
+    k = len(anchors) // 2
+    out[0, k, 4], out[0, k, 4 + 2] = -10.0, 10.0  # ... but anchor k, class 1 (green)
+    found = decode_detections(out, anchors, 64, image_sizes=[(128, 256)])[0]
+    assert found["labels"].tolist() == [1] and found["scores"][0] > 0.99
+    expected = anchors[k].clamp(0, 64) * torch.tensor([4.0, 2.0, 4.0, 2.0])  # width 256/64, height 128/64
+    torch.testing.assert_close(found["boxes"][0], expected)
+    # ConvDet's layout: anchor index = (row * columns + column) * shapes + shape, centred on its cell
+    shapes = len(model.config.anchors)
+    cells = int(round((len(anchors) / shapes) ** 0.5))
+    row, col, shape = 1, 2, 3
+    a = anchors[(row * cells + col) * shapes + shape]
+    torch.testing.assert_close((a[:2] + a[2:]) / 2, torch.tensor([(col + 0.5) * 64 / cells, (row + 0.5) * 64 / cells]))
+
+
+def test_anchor_shapes_fitted_by_kmeans_find_the_clusters() -> None:
+    g = torch.Generator().manual_seed(0)
+    sizes = torch.cat([torch.tensor([[0.1, 0.2]]) + 0.005 * torch.randn(50, 2, generator=g),
+                       torch.tensor([[0.5, 0.3]]) + 0.005 * torch.randn(50, 2, generator=g)])
+    shapes = fit_anchor_shapes(sizes, k=2)
+    torch.testing.assert_close(torch.tensor(shapes), torch.tensor([[0.1, 0.2], [0.5, 0.3]]), atol=0.01, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["squeezedet", "ssdlite_squeezenet"])
+def test_a_tiny_detector_learns_synthetic_boxes_in_a_few_steps(tmp_path, name) -> None:
+    from squeezenet.data.detection import DetectionDataset, collate_detections
+
+    boxes = read_yolo_folder(yolo_folder(tmp_path / "d", n=8))
+    x, targets, _, _ = collate_detections([DetectionDataset(boxes, 64)[i] for i in range(8)])
+    model = create_model(name, **TINY).train()
+    loss_fn = DetectionLoss(model.anchors)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(12):
+        parts = loss_fn(model(x.float() / 255), targets)
+        loss = parts["boxes"] + parts["classes"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_detector_files_round_trip_and_take_an_imagenet_body(tmp_path) -> None:
+    model = create_model("squeezedet", **TINY).eval()
+    path = save_weights(model, tmp_path / "d.safetensors")
+    again = load_weights(path)
+    x = torch.randn(1, 3, 64, 64)
+    assert again.meta == model.meta and torch.equal(again(x), model(x))
+    body = create_model("squeezenet1_1", batch_norm=True).eval()
+    body.meta = body.meta.replace(source="imagenet here")
+    load_backbone(model, save_weights(body, tmp_path / "body.safetensors"))
+    assert torch.equal(model.backbone[0].weight, body.features[0].weight)
+    assert model.meta.preprocessing.mean == body.meta.preprocessing.mean and model.meta.preprocessing.crop == 64
+    with pytest.raises(SqueezeNetError, match="its layers are not this detector's body"):
+        load_backbone(model, save_weights(create_model("squeezenet1_0"), tmp_path / "v10.safetensors"))
+
+
+def test_published_body_under_squeezedet_keeps_its_caffe_preprocessing() -> None:
+    model = create_model("squeezedet", num_classes=3)
+    load_backbone(model, require_shared("deep-compression", "compressed_SqueezeNet.net"))
+    p = model.meta.preprocessing
+    assert (p.channel_order, p.value_range, p.mean, p.crop, p.resize_mode) == ("BGR", 255.0, (104.0, 117.0, 123.0), 320, "square")
+
+
+SMALL_DETECTOR = ["--model", "squeezedet", "--epochs", "2", "--batch-size", "4", "--no-progress", "--time-budget", "0",
+                  "--set", "data.image_size=64", "--set", "model_options.body=v1.1",
+                  "--set", "model_options.batch_norm=true", "--set", "data.augment=flip"]
+
+
+@pytest.mark.slow
+def test_train_a_detector_kill_and_resume_exactly_then_eval_and_predict(tmp_path, capsys) -> None:
+    import subprocess
+    import sys
+
+    from squeezenet.cli import main
+
+    data = yolo_folder(tmp_path / "boxes", n=20)
+    reference = tmp_path / "reference"
+    assert main(["train", "--data", str(data), "-o", str(reference), *SMALL_DETECTOR, "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0 <= metrics["map50"] <= 1 and 0 <= metrics["map"] <= metrics["map50"] and "top1" not in metrics
+    assert metrics["train_images"] == 16 and metrics["val_images"] == 4  # every fifth image validates
+    assert (reference / "curves.png").is_file()
+
+    killed = tmp_path / "killed"  # the second last.ckpt write (end of epoch 2) is torn by a SIGKILL
+    tests = Path(__file__).parent
+    env = {**__import__("os").environ, "KILL_AT_SAVE": "2", "FAULT_MATCH": "last.ckpt", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(tests.parent / "src")}
+    done = subprocess.run([sys.executable, str(tests / "fault_worker.py"), "train", "--data", str(data), "-o", str(killed),
+                           *SMALL_DETECTOR], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -9, done.stderr[-2000:]
+    assert main(["train", "--resume", str(killed), "--no-progress"]) == 0
+    capsys.readouterr()
+    ours = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    ref = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for key in ref:  # the anchors fitted, the body built and every augmentation replayed as in the run never killed
+        torch.testing.assert_close(ours[key], ref[key], rtol=0, atol=1e-6)
+
+    weights = str(reference / "best.safetensors")
+    assert load_weights(weights).meta.classes == ("red", "green")
+    assert main(["eval", "-w", weights, "-d", str(data), "--split", "val", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["images"] == 4 and scores["map50"] == pytest.approx(metrics["map50"], abs=1e-6)
+    assert main(["eval", "-w", weights, "-d", str(data), "--reference", weights, "--json"]) == 0
+    paired = json.loads(capsys.readouterr().out)
+    assert paired["map50_diff"] == 0 and paired["map50_diff_ci95"] == [0, 0] and paired["images"] == 20
+    out = tmp_path / "drawn"
+    image = data / "images" / "001.png"
+    assert main(["predict", "-w", weights, str(image), "--threshold", "0", "-o", str(out), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)[0]
+    assert found["objects"] and all(o["label"] in ("red", "green") and len(o["box"]) == 4 for o in found["objects"])
+    drawn = np.asarray(Image.open(out / "001.png"))
+    assert drawn.shape == (64, 64, 3) and not np.array_equal(drawn, np.asarray(Image.open(image)))  # boxes drawn
+
+
+def test_bad_labels_and_a_classifier_on_boxes_are_one_line_on_the_cli(tmp_path, capsys) -> None:
+    from squeezenet.cli import main
+
+    data = yolo_folder(tmp_path / "boxes", n=6)
+    (data / "labels" / "003.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.5 0.5 0.2\n")
+    assert main(["train", "--data", str(data), "-o", str(tmp_path / "run"), *SMALL_DETECTOR]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"squeezenet: error: {data / 'labels' / '003.txt'}:2: 3 numbers after the class; a box has 4 "
+                   "(cx cy w h), a polygon an even number >= 6 (x y pairs)"]
+    assert not (tmp_path / "run").exists()
+    classifier = save_weights(create_model("squeezenet1_1", num_classes=2), tmp_path / "c.safetensors")
+    assert main(["predict", "-w", str(classifier), str(data / "images" / "000.png"), "--threshold", "0.5"]) == 1
+    assert "--threshold and -o are for detectors" in capsys.readouterr().err
