@@ -276,3 +276,30 @@ def test_bad_labels_and_a_classifier_on_boxes_are_one_line_on_the_cli(tmp_path, 
     classifier = save_weights(create_model("squeezenet1_1", num_classes=2), tmp_path / "c.safetensors")
     assert main(["predict", "-w", str(classifier), str(data / "images" / "000.png"), "--threshold", "0.5"]) == 1
     assert "--threshold and -o are for detectors" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_exported_onnx_gives_pytorchs_boxes_on_real_images(tmp_path) -> None:
+    from torchvision.ops import box_iou
+
+    from squeezenet.data.images import load_rgb_image
+    from squeezenet.deploy import OnnxModel, export_onnx
+    from squeezenet.inference.detection import detect_images
+
+    images = [load_rgb_image(p) for p in sorted(require_shared("coco128", "images").iterdir())[:6]]
+    model = create_model("squeezedet", num_classes=80, image_size=192)
+    load_backbone(model, require_shared("deep-compression", "compressed_SqueezeNet.net"))
+    torch.nn.init.normal_(model.convdet.weight, std=0.02)  # an untrained head, made to answer with varied scores
+    model.eval()
+    path = tmp_path / "det.onnx"
+    x = torch.stack([model.meta.preprocessing.transforms()(img) for img in images[:2]])
+    assert export_onnx(model, path, check_images=x).max_abs_diff < 1e-3
+    onnx = OnnxModel(path)
+    ours = detect_images(model, images, threshold=0.06, max_detections=1000)
+    theirs = detect_images(onnx, images, threshold=0.05, max_detections=1000)  # a margin: no box lost at the edge
+    assert sum(len(f["boxes"]) for f in ours) > 20
+    for a, b in zip(ours, theirs):  # every PyTorch box has its ONNX twin: same class, IoU > 0.99, score within 1e-3
+        iou = box_iou(a["boxes"], b["boxes"]) * (a["labels"][:, None] == b["labels"][None, :])
+        best, index = iou.max(1)
+        assert bool((best > 0.99).all()), best.min()
+        assert (a["scores"] - b["scores"][index]).abs().max() < 1e-3

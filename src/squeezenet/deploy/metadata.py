@@ -113,14 +113,17 @@ class FileModel:
         if len(inputs) != 1 or inputs[0][0] != "image" or not _dims_fit(inputs[0][1], [None, chans, crop, crop]):
             raise SqueezeNetError(f"{self.path}: expected one input 'image' of N x {chans} x {crop} x {crop}, the graph has "
                                   f"{_signature(inputs)}")
-        if not outputs or outputs[0][0] != "logits" or not _dims_fit(outputs[0][1], [None, self.meta.num_classes]):
-            raise SqueezeNetError(f"{self.path}: expected an output 'logits' of N x {self.meta.num_classes} (its class "
-                                  f"list), the graph has {_signature(outputs)}")
+        shape = list(self.meta.config.output_shape())
+        if not outputs or outputs[0][0] != "logits" or not _dims_fit(outputs[0][1], [None, *shape]):
+            raise SqueezeNetError(f"{self.path}: expected an output 'logits' of N x {' x '.join(map(str, shape))} "
+                                  f"({'anchors x (4 + 1 + classes)' if len(shape) > 1 else 'its class list'}), the graph "
+                                  f"has {_signature(outputs)}")
 
     def checked_output(self, logits: object, images: int) -> torch.Tensor:
-        """The runtime's answer as an N x classes float tensor; ``SqueezeNetError`` when it is anything else."""
+        """The runtime's answer as an N x classes (detectors: N x anchors x (4 + 1 + classes)) float tensor;
+        ``SqueezeNetError`` when it is anything else."""
         out = torch.as_tensor(np.asarray(logits))
-        if tuple(out.shape) != (images, self.meta.num_classes):
+        if tuple(out.shape) != (images, *self.meta.config.output_shape()):
             raise SqueezeNetError(f"{self.path}: returned {list(out.shape)} for {images} images of "
                                   f"{self.meta.num_classes} classes (the file's graph disagrees with its metadata)")
         return out.float()

@@ -40,6 +40,10 @@ class AlexNetConfig:
         """What the model's outputs mean: ``classify`` (logits per class)."""
         return "classify"
 
+    def output_shape(self) -> tuple[int, ...]:
+        """What the network returns per image: one logit per class."""
+        return (self.num_classes,)
+
     def num_parameters(self) -> int:
         """Weights and biases, counted without building anything (61.1M for ImageNet)."""
         convs = 64 * (self.in_chans * 121 + 1) + 192 * (64 * 25 + 1) + 384 * (192 * 9 + 1) + 256 * (384 * 9 + 1) \

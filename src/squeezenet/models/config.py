@@ -144,6 +144,10 @@ class SqueezeNetConfig:
         """What the model's outputs mean: ``classify`` (logits per class)."""
         return "classify"
 
+    def output_shape(self) -> tuple[int, ...]:
+        """What the network returns per image: one logit per class."""
+        return (self.num_classes,)
+
     def num_parameters(self) -> int:
         """Weights and biases (batch-norm and bypass convolutions included), counted without building anything."""
         def conv(cin: int, cout: int, k: int) -> int:

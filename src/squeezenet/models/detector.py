@@ -47,6 +47,7 @@ DEFAULT_ANCHORS: tuple[tuple[float, float], ...] = (
     (0.03, 0.05), (0.08, 0.12), (0.15, 0.10), (0.12, 0.30), (0.30, 0.22),
     (0.25, 0.50), (0.50, 0.40), (0.45, 0.80), (0.85, 0.75))
 MAX_ANCHORS = 64
+MIN_BOX = 0.01  # a decoded box narrower or lower than this (input pixels) is dropped
 MAX_IMAGE_SIZE = 2048
 
 
@@ -92,6 +93,11 @@ class DetectorConfig:
 
     def largest_activation(self, size: int) -> int:
         return self.backbone.largest_activation(size)
+
+    def output_shape(self) -> tuple[int, ...]:
+        """Per image: anchors x (4 box deltas + background + classes)."""
+        with torch.device("meta"):
+            return (len(build_detector(self).anchors), 4 + 1 + self.num_classes)
 
     def to_dict(self) -> dict[str, Any]:
         return {"arch": self.arch, "version": self.version, "head": self.head, "num_classes": self.num_classes,
@@ -261,6 +267,8 @@ def decode_detections(outputs: torch.Tensor, anchors: torch.Tensor, size: int, *
         deltas, logits = outputs[n, :, :4].float(), outputs[n, :, 4:].float()
         scores = logits.softmax(-1)[:, 1:]
         boxes = clip_boxes_to_image(coder.decode_single(deltas, anchors.to(deltas.device)), (size, size))
+        empty = ((boxes[:, 2] - boxes[:, 0]) < MIN_BOX) | ((boxes[:, 3] - boxes[:, 1]) < MIN_BOX)
+        scores = scores.masked_fill(empty[:, None], 0.0)  # clipped to a line at the border: no box at all
         keep_boxes, keep_scores, keep_labels = [], [], []
         for c in range(scores.shape[1]):
             s = scores[:, c]
