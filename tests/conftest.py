@@ -39,25 +39,6 @@ def image_folder(folder: Path, n: int, size: tuple[int, int] = (40, 40)) -> Path
     return folder
 
 
-def kill_after_line(cmd: list[str], marker: str, *, env: dict | None = None, delay_s: float = 1.0) -> None:
-    """Run ``cmd``, wait for a stderr line containing ``marker``, then ``delay_s`` more, then SIGKILL it
-    (no chance to clean up: what a crash, an OOM kill or a pulled plug leaves behind)."""
-    import signal
-    import subprocess
-    import time
-
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline, line = time.time() + 240, ""
-    while marker not in line and time.time() < deadline:
-        line = proc.stderr.readline()  # type: ignore[union-attr]
-        if not line and proc.poll() is not None:
-            break  # it ended (or failed) before printing the marker
-    time.sleep(delay_s)
-    assert proc.poll() is None, f"{' '.join(cmd)} ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-
-
 def pytest_collection_modifyitems(items: list) -> None:
     """Tests marked ``slow`` run first. pytest-xdist hands tests out in collection order, so a minute-long test
     collected last ran alone at the end while the other worker idled (350 of 806 s, measured)."""

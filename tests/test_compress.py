@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import kill_after_line, require_shared
+from conftest import require_shared
 from squeezenet.compress import (
     CompressionSpec,
     compress_model,
@@ -316,11 +318,13 @@ def test_killed_compress_resumes_to_the_same_result(tmp_path, capsys) -> None:
     _cifar_base(tmp_path / "base.safetensors")
     options = ["-w", str(tmp_path / "base.safetensors"), "--data", "cifar10", "--data-root", str(root),
                "--density", "0.2,conv1=1", "--bits", "4", "--finetune-epochs", "2",
-               "--set", "data.limit_train=1024", "--set", "data.limit_val=128"]  # the kill lands 1 s into epoch 2 (~4 s)
+               "--set", "data.limit_train=512", "--set", "data.limit_val=128"]  # 4 steps of 128 an epoch
     cmd = lambda out, *extra: [sys.executable, "-m", "squeezenet", "compress", *options, "-o", str(out), *extra]
     subprocess.run(cmd(tmp_path / "ref.sqz"), check=True, capture_output=True, timeout=300)
 
-    kill_after_line(cmd(tmp_path / "killed.sqz"), "epoch 1/2")  # inside pruning epoch 2 (the last)
+    killed = subprocess.run([sys.executable, str(Path(__file__).parent / "fault_worker.py"), *cmd(tmp_path / "killed.sqz")[3:]],
+                            env={**os.environ, "SIGNAL_AT_STEP": "6", "SIGNAL": "KILL"}, capture_output=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL as step 6 begins: inside pruning epoch 2 (the last)
     work = tmp_path / "killed-runs"
     assert not (tmp_path / "killed.sqz").exists() and not (work / "pruned.safetensors").exists()
 

@@ -198,11 +198,23 @@ def test_detector_files_round_trip_and_take_an_imagenet_body(tmp_path) -> None:
     assert again.meta == model.meta and torch.equal(again(x), model(x))
     body = create_model("squeezenet1_1", batch_norm=True).eval()
     body.meta = body.meta.replace(source="imagenet here")
-    load_backbone(model, save_weights(body, tmp_path / "body.safetensors"))
+    body_path = save_weights(body, tmp_path / "body.safetensors")
+    load_backbone(model, body_path)
     assert torch.equal(model.backbone[0].weight, body.features[0].weight)
     assert model.meta.preprocessing.mean == body.meta.preprocessing.mean and model.meta.preprocessing.crop == 64
     with pytest.raises(SqueezeNetError, match="its layers are not this detector's body"):
         load_backbone(model, save_weights(create_model("squeezenet1_0"), tmp_path / "v10.safetensors"))
+    from squeezenet.deploy import Classifier, ObjectDetector
+
+    images = yolo_folder(tmp_path / "images", n=2) / "images"
+    found = ObjectDetector.load(path).detect([images], threshold=0.0)
+    assert [Path(f.path).name for f in found] == ["000.png", "001.png"] and all(len(f.boxes) for f in found)
+    assert found[0].boxes.max() <= 64 and set(found[0].names) <= {"class 0", "class 1"}
+    with pytest.raises(SqueezeNetError, match="not a detector"):
+        ObjectDetector.load(body_path)
+    with pytest.raises(SqueezeNetError, match="use detect"):
+        ObjectDetector.load(path).predict([images])
+    assert Classifier.load(body_path).predict([images / "000.png"])[0].top
 
 
 def test_published_body_under_squeezedet_keeps_its_caffe_preprocessing() -> None:
@@ -303,3 +315,20 @@ def test_exported_onnx_gives_pytorchs_boxes_on_real_images(tmp_path) -> None:
         best, index = iou.max(1)
         assert bool((best > 0.99).all()), best.min()
         assert (a["scores"] - b["scores"][index]).abs().max() < 1e-3
+
+
+@pytest.mark.slow
+def test_a_detector_exports_to_executorch_with_the_same_outputs(tmp_path) -> None:
+    pytest.importorskip("executorch")
+    from squeezenet.deploy.executorch import ExecuTorchModel, export_executorch
+    from squeezenet.inference.detection import detect_images
+
+    model = create_model("ssdlite_squeezenet", **{**TINY, "image_size": 128}).eval()
+    check = export_executorch(model, tmp_path / "d.pte", check_images=torch.randn(2, 3, 128, 128))
+    program = ExecuTorchModel(tmp_path / "d.pte")
+    assert check.max_abs_diff < 1e-4 and program.meta.task == "detect" and program.meta.config.head == "ssdlite"
+    image = [torch.randint(0, 256, (3, 90, 120), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))]
+    ours, theirs = detect_images(model, image, threshold=0.0), detect_images(program, image, threshold=0.0)
+    assert len(ours[0]["boxes"]) > 0
+    torch.testing.assert_close(theirs[0]["boxes"], ours[0]["boxes"], atol=1e-3, rtol=0)
+    torch.testing.assert_close(theirs[0]["scores"], ours[0]["scores"], atol=1e-5, rtol=0)

@@ -124,23 +124,19 @@ def test_a_second_trainer_on_the_same_folder_is_refused_at_once(tmp_path, env, c
 
 
 def test_sigterm_saves_exits_non_zero_and_resume_continues_exactly(tmp_path, env):
-    args = ["train", *SMALL, "--epochs", "2", "--set", "data.limit_train=1024"]  # epoch 2 outlasts the 1.5 s wait
+    args = ["train", *SMALL, "--epochs", "2", "--set", "data.limit_train=256"]  # 4 steps an epoch
     reference = tmp_path / "reference"
     assert _squeezenet([*args, "-o", str(reference)], env).returncode == 0
 
-    run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "squeezenet", *args, "-o", str(run)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    line = ""
-    while "epoch 1/2" not in line:  # epoch 2 has begun
-        line = proc.stderr.readline()  # type: ignore[union-attr]
-        assert line or proc.poll() is None, "the run ended before it could be stopped"
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGTERM)
-    stderr = proc.stderr.read()  # type: ignore[union-attr]
-    assert proc.wait() == 128 + signal.SIGTERM
+    run = tmp_path / "run"  # SIGTERM as step 7 begins: epoch 2, batch 3, on any CPU
+    stopped_run = subprocess.run([sys.executable, str(TESTS / "fault_worker.py"), *args, "-o", str(run)],
+                                 env={**env, "SIGNAL_AT_STEP": "7", "SIGNAL": "TERM"}, capture_output=True, text=True,
+                                 timeout=300)
+    stderr = stopped_run.stderr
+    assert stopped_run.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     stopped = _errors(stderr)
-    assert len(stopped) == 1 and stopped[0].startswith("squeezenet: stopped: SIGTERM at epoch 2, batch "), stderr
+    assert len(stopped) == 1 and stopped[0].startswith("squeezenet: stopped: SIGTERM at epoch 2, batch 3"), stderr
+    assert f"`squeezenet train --resume {run}` continues" in stopped[0]
     assert not (run / "metrics.json").exists()
 
     resumed = _squeezenet(["train", "--resume", str(run), "--no-progress"], env)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import kill_after_line, require_shared
+from conftest import require_shared
 from squeezenet.cli import main
 from squeezenet.inference import evaluate
 from squeezenet.weights import load_weights
@@ -84,8 +84,10 @@ def _last_weights(run: Path) -> dict:
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, data_root):
-    # 1024 images an epoch (~5 s): the kill lands 1 s into epoch 2 (the last), well before its checkpoint
-    args = ["train", "--data", "cifar10", "-o", "{run}", "--epochs", "2", *SMALL]
+    # 256 images an epoch (4 steps of 64): the SIGKILL lands as step 6 begins, in epoch 2 after its checkpoint-free
+    # first batch, at the same batch on any CPU (tests/fault_worker.py)
+    args = ["train", "--data", "cifar10", "-o", "{run}", "--epochs", "2", *SMALL, "--set", "data.limit_train=256",
+            "--set", "data.limit_val=128"]
     cmd = lambda run: [sys.executable, "-m", "squeezenet", *[a.format(run=run) for a in args]]
     env = _env(data_root)
 
@@ -93,7 +95,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, data_
     subprocess.run(cmd(reference), env=env, check=True, capture_output=True, timeout=300)
 
     killed = tmp_path / "killed"
-    kill_after_line(cmd(killed), "epoch 1/2", env=env)  # the epoch-1 checkpoint is written before this line
+    done = subprocess.run([sys.executable, str(TESTS / "fault_worker.py"), *cmd(killed)[3:]],
+                          env={**env, "SIGNAL_AT_STEP": "6", "SIGNAL": "KILL"}, capture_output=True, timeout=300)
+    assert done.returncode == -9, done.stderr[-2000:]
     _, epoch = _last_weights(killed)  # loads: the checkpoint on disk is whole
     assert epoch == 0  # Lightning's 0-based index of the last completed epoch
     assert not (killed / "metrics.json").exists()

@@ -69,6 +69,9 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=("all", "train", "val"), default="all",
                    help="detectors: all labelled images of a YOLO folder (default), or the training or validation part "
                         "as `squeezenet train` splits it (every fifth image validates; or its train/ and val/)")
+    p.add_argument("--interval", action="store_true",
+                   help="detectors: 95%% bootstrap intervals (200 resamples of the images) of mAP, mAP@.5 and each "
+                        "class's AP@.5")
     p.add_argument("--strict", action="store_true",
                    help="fail (exit 1, nothing measured) if any image cannot be read; by default unreadable images "
                         "are skipped, counted and named in warnings")
@@ -186,7 +189,8 @@ def _eval_detector(args: argparse.Namespace, model: Any) -> int:
                   f"{paired.diff_high:+.4f}] ({paired.resamples} bootstrap resamples of {paired.images} images)\n"
                   f"mAP {paired.candidate_map:.4f} vs reference {paired.reference_map:.4f}")
         return 0
-    scores = evaluate_detector(model, args.data, split=args.split, batch_size=min(args.batch_size, 16))
+    scores = evaluate_detector(model, args.data, split=args.split, batch_size=min(args.batch_size, 16),
+                               resamples=200 if args.interval else 0)
     _report_skipped(scores.skipped, args.strict)
     if args.json:
         print(json.dumps(scores.to_dict()))
@@ -195,6 +199,12 @@ def _eval_detector(args: argparse.Namespace, model: Any) -> int:
     from ..report.tables import detection_table
 
     console_for_output().print(detection_table(scores))
-    print(f"mAP@[.5:.95] {scores.map:.4f}   mAP@.5 {scores.map50:.4f}   images {scores.images:,}   "
-          f"objects {scores.objects:,}   skipped {len(scores.skipped):,}")
+    ci = scores.intervals
+
+    def band(key: str) -> str:
+        return f" [{ci[key][0]:.4f}, {ci[key][1]:.4f}]" if key in ci else ""
+
+    print(f"mAP@[.5:.95] {scores.map:.4f}{band('map')}   mAP@.5 {scores.map50:.4f}{band('map50')}   images "
+          f"{scores.images:,}   objects {scores.objects:,}   skipped {len(scores.skipped):,}"
+          + ("   (95% bootstrap intervals over images)" if ci else ""))
     return 0

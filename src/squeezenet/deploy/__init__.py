@@ -2,6 +2,6 @@
 Builds on models, weights, inference and compress."""
 
 from .onnx import ExportCheck, export_onnx
-from .runtime import RUNTIMES, Classifier, OnnxModel, load_model
+from .runtime import RUNTIMES, Classifier, ObjectDetector, OnnxModel, load_model
 
-__all__ = ["RUNTIMES", "Classifier", "ExportCheck", "OnnxModel", "export_onnx", "load_model"]
+__all__ = ["RUNTIMES", "Classifier", "ExportCheck", "ObjectDetector", "OnnxModel", "export_onnx", "load_model"]

@@ -20,7 +20,7 @@ import torch
 from ..common.extras import require_extra
 from ..common.io import atomic_path
 from ..errors import SqueezeNetError
-from ..inference.fidelity import DEFAULT_GATE, FidelityGate
+from ..inference.fidelity import DEFAULT_GATE, FidelityGate, fidelity
 from ..models import Network
 from .int8 import Int8Check, gptq_int8_weights, quantize_checked
 from .metadata import model_properties
@@ -162,7 +162,7 @@ def check_export(model: Network, path: str | Path, images: torch.Tensor) -> Expo
         reference = model.eval()(images).numpy()
     got = run_onnx(ort_session(path), images)
     return ExportCheck(len(images), float(np.abs(got - reference).max()),
-                       float((got.argmax(1) == reference.argmax(1)).mean()))
+                       fidelity(torch.from_numpy(reference), torch.from_numpy(got)).agreement)
 
 
 def export_onnx(model: Network, path: str | Path, *, check_images: torch.Tensor, opset: int = DEFAULT_OPSET,

@@ -18,6 +18,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -226,3 +227,27 @@ class Classifier:
         """Top-k (index, label, probability) per image (file, folder of files, PIL image or uint8 RGB array);
         unreadable files get ``error`` set instead."""
         return predict(self.model, images, topk=topk, batch_size=batch_size)
+
+
+class ObjectDetector(Classifier):
+    """:class:`Classifier`'s counterpart for detectors: boxes, class names and scores from any supported file.
+
+    >>> det = ObjectDetector.load("runs/det/best.safetensors")     # or its .onnx / .pte export
+    >>> det.detect(["street.jpg"], threshold=0.3)[0].to_dict()["objects"]   # [{"label", "score", "box"}, ...]
+    """
+
+    def __init__(self, model: InferenceModel, source: str):
+        if model.meta.task != "detect":
+            raise SqueezeNetError(f"{source}: a classifier, not a detector; use Classifier")
+        super().__init__(model, source)
+
+    def detect(self, images: Sequence[str | Path], threshold: float = 0.3, batch_size: int = 16) -> list[Any]:
+        """One :class:`~squeezenet.inference.detection.Detections` per image file (a folder: every image below
+        it): boxes in the image's own pixels, scores >= ``threshold``; unreadable files get ``error`` set."""
+        from ..data.images import expand_image_paths
+        from ..inference.detection import detect
+
+        return detect(self.model, expand_image_paths(list(images)), threshold=threshold, batch_size=batch_size)
+
+    def predict(self, *args: Any, **kwargs: Any) -> list[Prediction]:
+        raise SqueezeNetError("a detector has no top-k classes per image: use detect()")

@@ -131,10 +131,42 @@ class DetectionScores:
     images: int
     objects: int
     skipped: list[str] = field(default_factory=list)
+    #: 95% bootstrap intervals over images (``resamples`` > 0): "map", "map50" and "ap50 CLASS" for each class
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"map": self.map, "map50": self.map50, "images": self.images, "objects": self.objects,
-                "skipped": len(self.skipped), "per_class": self.per_class}
+                "skipped": len(self.skipped), "per_class": self.per_class,
+                **({"ci95": {k: list(v) for k, v in self.intervals.items()}} if self.intervals else {})}
+
+
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    values = sorted(v for v in values if not math.isnan(v))
+    if not values:
+        return math.nan, math.nan
+    return values[int(0.025 * (len(values) - 1))], values[math.ceil(0.975 * (len(values) - 1))]
+
+
+def bootstrap_intervals(preds: Sequence[dict[str, torch.Tensor]], truth: Sequence[dict[str, torch.Tensor]],
+                        classes: Sequence[str], resamples: int = 200, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """95% percentile intervals of mAP, mAP@.5 and each class's AP@.5 over images resampled with replacement (how
+    much the figures owe to which images happened to be measured: on 20 images, a lot)."""
+    g = torch.Generator().manual_seed(seed)
+    draws: dict[str, list[float]] = {}
+    n = len(truth)
+    for _ in range(resamples):
+        pick = torch.randint(0, n, (n,), generator=g).tolist()
+        sample = [truth[i] for i in pick]
+        if not any(len(t["labels"]) for t in sample):
+            continue
+        p = [preds[i] for i in pick]
+        overall = mean_average_precision(p, sample)
+        draws.setdefault("map", []).append(float(overall["map"]))
+        draws.setdefault("map50", []).append(float(overall["map_50"]))
+        present = sorted({int(c) for t in sample for c in t["labels"]})
+        for c, ap in zip(present, _per_class_ap50(p, sample, present)):
+            draws.setdefault(f"ap50 {classes[c]}", []).append(ap)
+    return {k: _percentiles(v) for k, v in draws.items()}
 
 
 def _targets(boxes: BoxSet, i: int, size: tuple[int, int]) -> dict[str, torch.Tensor]:
@@ -176,8 +208,9 @@ def mean_average_precision(preds: Sequence[dict[str, torch.Tensor]], truth: Sequ
 
 
 def evaluate_detector(model: InferenceModel, data: str | Path, *, split: str = "all", batch_size: int = 16,
-                      progress: Callable[[int], None] | None = None) -> DetectionScores:
-    """COCO mAP of ``model`` on the labelled images of ``data`` (see :func:`read_boxes`)."""
+                      resamples: int = 0, progress: Callable[[int], None] | None = None) -> DetectionScores:
+    """COCO mAP of ``model`` on the labelled images of ``data`` (see :func:`read_boxes`); with ``resamples``, 95%
+    bootstrap intervals too (:func:`bootstrap_intervals`)."""
     meta = _check_detector(model)
     boxes = read_boxes(data, split)
     if boxes.classes != list(meta.classes):
@@ -192,8 +225,9 @@ def evaluate_detector(model: InferenceModel, data: str | Path, *, split: str = "
     for c, ap, ap50 in zip(classes, scores["map_per_class"].flatten().tolist(), _per_class_ap50(preds, truth, classes)):
         if ap >= 0:  # -1: the class has no object here
             per_class[meta.classes[int(c)]] = {"ap": ap, "ap50": ap50}
+    intervals = bootstrap_intervals(preds, truth, meta.classes, resamples) if resamples else {}
     return DetectionScores(float(scores["map"]), float(scores["map_50"]), per_class, len(truth),
-                           sum(len(t["labels"]) for t in truth), skipped)
+                           sum(len(t["labels"]) for t in truth), skipped, intervals)
 
 
 def _per_class_ap50(preds: Sequence[dict[str, torch.Tensor]], truth: Sequence[dict[str, torch.Tensor]],
@@ -249,8 +283,6 @@ def compare_detectors(candidate: InferenceModel, reference: InferenceModel, data
         da = mean_average_precision([ours[i] for i in pick], sample)["map_50"]
         db = mean_average_precision([theirs[i] for i in pick], sample)["map_50"]
         diffs.append(float(da) - float(db))
-    diffs.sort()
-    low = diffs[int(0.025 * (len(diffs) - 1))] if diffs else math.nan
-    high = diffs[math.ceil(0.975 * (len(diffs) - 1))] if diffs else math.nan
+    low, high = _percentiles(diffs)
     return PairedDetection(float(a["map_50"]), float(b["map_50"]), float(a["map"]), float(b["map"]), low, high, n,
                            len(diffs))

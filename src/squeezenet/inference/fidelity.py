@@ -67,7 +67,11 @@ class FidelityAccumulator:
         self.answers: torch.Tensor | None = None
 
     def update(self, reference: torch.Tensor, candidate: torch.Tensor) -> None:
-        """Add a batch: both models' logits (images x classes) for the same images."""
+        """Add a batch: both models' logits (images x classes) for the same images. A detector's outputs (images x
+        anchors x (4 box deltas + background + classes)) are judged by their class logits, each anchor an answer
+        (its box deltas are not: an export's max |difference| covers them)."""
+        if reference.dim() == 3 and candidate.dim() == 3 and reference.shape[-1] > 5:
+            reference, candidate = (t[..., 4:].reshape(-1, t.shape[-1] - 4) for t in (reference, candidate))
         if reference.shape != candidate.shape or reference.dim() != 2 or (self.answers is not None
                                                                           and reference.shape[1] != len(self.answers)):
             raise SqueezeNetError(f"logits of shape {list(candidate.shape)} cannot be paired with {list(reference.shape)}")
