@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -23,7 +24,21 @@ def draw_detections(image: torch.Tensor, boxes: torch.Tensor, labels: list[str],
     colours = [PALETTE[int(c) % len(PALETTE)] for c in classes]
     if len(boxes) == 0:
         return image
-    return draw_bounding_boxes(image, boxes, labels=captions, colors=colours, width=width)  # Pillow's own font
+    font = _font()
+    return draw_bounding_boxes(image, boxes, labels=captions, colors=colours, width=width, font=font,
+                               font_size=max(11, round(max(image.shape[-2:]) / 45)) if font else None,
+                               fill_labels=True, label_colors="white")
+
+
+@functools.lru_cache(maxsize=1)
+def _font() -> str | None:
+    """A TrueType font for readable captions: DejaVu Sans from matplotlib or the system; else Pillow's tiny bitmap."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("matplotlib")
+    candidates = [Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"] if spec and spec.origin else []
+    candidates.append(Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"))
+    return next((str(p) for p in candidates if p.is_file()), None)
 
 
 def write_annotated(source: str | Path, out_dir: Path, boxes: torch.Tensor, labels: list[str], scores: torch.Tensor,
