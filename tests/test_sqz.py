@@ -195,14 +195,15 @@ def test_fuzzed_files_give_value_errors_only(small_sqz, tmp_path, data) -> None:
     assert {k: v.shape for k, v in weights.state_dict.items()} == {k: v.shape for k, v in expected.items()}
 
 
-def test_damaged_file_cli_one_line_exit_1(tmp_path, small_sqz) -> None:
+def test_damaged_file_cli_one_line_exit_1(tmp_path, small_sqz, capsys) -> None:
+    from squeezenet.cli import main  # in-process: the verbs' error policy is the subject (tests/test_cli.py: a process)
+
     path = tmp_path / "bad.sqz"
     path.write_bytes(small_sqz[:-100])
     for cmd in (["info", str(path)], ["predict", "-w", str(path), str(path)]):
-        result = subprocess.run([sys.executable, "-m", "squeezenet", *cmd], capture_output=True, text=True)
-        assert result.returncode == 1
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and "checksum mismatch" in lines[0], result.stderr
+        assert main(cmd) == 1
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "checksum mismatch" in lines[0], lines
 
 
 def test_decoder_without_architecture_still_bounds_work(small_sqz) -> None:

@@ -19,8 +19,9 @@ from squeezenet.cli import main
 
 pytestmark = pytest.mark.slow
 TESTS = Path(__file__).parent
-# 512 images an epoch: the subjects are faults, signals and resumes, not accuracy (1024 made this file 220 s of CI)
-SMALL = ["--data", "cifar10", "--set", "data.limit_train=512", "--set", "data.limit_val=128", "--batch-size", "64",
+# 256 images an epoch (4 steps): the subjects are faults, signals and resumes, not accuracy (1024 made this file 220 s
+# of CI)
+SMALL = ["--data", "cifar10", "--set", "data.limit_train=256", "--set", "data.limit_val=128", "--batch-size", "64",
          "--time-budget", "0", "--no-progress"]
 
 
