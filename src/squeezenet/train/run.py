@@ -429,5 +429,7 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
     """What ``run.json`` says about a run (for --resume)."""
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
+        if (Path(run_dir) / RUN_LOCK).is_file():  # a trainer that has not written run.json yet: say that, not "no run"
+            FolderLock(run_dir, "another training run", RUN_LOCK).acquire().release()
         raise SqueezeNetError(f"{run_dir}: not a run directory (no {RUN_FILE})")
     return json.loads(path.read_text())
