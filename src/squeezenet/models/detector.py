@@ -113,10 +113,13 @@ class DetectorConfig:
         return from_dict(cls, data, where)
 
 
-def _body(backbone: SqueezeNetConfig) -> tuple[nn.Sequential, list[Any]]:
-    """The SqueezeNet's convolutional body (its ``features``, keys ``backbone.N``) and its feature points."""
+def _body(backbone: SqueezeNetConfig) -> tuple[nn.Sequential, list[Any], dict[str, list[str]]]:
+    """The SqueezeNet's convolutional body (its ``features``, keys ``backbone.N``), its feature points and the
+    paper's names of its layers (conv1, fire2, ...: what compression options and reports use)."""
     net = SqueezeNet(replace(backbone, num_classes=1))
-    return net.features, net.feature_info
+    names = {k: [p.replace("features.", "backbone.", 1) for p in v] for k, v in net.layer_names.items()
+             if all(p.startswith("features.") for p in v)}
+    return net.features, net.feature_info, names
 
 
 def _on_meta(run: Any, config: DetectorConfig) -> list[torch.Tensor]:
@@ -165,7 +168,7 @@ class SqueezeDet(Detector):
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__()
         self.meta = ModelMeta.default(config)
-        self.backbone, _ = _body(config.backbone)
+        self.backbone, _, body_names = _body(config.backbone)
         channels = config.backbone.num_features
         s, e1, e3 = config.extra_fire.squeeze, config.extra_fire.expand1x1, config.extra_fire.expand3x3
         bn = config.backbone.batch_norm
@@ -176,7 +179,7 @@ class SqueezeDet(Detector):
         self.convdet = nn.Conv2d(e1 + e3, len(config.anchors) * self.per_anchor, kernel_size=3, padding=1)
         nn.init.normal_(self.convdet.weight, std=0.001)
         nn.init.zeros_(self.convdet.bias)  # type: ignore[arg-type]
-        self.layer_names = {"body": ["backbone"], "fire10": ["fire10"], "fire11": ["fire11"], "convdet": ["convdet"]}
+        self.layer_names = {**body_names, "fire10": ["fire10"], "fire11": ["fire11"], "convdet": ["convdet"]}
         rows, cols = _on_meta(self.backbone, config)[-1].shape[-2:]
         with torch.device("cpu"):
             self._set_anchors(grid_anchors(config.image_size, (rows, cols), config.anchors))
@@ -203,7 +206,7 @@ class SSDLiteSqueeze(Detector):
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__()
         self.meta = ModelMeta.default(config)
-        body, info = _body(config.backbone)
+        body, info, body_names = _body(config.backbone)
         taps = [f for f in info if f.reduction in (8, 16)]
         if len(taps) != 2:
             raise SqueezeNetError("ssdlite needs a body with stride-8 and stride-16 maps (an ImageNet stem)")
@@ -218,7 +221,9 @@ class SSDLiteSqueeze(Detector):
         self.anchor_generator = DefaultBoxGenerator([[2, 3]] * (2 + len(self.EXTRA)), min_ratio=0.2, max_ratio=0.95)
         self.head = SSDLiteHead(channels + list(self.EXTRA), self.anchor_generator.num_anchors_per_location(),
                                 config.num_classes + 1, functools.partial(nn.BatchNorm2d, eps=0.001, momentum=0.03))
-        self.layer_names = {"body": ["backbone"], "extras": ["extras"], "head": ["head"]}
+        kept = {f"backbone.{i}" for i in range(len(self.backbone))}
+        self.layer_names = {**{k: v for k, v in body_names.items() if all(p in kept for p in v)},
+                            "extras": ["extras"], "head": ["head"]}
         size = config.image_size
         maps = _on_meta(self._maps, config)
         with torch.device("cpu"):  # (also when the model is built on the meta device: the anchors are data)

@@ -80,7 +80,9 @@ class BestWeights(L.Callback):
         self.best = -1.0
         self.best_epoch = -1
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # (not on_validation_epoch_end: callbacks run that hook before the LightningModule's, where a detector
+        # computes and logs its mAP, so the best weights were saved with the previous epoch's score)
         if trainer.sanity_checking:
             return
         value = float(trainer.callback_metrics.get(self.monitor, -1.0))
