@@ -262,7 +262,8 @@ def test_train_a_detector_kill_and_resume_exactly_then_eval_and_predict(tmp_path
     assert load_weights(weights).meta.classes == ("red", "green")
     assert main(["eval", "-w", weights, "-d", str(data), "--split", "val", "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)
-    assert scores["images"] == 4 and scores["map50"] == pytest.approx(metrics["best_map50"], abs=1e-6)  # best.safetensors is the best epoch
+    # best.safetensors holds the best epoch, scored as training scored it
+    assert scores["images"] == 4 and scores["map50"] == pytest.approx(metrics["best_map50"], abs=1e-6)
     assert main(["eval", "-w", weights, "-d", str(data), "--reference", weights, "--json"]) == 0
     paired = json.loads(capsys.readouterr().out)
     assert paired["map50_diff"] == 0 and paired["map50_diff_ci95"] == [0, 0] and paired["images"] == 20

@@ -21,7 +21,7 @@ from ..data.boxes import BoxSet, read_yolo_folder, resolve_boxes
 from ..data.images import load_rgb_image
 from ..errors import SqueezeNetError
 from ..models import InferenceModel, ModelMeta, input_device
-from ..models.detector import build_detector, decode_detections
+from ..models.detector import anchors_for, decode_detections
 
 #: what ``predict`` shows by default; mAP is measured from 0.01 up, as COCO's evaluations of SSD are
 DEFAULT_THRESHOLD = 0.3
@@ -32,8 +32,7 @@ def anchors_of(model: InferenceModel) -> torch.Tensor:
     anchors = getattr(model, "anchors", None)
     if isinstance(anchors, torch.Tensor):
         return anchors
-    with torch.device("meta"):  # the anchors are computed on the CPU even then: nothing else is allocated
-        return build_detector(model.meta.config).anchors  # type: ignore[arg-type]
+    return anchors_for(model.meta.config)  # type: ignore[arg-type]
 
 
 def _check_detector(model: InferenceModel) -> ModelMeta:
@@ -238,7 +237,8 @@ def _per_class_ap50(preds: Sequence[dict[str, torch.Tensor]], truth: Sequence[di
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools", iou_thresholds=[0.5],
                                   class_metrics=True)
     metric.update(list(preds), list(truth))
-    ap = dict(zip(metric.compute()["classes"].flatten().tolist(), metric.compute()["map_per_class"].flatten().tolist()))
+    scores = metric.compute()
+    ap = dict(zip(scores["classes"].flatten().tolist(), scores["map_per_class"].flatten().tolist()))
     return [float(ap.get(c, -1.0)) for c in classes]
 
 

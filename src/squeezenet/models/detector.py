@@ -96,8 +96,7 @@ class DetectorConfig:
 
     def output_shape(self) -> tuple[int, ...]:
         """Per image: anchors x (4 box deltas + background + classes)."""
-        with torch.device("meta"):
-            return (len(build_detector(self).anchors), 4 + 1 + self.num_classes)
+        return (len(anchors_for(self)), 4 + 1 + self.num_classes)
 
     def to_dict(self) -> dict[str, Any]:
         return {"arch": self.arch, "version": self.version, "head": self.head, "num_classes": self.num_classes,
@@ -250,6 +249,14 @@ class SSDLiteSqueeze(Detector):
 def build_detector(config: DetectorConfig) -> Detector:
     """The network a detector config describes."""
     return SqueezeDet(config) if config.head == "convdet" else SSDLiteSqueeze(config)
+
+
+@functools.lru_cache(maxsize=16)
+def anchors_for(config: DetectorConfig) -> torch.Tensor:
+    """The anchors of a config (A x 4, input pixels), built once per config on the meta device (loaders of ONNX and
+    ExecuTorch files check and decode every batch against them)."""
+    with torch.device("meta"):  # the anchors themselves are computed on the CPU even then
+        return build_detector(config).anchors
 
 
 # --- decoding: the same for PyTorch, ONNX and ExecuTorch outputs ----------------------------------------------
