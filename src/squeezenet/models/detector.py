@@ -281,16 +281,11 @@ def decode_detections(outputs: torch.Tensor, anchors: torch.Tensor, size: int, *
         boxes = clip_boxes_to_image(coder.decode_single(deltas, anchors.to(deltas.device)), (size, size))
         empty = ((boxes[:, 2] - boxes[:, 0]) < MIN_BOX) | ((boxes[:, 3] - boxes[:, 1]) < MIN_BOX)
         scores = scores.masked_fill(empty[:, None], 0.0)  # clipped to a line at the border: no box at all
-        keep_boxes, keep_scores, keep_labels = [], [], []
-        for c in range(scores.shape[1]):
-            s = scores[:, c]
-            idx = torch.nonzero(s > score_threshold).flatten()
-            if idx.numel() > candidates:
-                idx = idx[s[idx].topk(candidates).indices]
-            keep_boxes.append(boxes[idx])
-            keep_scores.append(s[idx])
-            keep_labels.append(torch.full((idx.numel(),), c, dtype=torch.int64, device=s.device))
-        b, s, lab = torch.cat(keep_boxes), torch.cat(keep_scores), torch.cat(keep_labels)
+        # per class, its best `candidates` anchors above the threshold: one topk over all classes at once
+        top, anchor = scores.topk(min(candidates, scores.shape[0]), dim=0)  # k x C
+        chosen = top > score_threshold
+        s, lab = top[chosen], torch.nonzero(chosen)[:, 1]
+        b = boxes[anchor[chosen]]
         keep = batched_nms(b, s, lab, nms_iou)[:max_detections]
         b, s, lab = b[keep], s[keep], lab[keep]
         if image_sizes is not None:
