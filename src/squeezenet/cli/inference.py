@@ -76,12 +76,13 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="fail (exit 1, nothing measured) if any image cannot be read; by default unreadable images "
                         "are skipped, counted and named in warnings")
     add_device(p)
-    add_json(p, 'print {"top1", "top5", "n", "skipped"} (with --reference: and the paired statistics) as JSON')
+    add_json(p, 'print {"top1", "top5", "n", "skipped"} (detectors: {"map", "map50", "per_class", ...}; with '
+                '--reference: and the paired statistics) as JSON')
 
 
 @verb("predict", _predict_arguments)
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Top-k classes of images.
+    """Top-k classes of images; boxes for detectors (-o: drawn on the images).
 
     Classify images with published or trained weights, using the preprocessing that the weights carry (Caffe
     BGR/mean or torchvision RGB/mean/std). Images are read one batch at a time; a folder stands for every image
@@ -112,10 +113,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 @verb("eval", _eval_arguments)
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Top-1/top-5 accuracy on an image folder.
+    """Top-1/top-5 accuracy on an image folder; COCO mAP for detectors.
 
     Measure top-1/top-5 accuracy on an ImageFolder tree (one folder per class: ImageNet wnids or the model's
     class names) or a flat folder of <wnid>_<anything>.JPEG files. Unreadable images are skipped and counted.
+    A detector is measured on a YOLO folder (images/, labels/, classes.txt): COCO mAP@[.5:.95] and mAP@.5 overall
+    and per class (pycocotools), JSON keys map and map50.
     """
     from ..inference import evaluate
 
