@@ -62,6 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """
     from ..common.dist import is_first_process
     from ..errors import SqueezeNetError
+    from ..models import model_task
     from ..train import Recipe, apply_overrides, load_recipe, load_run, train
 
     sets: dict[str, Any] = dict(args.options)
@@ -79,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if not args.output or not args.data:
             raise SqueezeNetError("train needs --data and -o RUN_DIR (or --resume RUN_DIR)")
-        name = args.recipe or ("detect" if args.model and _is_detector(args.model) else "cifar10")
+        name = args.recipe or ("detect" if args.model and model_task(args.model) == "detect" else "cifar10")
         load_recipe(name, sets)
         recipe = load_recipe(name, {**sets, **flags})
         data, run_dir, data_root = args.data, args.output, args.data_root
@@ -92,15 +93,6 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{scores}   epochs {metrics['epochs']}   {metrics['fit_time_s']:.0f} s   weights {run_dir}/best.safetensors")
     return 0
 
-
-def _is_detector(name: str) -> bool:
-    """Whether a registered model is a detector (built on the meta device: nothing allocated)."""
-    import torch
-
-    from ..models import create_model
-
-    with torch.device("meta"):
-        return bool(create_model(name).meta.task == "detect")
 
 
 @verb("recipes", _recipes_arguments, extra="train")

@@ -9,7 +9,7 @@ on pycocotools (COCO's own evaluation), measured in each image's own pixels.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,18 +146,25 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
     return values[int(0.025 * (len(values) - 1))], values[math.ceil(0.975 * (len(values) - 1))]
 
 
-def bootstrap_intervals(preds: Sequence[dict[str, torch.Tensor]], truth: Sequence[dict[str, torch.Tensor]],
-                        classes: Sequence[str], resamples: int = 200, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """95% percentile intervals of mAP, mAP@.5 and each class's AP@.5 over images resampled with replacement (how
-    much the figures owe to which images happened to be measured: on 20 images, a lot)."""
+def _resamples(truth: Sequence[dict[str, torch.Tensor]], resamples: int, seed: int
+               ) -> Iterator[tuple[list[int], list[dict[str, torch.Tensor]]]]:
+    """Image indices drawn with replacement and their ground truth, ``resamples`` times (seeded); draws without a
+    single object are left out (no AP is defined on them)."""
     g = torch.Generator().manual_seed(seed)
-    draws: dict[str, list[float]] = {}
     n = len(truth)
     for _ in range(resamples):
         pick = torch.randint(0, n, (n,), generator=g).tolist()
         sample = [truth[i] for i in pick]
-        if not any(len(t["labels"]) for t in sample):
-            continue
+        if any(len(t["labels"]) for t in sample):
+            yield pick, sample
+
+
+def bootstrap_intervals(preds: Sequence[dict[str, torch.Tensor]], truth: Sequence[dict[str, torch.Tensor]],
+                        classes: Sequence[str], resamples: int = 200, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """95% percentile intervals of mAP, mAP@.5 and each class's AP@.5 over images resampled with replacement (how
+    much the figures owe to which images happened to be measured: on 20 images, a lot)."""
+    draws: dict[str, list[float]] = {}
+    for pick, sample in _resamples(truth, resamples, seed):
         p = [preds[i] for i in pick]
         overall = mean_average_precision(p, sample)
         draws.setdefault("map", []).append(float(overall["map"]))
@@ -272,14 +279,9 @@ def compare_detectors(candidate: InferenceModel, reference: InferenceModel, data
     ours, truth, _ = predictions_on(candidate, boxes)
     theirs, _, _ = predictions_on(reference, boxes)
     a, b = mean_average_precision(ours, truth), mean_average_precision(theirs, truth)
-    g = torch.Generator().manual_seed(seed)
     n = len(truth)
     diffs = []
-    for _ in range(resamples):
-        pick = torch.randint(0, n, (n,), generator=g).tolist()
-        sample = [truth[i] for i in pick]
-        if not any(len(t["labels"]) for t in sample):
-            continue
+    for pick, sample in _resamples(truth, resamples, seed):
         da = mean_average_precision([ours[i] for i in pick], sample)["map_50"]
         db = mean_average_precision([theirs[i] for i in pick], sample)["map_50"]
         diffs.append(float(da) - float(db))

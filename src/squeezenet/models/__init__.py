@@ -17,6 +17,7 @@ from .registry import (
     get_model_entry,
     list_models,
     model_from_config,
+    model_task,
     register_model,
 )
 from .squeezenet import SqueezeNet
@@ -27,6 +28,6 @@ __all__ = [
     "FeatureInfo", "Fire", "FireSpec", "InferenceModel", "ModelEntry", "ModelMeta", "Network", "Preprocessing",
     "SqueezeNet", "SqueezeNetConfig", "StemSpec", "config_from_dict", "create_model", "decode_detections",
     "default_classes", "default_preprocessing", "design_space_config", "design_space_fires", "effective_state_dict",
-    "fit_anchor_shapes", "get_model_entry", "input_device", "list_models", "model_from_config", "paper_layer_names",
+    "fit_anchor_shapes", "get_model_entry", "input_device", "list_models", "model_from_config", "model_task", "paper_layer_names",
     "preset", "prunable_layers", "register_model",
 ]

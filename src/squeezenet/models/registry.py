@@ -134,6 +134,14 @@ def create_model(
     return model
 
 
+def model_task(name: str, **options: Any) -> str:
+    """``classify`` or ``detect``: what a registered model's outputs mean (built on the meta device: nothing allocated)."""
+    import torch
+
+    with torch.device("meta"):
+        return str(create_model(name, **options).meta.task)
+
+
 def config_from_dict(data: Any, where: str = "model config") -> Any:
     """The typed architecture config of a ``config.to_dict()`` (``SqueezeNetConfig``, ``AlexNetConfig``)."""
     arch = data.get("arch") if isinstance(data, Mapping) else None

@@ -34,7 +34,7 @@ from ..data import ImageDataset, collate_images
 from ..data.detection import collate_detections
 from ..data.training import DataSource, make_dataset, resolve_data
 from ..errors import Interrupted, SqueezeNetError
-from ..models import Network, Preprocessing, create_model, default_classes
+from ..models import Network, Preprocessing, create_model, default_classes, model_task
 from .callbacks import BestWeights, EpochLine, MidEpochPosition, RNGState
 from .checkpoint_io import AtomicCheckpointIO, SaveOnSignal
 from .detection import DetectorModule, detection_setup
@@ -259,10 +259,7 @@ def _read_checkpoint(ckpt: Path) -> dict[str, Any]:
 
 def _task(recipe: Recipe, model: Network | None) -> str:
     """``classify`` or ``detect``: the model's (or the recipe's model's, built on the meta device) task."""
-    if model is not None:
-        return model.meta.task
-    with torch.device("meta"):
-        return create_model(recipe.model, **recipe.model_options).meta.task
+    return model.meta.task if model is not None else model_task(recipe.model, **recipe.model_options)
 
 
 def _classification(recipe: Recipe, data: str, data_root: str | Path | None, model: Network | None,
