@@ -194,6 +194,11 @@ def test_tensorboard_log_drops_the_interrupted_steps_on_resume(tmp_path) -> None
         for step, loss in ((9, 2.0), (19, 1.5), (29, 1.2)):  # killed after the checkpoint at step 20
             first.log_metrics({"train/loss": loss}, step=step)
         first.finalize("failed")
+        # event files sort by name (time, host, pid, a per-process counter): written in one process within one second,
+        # the counter decides, and 10 sorts before 9. Date the killed run's file a second earlier, as a real one is.
+        for event_file in (root / "logs" / "tb").glob("events.out.tfevents.*"):
+            stamp = event_file.name.split(".")[3]
+            event_file.rename(event_file.with_name(event_file.name.replace(stamp, str(int(stamp) - 1), 1)))
         resumed = TensorBoardLogger(root, name="logs", version="tb", purge_step=purge_step)  # as train() builds it
         resumed.log_metrics({"train/loss": 1.1}, step=29)
         resumed.finalize("success")
