@@ -14,7 +14,7 @@ from conftest import require_shared
 from squeezenet import create_model, load_backbone, load_weights, save_weights
 from squeezenet.data.boxes import read_coco_json, read_yolo_folder, resolve_boxes, split_every
 from squeezenet.errors import SqueezeNetError
-from squeezenet.inference.detection import mean_average_precision
+from squeezenet.inference.detection import evaluate_detector, mean_average_precision
 from squeezenet.models import decode_detections, fit_anchor_shapes
 from squeezenet.train.detection import DetectionLoss
 
@@ -170,13 +170,15 @@ def test_anchor_shapes_fitted_by_kmeans_find_the_clusters() -> None:
     torch.testing.assert_close(torch.tensor(shapes), torch.tensor([[0.1, 0.2], [0.5, 0.3]]), atol=0.01, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["squeezedet", "ssdlite_squeezenet"])
+@pytest.mark.parametrize("name", ["squeezedet", "ssdlite_squeezenet", "ssdlite_mobilenet_v3"])
 def test_a_tiny_detector_learns_synthetic_boxes_in_a_few_steps(tmp_path, name) -> None:
     from squeezenet.data.detection import DetectionDataset, collate_detections
 
     boxes = read_yolo_folder(yolo_folder(tmp_path / "d", n=8))
     x, targets, _, _ = collate_detections([DetectionDataset(boxes, 64)[i] for i in range(8)])
-    model = create_model(name, **TINY).train()
+    torch.manual_seed(0)
+    options = TINY if name != "ssdlite_mobilenet_v3" else {"num_classes": 2, "image_size": 64}
+    model = create_model(name, **options).train()
     loss_fn = DetectionLoss(model.anchors)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     losses = []
@@ -188,6 +190,52 @@ def test_a_tiny_detector_learns_synthetic_boxes_in_a_few_steps(tmp_path, name) -
         optimizer.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_the_torchvision_reference_is_torchvisions_ssdlite_and_decodes_as_torchvision_does(tmp_path) -> None:
+    """``ssdlite_mobilenet_v3`` (the reference in our comparisons) computes what torchvision's own SSD computes with
+    the same weights: the raw outputs, the default boxes, and after our decoding the boxes torchvision's
+    ``postprocess_detections`` keeps (an independent check of decode_detections too)."""
+    from torchvision.models.detection import ssdlite320_mobilenet_v3_large
+    from torchvision.models.detection.image_list import ImageList
+
+    from squeezenet.models.detector import MIN_BOX
+
+    torch.manual_seed(0)
+    ours = create_model("ssdlite_mobilenet_v3", num_classes=3, image_size=128).eval()
+    with torch.no_grad():  # spread the class scores out: a fresh head scores every class near 1/4
+        for p in ours.head.classification_head.parameters():
+            p.mul_(30)
+    tv = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=4).eval()
+    tv.load_state_dict(ours.state_dict())
+    assert ours.config.num_parameters() == sum(p.numel() for p in tv.parameters())
+    x = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        raw = ours(x)
+        features = list(tv.backbone(x).values())
+        head = tv.head(features)
+    torch.testing.assert_close(raw, torch.cat([head["bbox_regression"], head["cls_logits"]], -1), rtol=0, atol=0)
+    anchors = tv.anchor_generator(ImageList(x, [(128, 128)] * 2), features)
+    assert torch.equal(anchors[0], ours.anchors)
+    tv.score_thresh, tv.topk_candidates, tv.detections_per_img = 0.05, 10_000, 10_000
+    expected = tv.postprocess_detections(head, anchors, [(128, 128)] * 2)
+    found = decode_detections(raw, ours.anchors, 128, score_threshold=0.05, nms_iou=tv.nms_thresh,
+                              max_detections=10_000, candidates=10_000)
+    def rows(d: dict[str, torch.Tensor], label_offset: int) -> np.ndarray:  # one row per box, in a canonical order
+        table = torch.cat([(d["labels"] + label_offset)[:, None].float(), d["scores"][:, None], d["boxes"]], 1).numpy()
+        return table[np.lexsort(np.round(table, 4).T[::-1])]
+
+    for got, want in zip(found, expected):
+        b = want["boxes"]
+        real = ((b[:, 2] - b[:, 0]) >= MIN_BOX) & ((b[:, 3] - b[:, 1]) >= MIN_BOX)  # ours drops zero-width boxes
+        assert len(got["scores"]) == int(real.sum()) > 5
+        np.testing.assert_allclose(rows(got, 1), rows({k: v[real] for k, v in want.items()}, 0), atol=1e-4)
+    path = save_weights(ours, tmp_path / "tv.safetensors")
+    again = load_weights(path)
+    assert again.meta == ours.meta and torch.equal(again(x), raw)
+    assert again.meta.preprocessing.mean == (0.5, 0.5, 0.5) and again.meta.preprocessing.crop == 128
+    with pytest.raises(SqueezeNetError, match="SqueezeNet body"):
+        load_backbone(again, save_weights(create_model("squeezenet1_1"), tmp_path / "body.safetensors"))
 
 
 def test_detector_files_round_trip_and_take_an_imagenet_body(tmp_path) -> None:
@@ -267,6 +315,18 @@ def test_train_a_detector_kill_and_resume_exactly_then_eval_and_predict(tmp_path
     assert main(["eval", "-w", weights, "-d", str(data), "--reference", weights, "--json"]) == 0
     paired = json.loads(capsys.readouterr().out)
     assert paired["map50_diff"] == 0 and paired["map50_diff_ci95"] == [0, 0] and paired["images"] == 20
+    sqz = tmp_path / "pruned.sqz"  # pruned while fine-tuned on the boxes, judged on the validation images, paired
+    assert main(["compress", "-w", weights, "-o", str(sqz), "--density", "0.5", "--bits", "5", "--data", str(data),
+                 "--finetune-epochs", "1", "--set", "batch_size=4", "--eval", str(data), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["paired"]["images"] == 4 and [p["phase"] for p in summary["phases"]] == ["prune", "centroids"]
+    assert summary["paired"]["reference_map50"] == pytest.approx(scores["map50"], abs=1e-6)
+    assert summary["paired"]["map50"] == pytest.approx(
+        evaluate_detector(load_weights(sqz), data, split="val").map50, abs=1e-6)
+    assert 0.45 < summary["density"] < 0.56 and summary["ratio_to_input"] > 5
+    assert main(["compress", "-w", weights, "-o", str(tmp_path / "d.sqz"), "--density", "0.5", "--data", str(data),
+                 "--finetune-epochs", "1", "--distill", "0.5"]) == 1
+    assert "distillation is for classifiers" in capsys.readouterr().err
     out = tmp_path / "drawn"
     image = data / "images" / "001.png"
     assert main(["predict", "-w", weights, str(image), "--threshold", "0", "-o", str(out), "--json"]) == 0
@@ -333,3 +393,34 @@ def test_a_detector_exports_to_executorch_with_the_same_outputs(tmp_path) -> Non
     assert len(ours[0]["boxes"]) > 0
     torch.testing.assert_close(theirs[0]["boxes"], ours[0]["boxes"], atol=1e-3, rtol=0)
     torch.testing.assert_close(theirs[0]["scores"], ours[0]["scores"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_a_detector_trained_by_two_processes_under_torchrun_equals_one_process(tmp_path) -> None:
+    """DDP on boxes: each process divides its loss by the matched anchors averaged over processes, so the two
+    processes' averaged gradient is one process's gradient of the whole batch, step after step."""
+    import os
+    import subprocess
+    import sys
+
+    data = yolo_folder(tmp_path / "boxes", n=20)
+    worker = Path(__file__).parent / "ddp_detect_worker.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    results = {}
+    for processes in (1, 2):
+        out = tmp_path / f"out{processes}"
+        out.mkdir()
+        launch = [sys.executable] if processes == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                          "--nproc_per_node", "2"]
+        done = subprocess.run([*launch, str(worker), str(out), str(tmp_path / f"run{processes}"), str(data)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[processes] = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(processes)]
+    (alone,), (rank0, rank1) = results[1], results[2]
+    gap = 0.0
+    for key in alone:
+        assert torch.equal(rank0[key], rank1[key]), key  # DDP keeps the ranks identical
+        gap = max(gap, (rank0[key] - alone[key]).abs().max().item())
+    assert gap < 1e-5, gap  # measured 6e-8; each process dividing by its own matched anchors: 0.03
+    metrics = json.loads((tmp_path / "run2" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["val_images"] == 4

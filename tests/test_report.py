@@ -89,3 +89,20 @@ def test_table_renders_every_row():
     report = architecture_report("squeezenet1_0")
     table = architecture_table(report)
     assert table.row_count == len(report.layers) + 1
+
+
+@pytest.mark.parametrize("name", ["squeezedet", "ssdlite_squeezenet", "ssdlite_mobilenet_v3"])
+def test_detector_reports_have_every_layer_and_the_heads_anchor_rows(name):
+    """Detector bodies and heads return several maps (dicts, lists): each row still gets a shape, and the rows add
+    up to the model's parameters and MACs."""
+    model = create_model(name, num_classes=3, image_size=320)
+    report = architecture_report(name, 320, num_classes=3)
+    assert report.params == sum(p.numel() for p in model.parameters()) == model.config.num_parameters()
+    assert sum(r.params for r in report.layers) == report.params
+    assert sum(r.macs for r in report.layers) == report.macs > 0
+    last = report.layers[-1]
+    assert all(r.out_shape for r in report.layers)
+    if name == "squeezedet":  # ConvDet: per cell, every anchor's deltas, background and classes
+        assert last.out_shape == [len(model.config.anchors) * (4 + 1 + 3), 19, 19]
+    else:  # the SSDLite head's class scores for every default box
+        assert last.out_shape == [len(model.anchors), 3 + 1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from .args import add_data_root, add_json, add_labelled_data, add_set, add_weights, nonnegative_int, positive_int, verb
 
@@ -33,7 +34,9 @@ def _compress_arguments(p: argparse.ArgumentParser) -> None:
                         "(KL, knowledge distillation), the rest from the labels (default 0)")
     p.add_argument("--schedule", choices=("gradual", "oneshot"), default="gradual",
                    help="with fine-tuning: prune along a cubic schedule, or all at once first (default gradual)")
-    p.add_argument("--lr", type=float, default=0.02, help="peak learning rate while pruning (SGD, cosine; default 0.02)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate while pruning (cosine; default: SGD at 0.02 for classifiers, a detector's "
+                        "recipe optimizer, AdamW, at a tenth of its rate: 1e-4)")
     p.add_argument("--centroid-lr", type=float, default=1e-4,
                    help="learning rate of the centroid fine-tuning (Adam; default 1e-4)")
     p.add_argument("--budget", type=float, metavar="SECONDS", help="time limit per fine-tuning phase")
@@ -50,7 +53,9 @@ def _compress_arguments(p: argparse.ArgumentParser) -> None:
                         "per byte; without, the finest side data (codebooks, biases) that fits, which keeps every answer")
     p.add_argument("--eval", metavar="DIR",
                    help="labelled image folder: the compressed file against the input weights on it (top-1/top-5 of "
-                        "both, top-1 agreement, KL, paired interval of the top-1 difference)")
+                        "both, top-1 agreement, KL, paired interval of the top-1 difference); detectors: a box folder "
+                        "as `train --data` takes it, judged on its validation images (mAP@.5 and mAP of both, "
+                        "bootstrap interval of the mAP@.5 difference)")
     p.add_argument("--work-dir", help="where fine-tuning runs go (default OUTPUT-runs/ beside the output)")
     p.add_argument("--resume", action="store_true",
                    help="continue a killed compression: the same command plus --resume picks up its work directory "
@@ -86,6 +91,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from ..compress import CompressionSpec, compress_model
     from ..errors import SqueezeNetError
     from ..inference import compare
+    from ..inference.detection import compare_detectors
     from ..report.compression import compression_report, compression_summary, print_compression_summary
     from ..weights import load_weights, save_weights
 
@@ -107,8 +113,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
         return 0
     save_weights(compressed, out, source=f"squeezenet compress {Path(str(args.weights)).name}", max_bytes=args.max_bytes)
     report = compression_report(out)
-    paired = (compare(load_weights(out), load_weights(args.weights), args.eval, progress=not args.json)
-              if args.eval else None)  # the input is reloaded: compression changed `model` in place
+    paired: Any = None  # the input is reloaded: compression changed `model` in place
+    if args.eval and compressed.meta.task == "detect":
+        paired = compare_detectors(load_weights(out), load_weights(args.weights), args.eval, split="val")
+    elif args.eval:
+        paired = compare(load_weights(out), load_weights(args.weights), args.eval, progress=not args.json)
     summary = compression_summary(report, fp32, paired, log.phases)
     summary.update(method=log.method, budget=log.budget)
     if args.json:

@@ -16,6 +16,10 @@ from .prune import apply_counts, gradual_fraction
 
 logger = logging.getLogger(__name__)
 UNLABELLED_BATCH = 25  # a few hundred calibration images: enough steps per epoch to learn from
+CLASSIFIER_LR = 0.02  # SGD's peak rate while pruning a classifier
+#: a detector fine-tunes at this share of its recipe's peak rate (the detect recipe: AdamW 1e-3 -> 1e-4), the rate its
+#: ImageNet body learned at while it was trained (README "Detect objects": pruning fine-tuning, measured)
+DETECTOR_LR_SHARE = 0.1
 
 
 class GradualPruning(L.Callback):
@@ -59,27 +63,37 @@ class GradualPruning(L.Callback):
         apply_counts(pl_module.model, self.final)  # type: ignore[arg-type]
 
 
-def finetune_recipe(model: Network, *, epochs: int, lr: float, base: str | None = None, optimizer: str = "sgd",
-                    weight_decay: float | None = None, time_budget_s: float | None = None, distill: float = 0.0,
-                    unlabelled: bool = False, overrides: Mapping[str, Any] | None = None) -> Recipe:
+def finetune_recipe(model: Network, *, epochs: int, lr: float | None = None, base: str | None = None,
+                    optimizer: str | None = None, weight_decay: float | None = None, time_budget_s: float | None = None,
+                    distill: float = 0.0, unlabelled: bool = False, overrides: Mapping[str, Any] | None = None) -> Recipe:
     """A short cosine run on the model's own input pipeline; ``overrides`` (dotted keys) come last.
 
-    The base recipe (``cifar10`` for small inputs, ``torchvision`` otherwise) gives augmentation,
-    batch size and label smoothing; image size, resizing, channel order, value range and normalisation come
-    from the model's preprocessing (so Caffe-preprocessed models fine-tune too). ``distill``: the teacher's
-    share of the loss; ``unlabelled``: the images are a small unlabelled folder (teacher only, mild
+    The base recipe (``cifar10`` for small inputs, ``torchvision`` otherwise, ``detect`` for detectors) gives
+    augmentation, batch size and label smoothing; image size, resizing, channel order, value range and
+    normalisation come from the model's preprocessing (so Caffe-preprocessed models fine-tune too). Classifiers
+    fine-tune with SGD at ``lr`` (default 0.02, Han et al.'s setting scaled to our batch); detectors with their
+    base recipe's optimizer (AdamW) at a tenth of its peak rate (see :data:`DETECTOR_LR_SHARE`). ``distill``: the
+    teacher's share of the loss; ``unlabelled``: the images are a small unlabelled folder (teacher only, mild
     augmentation: resize, random crop, flip).
     """
     pre = model.meta.preprocessing
-    d = load_recipe(base or ("cifar10" if pre.crop <= 64 else "torchvision")).to_dict()
+    detect = model.meta.task == "detect"
+    d = load_recipe(base or ("detect" if detect else "cifar10" if pre.crop <= 64 else "torchvision")).to_dict()
     d.update(name=f"{d['name']}-finetune", epochs=epochs, head_bias=0.0, time_budget_s=time_budget_s)
-    d["optimizer"].update(name=optimizer, lr=lr)
+    if detect:  # the trained detector is the starting point: no ImageNet body, every layer at one rate
+        d.update(backbone_weights=None)
+        d["optimizer"].update(backbone_lr=1.0)
+    default_lr = d["optimizer"]["lr"] * DETECTOR_LR_SHARE if detect else CLASSIFIER_LR
+    d["optimizer"].update(name=optimizer or (d["optimizer"]["name"] if detect else "sgd"),
+                          lr=lr if lr is not None else default_lr)
     if weight_decay is not None:
         d["optimizer"]["weight_decay"] = weight_decay
     d["schedule"].update(name="cosine", warmup_epochs=0.0)
     d["data"].update(image_size=pre.crop, resize=pre.resize, mean=list(pre.mean), std=list(pre.std),
                      channel_order=pre.channel_order, value_range=pre.value_range, resize_mode=pre.resize_mode)
     d["distill"] = {"weight": 1.0 if unlabelled else distill, "temperature": 1.0}
+    if detect:
+        d["data"]["augment"] = d["data"]["augment"] if d["data"]["augment"] in ("detect", "flip", "none") else "detect"
     if unlabelled:
         d["batch_size"] = min(d["batch_size"], UNLABELLED_BATCH)
         d["label_smoothing"] = 0.0

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..common.extras import require_extra
+from ..data.boxes import resolve_boxes
 from ..data.images import expand_image_paths
 from ..data.training import resolve_data
 from ..errors import SqueezeNetError
@@ -45,7 +46,7 @@ class CompressionSpec:
     schedule: Literal["gradual", "oneshot"] = "gradual"  # with fine-tuning: prune along the way or all at once
     finetune_epochs: int = 0  # after (gradual: during) pruning
     centroid_epochs: int | None = None  # after quantization; default 1 when fine-tuning, else 0
-    lr: float = 0.02
+    lr: float | None = None  # peak rate while pruning: SGD 0.02 for classifiers, a detector's recipe's AdamW / 10
     budget_s: float | None = None  # wall-clock limit per fine-tuning phase
     init: Init | None = None  # k-means initialisation; default linear with fine-tuning, optimal without
     recipe: str | None = None  # base recipe for fine-tuning (augmentation, batch size); default by input size
@@ -57,7 +58,7 @@ class CompressionSpec:
     def __post_init__(self) -> None:
         if self.density is not None and self.quality is not None:
             raise SqueezeNetError("give a pruning density or a quality, not both")
-        if self.finetune_epochs < 0 or (self.centroid_epochs or 0) < 0 or self.lr <= 0 or self.centroid_lr <= 0:
+        if self.finetune_epochs < 0 or (self.centroid_epochs or 0) < 0 or (self.lr or 1) <= 0 or self.centroid_lr <= 0:
             raise SqueezeNetError("fine-tuning epochs must be >= 0 and the learning rate > 0")
         if self.max_bytes is not None and self.max_bytes < 1024:
             raise SqueezeNetError(f"max_bytes={self.max_bytes}: a .sqz file needs more than 1 KB for its header alone")
@@ -103,9 +104,13 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
     if spec.distill and data is None:
         raise SqueezeNetError("distill= mixes the input model's outputs into fine-tuning on data=; with calibration "
                               "images alone, centroid epochs distil from it anyway")
+    detect = model.meta.task == "detect"
     tune = data is not None and spec.finetune_epochs > 0
     centroid_epochs = spec.centroid_epochs if spec.centroid_epochs is not None else (1 if tune else 0)
     distil_on_calibration = calibration is not None and centroid_epochs > 0
+    if detect and (spec.distill or distil_on_calibration):
+        raise SqueezeNetError("distillation is for classifiers; a detector fine-tunes on its boxes (data=), and with "
+                              "calibration images alone its weights are reconstructed without centroid epochs")
     if spec.finetune_epochs and data is None:
         raise SqueezeNetError("fine-tuning while pruning needs training data (data=)")
     if centroid_epochs and data is None and calibration is None:
@@ -121,7 +126,9 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
         from .finetune import finetune, finetune_recipe
         finetune_recipe(model, epochs=max(1, spec.finetune_epochs), lr=spec.lr, base=spec.recipe, overrides=spec.overrides,
                         unlabelled=distil_on_calibration)
-        if data is not None and data != "cifar10":  # (cifar10 may still be downloaded)
+        if data is not None and detect:
+            resolve_boxes(data)  # a bad label is one line now, not after pruning
+        elif data is not None and data != "cifar10":  # (cifar10 may still be downloaded)
             resolve_data(data, data_root, download=False)
     work = CompressionWorkDir(work_dir) if work_dir is not None and (tune or centroid_epochs) else None
     if work is not None:

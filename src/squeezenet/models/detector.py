@@ -121,14 +121,14 @@ def _body(backbone: SqueezeNetConfig) -> tuple[nn.Sequential, list[Any], dict[st
     return net.features, net.feature_info, names
 
 
-def _on_meta(run: Any, config: DetectorConfig) -> list[torch.Tensor]:
+def _on_meta(run: Any, config: Any) -> list[torch.Tensor]:
     """The feature maps ``run`` (a module or a bound method) makes of one input, computed on a meta-device copy:
     only the shapes, at no cost (the grid of anchors follows from them)."""
     module = run if isinstance(run, nn.Module) else run.__self__
     probe = copy.deepcopy(module).to("meta").eval()
     fn = probe if isinstance(run, nn.Module) else getattr(probe, run.__name__)
     out = fn(torch.empty(1, config.in_chans, config.image_size, config.image_size, device="meta"))
-    return out if isinstance(out, list) else [out]
+    return list(out.values()) if isinstance(out, dict) else out if isinstance(out, list) else [out]
 
 
 class Detector(Network):
@@ -222,7 +222,7 @@ class SSDLiteSqueeze(Detector):
                                 config.num_classes + 1, functools.partial(nn.BatchNorm2d, eps=0.001, momentum=0.03))
         kept = {f"backbone.{i}" for i in range(len(self.backbone))}
         self.layer_names = {**{k: v for k, v in body_names.items() if all(p in kept for p in v)},
-                            "extras": ["extras"], "head": ["head"]}
+                            "extras": [f"extras.{i}" for i in range(len(extras))], "head": ["head"]}
         size = config.image_size
         maps = _on_meta(self._maps, config)
         with torch.device("cpu"):  # (also when the model is built on the meta device: the anchors are data)

@@ -49,6 +49,9 @@ def default_preprocessing(config: ArchConfig) -> Preprocessing:
     """For weights that do not say: Caffe's for Caffe-compatible v1.0 (conv10 pad=1), 32x32 CIFAR's for
     small-stem models (a 3x3/1 stem without max-pool: fed 224 crops they would run, and answer wrongly),
     torchvision's otherwise."""
+    own = getattr(config, "preprocessing", None)
+    if callable(own):  # an architecture whose statistics are its own (torchvision's SSDLite on MobileNetV3)
+        return own()
     if config.task == "detect":  # the body's statistics, the whole image warped to the detector's square input
         body = default_preprocessing(config.backbone)  # type: ignore[attr-defined]
         size = config.image_size  # type: ignore[attr-defined]

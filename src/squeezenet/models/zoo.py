@@ -12,6 +12,7 @@ from ..errors import SqueezeNetError, brief
 from .alexnet import AlexNet, AlexNetConfig
 from .config import DESIGN_DEFAULTS, SqueezeNetConfig, design_space_config, small_image_stem, v1_0_config, v1_1_config
 from .detector import Detector, DetectorConfig, build_detector
+from .mobilenet_detector import MobileNetSSDLite, MobileNetSSDLiteConfig
 from .registry import register_arch, register_model
 from .squeezenet import SqueezeNet
 
@@ -142,3 +143,14 @@ def ssdlite_squeezenet(**options: Any) -> Detector:
     """SSDLite on SqueezeNet: torchvision's SSDLite head and default boxes on the stride 8-128 maps (multi-scale)."""
     body = _body_config(options.pop("body"), options.pop("batch_norm"))
     return build_detector(DetectorConfig("ssdlite", backbone=body, dropout=0.0, **options))
+
+
+register_arch("ssdlite_mobilenet_v3", MobileNetSSDLiteConfig.from_dict, MobileNetSSDLite)
+
+
+@register_model(input_size=320, num_classes=80, image_size=320)
+def ssdlite_mobilenet_v3(**options: Any) -> Detector:
+    """torchvision's ssdlite320_mobilenet_v3_large, the reference our detectors are measured against (random init).
+
+    The same recipe, loss, decoding and export as our detectors; no ImageNet weights for its body travel."""
+    return MobileNetSSDLite(MobileNetSSDLiteConfig(**options))

@@ -65,6 +65,13 @@ def _layer_type(mods: list[nn.Module]) -> str:
     return type(main).__name__.lower()
 
 
+def _last_tensor(out: Any) -> torch.Tensor:
+    """A layer's output, or the last of several (a detection body's maps, a head's boxes and class scores)."""
+    while isinstance(out, (dict, list, tuple)):
+        out = list(out.values())[-1] if isinstance(out, dict) else out[-1]
+    return out
+
+
 def architecture_report(model: str | nn.Module, input_size: int | None = None, **options: Any) -> ArchitectureReport:
     """Measure a model layer by layer at ``input_size`` x ``input_size``.
 
@@ -97,7 +104,8 @@ def architecture_report(model: str | nn.Module, input_size: int | None = None, *
     for row_name, paths in net.layer_names.items():
         for path in paths:
             handles.append(modules[path].register_forward_pre_hook(lambda m, a, n=row_name: current.__setitem__(0, n)))
-        handles.append(modules[paths[-1]].register_forward_hook(lambda m, a, out, n=row_name: shapes.__setitem__(n, out.shape)))
+        handles.append(modules[paths[-1]].register_forward_hook(
+            lambda m, a, out, n=row_name: shapes.__setitem__(n, _last_tensor(out).shape)))
     counter = FlopCounterMode(display=False, depth=None)  # type: ignore[arg-type]
     x = torch.empty(1, in_chans, input_size, input_size, device="meta")
     try:

@@ -11,6 +11,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from ..inference.detection import PairedDetection
 from .render import console_for_output, human_bytes
 
 ALEXNET_BYTES = 240_000_000  # the paper's Table 2 baseline: AlexNet, 32-bit, 240 MB
@@ -107,7 +108,10 @@ def compression_summary(report: CompressionReport, input_fp32_bytes: int, paired
     the compressed file against the input on the same images (a ``PairedResult``): ``before``/``after`` accuracy and
     the paired statistics."""
     before = after = None
-    if paired is not None:
+    if isinstance(paired, PairedDetection):
+        before = {"map50": paired.reference_map50, "map": paired.reference_map, "n": paired.images}
+        after = {"map50": paired.candidate_map50, "map": paired.candidate_map, "n": paired.images}
+    elif paired is not None:
         before = {"top1": paired.reference_top1, "top5": paired.reference_top5, "n": paired.n, "skipped": paired.skipped}
         after = {"top1": paired.top1, "top5": paired.top5, "n": paired.n, "skipped": paired.skipped}
     return {**report.to_dict(), "input_fp32_bytes": input_fp32_bytes,
@@ -146,7 +150,12 @@ def print_compression_summary(report: CompressionReport, summary: dict[str, Any]
     fp32 = summary["input_fp32_bytes"]
     console.print(f"input weights {fp32:,} bytes -> {report.file_bytes:,} bytes: {summary['ratio_to_input']:.1f}x smaller")
     paired = summary["paired"]
-    if paired:
+    if paired and "map50" in paired:
+        low, high = paired["map50_diff_ci95"]
+        console.print(f"on the {paired['images']:,} validation images of {eval_dir}: mAP@.5 {paired['reference_map50']:.4f} -> "
+                      f"{paired['map50']:.4f} ({paired['map50_diff']:+.4f}, 95% [{low:+.4f}, {high:+.4f}] over "
+                      f"{paired['resamples']} resamples)   mAP {paired['reference_map']:.4f} -> {paired['map']:.4f}")
+    elif paired:
         console.print(f"on {paired['n']:,} images of {eval_dir}: top-1 {paired['reference_top1']:.4f} -> {paired['top1']:.4f} "
                       f"({100 * paired['top1_diff']:+.2f} pt, 95% [{100 * paired['top1_diff_low']:+.2f}, "
                       f"{100 * paired['top1_diff_high']:+.2f}])   top-5 {paired['reference_top5']:.4f} -> {paired['top5']:.4f}   "

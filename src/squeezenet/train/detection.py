@@ -27,9 +27,22 @@ from .module import RecipeModule
 from .recipe import Recipe
 
 
+def _mean_over_processes(count: int, device: torch.device) -> float:
+    """``count`` averaged over the processes of a distributed run (itself when alone). Dividing each process's loss
+    sum by the mean count of matched anchors (DETR's ``num_boxes``) makes DDP's gradient average equal one process's
+    gradient of the whole batch: each process dividing by its own count would weight its images by how many anchors
+    they happened to match."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return float(count)
+    total = torch.tensor(float(count), device=device)
+    torch.distributed.all_reduce(total)
+    return float(total) / torch.distributed.get_world_size()
+
+
 class DetectionLoss(nn.Module):
     """``{"boxes": smooth-L1, "classes": cross-entropy}`` of ``N x A x (4 + 1 + C)`` outputs against targets
-    (``boxes`` in input pixels, ``labels`` 1-based)."""
+    (``boxes`` in input pixels, ``labels`` 1-based), both divided by the number of matched anchors (averaged over the
+    processes of a distributed run: :func:`_mean_over_processes`)."""
 
     def __init__(self, anchors: torch.Tensor, iou_threshold: float = 0.5, negatives_per_positive: float = 3.0):
         super().__init__()
@@ -63,7 +76,7 @@ class DetectionLoss(nn.Module):
         ranked[foreground] = -float("inf")
         order = ranked.sort(1, descending=True)[1]
         hard = order.sort(1)[1] < negatives  # the hardest background anchors, 3 per positive
-        scale = max(1, positives)
+        scale = max(1.0, _mean_over_processes(positives, outputs.device))
         return {"boxes": torch.stack(box_losses).sum() / scale, "classes": (ce[foreground].sum() + ce[hard].sum()) / scale}
 
 

@@ -162,11 +162,13 @@ def load_backbone(detector: Network, source: str | Path) -> Network:
     statistics (channel order, value range, mean, std) become the detector's, at the detector's input size."""
     if detector.meta.task != "detect":
         raise SqueezeNetError("backbone weights are for detectors; a classifier loads whole weights (weights=)")
+    body = getattr(detector.config, "backbone", None)
+    if not isinstance(body, SqueezeNetConfig):
+        raise SqueezeNetError(f"{detector.meta.config.arch} has no SqueezeNet body to load ImageNet weights into")
     weights = _read(source)
     where = str(source)
     if weights.meta.task != "classify" or not isinstance(weights.meta.config, SqueezeNetConfig):
         raise SqueezeNetError(f"{where}: not SqueezeNet classification weights (a backbone comes from an ImageNet model)")
-    body = detector.config.backbone
     if _body(weights.meta.config) != _body(body):
         raise SqueezeNetError(f"{where}: its layers are not this detector's body (SqueezeNet "
                               f"{'v1.0' if body.stem.kernel_size == 7 else 'v1.1'}, batch_norm={body.batch_norm}); "
