@@ -142,6 +142,41 @@ def test_map_equals_pycocotools_on_a_hand_made_case() -> None:
     assert 0.2 < run.stats[0] < run.stats[1] < 1.0  # the case is neither perfect nor empty
 
 
+def test_a_resample_scored_from_one_matching_equals_torchmetrics_on_the_resampled_images() -> None:
+    """Bootstrap intervals re-score resamples from one pycocotools matching (ImageMatches); a resample's mAP, mAP@.5
+    and per-class AP@.5 must be what torchmetrics computes on that list of images, an image drawn twice included."""
+    from squeezenet.inference.coco_resample import ImageMatches
+    from squeezenet.inference.detection import _per_class_ap50
+
+    g = torch.Generator().manual_seed(0)
+
+    def boxes(n: int) -> torch.Tensor:
+        corner = torch.rand(n, 2, generator=g) * 200
+        return torch.cat([corner, corner + 2 + torch.rand(n, 2, generator=g) * 100], 1)
+
+    truth, preds = [], []
+    for _ in range(30):  # objects of 4 classes; found with jitter, plus false alarms
+        n, m = int(torch.randint(0, 6, (1,), generator=g)), int(torch.randint(0, 10, (1,), generator=g))
+        t = {"boxes": boxes(n), "labels": torch.randint(0, 4, (n,), generator=g)}
+        truth.append(t)
+        preds.append({"boxes": torch.cat([t["boxes"] + 5 * torch.randn(n, 4, generator=g), boxes(m)]),
+                      "scores": torch.rand(n + m, generator=g),
+                      "labels": torch.cat([t["labels"], torch.randint(0, 4, (m,), generator=g)])})
+    matches = ImageMatches(preds, truth)
+    pick = torch.randint(0, 30, (30,), generator=g).tolist()
+    assert len(set(pick)) < 30  # some images drawn twice, some not at all
+    for chosen in (list(range(30)), pick):
+        p, t = [preds[i] for i in chosen], [truth[i] for i in chosen]
+        want = mean_average_precision(p, t)
+        got = matches.scores(chosen)
+        assert got["map"] == pytest.approx(float(want["map"]), abs=1e-6)
+        assert got["map50"] == pytest.approx(float(want["map_50"]), abs=1e-6)
+        present = sorted({int(c) for x in t for c in x["labels"]})
+        assert sorted(got["ap50"]) == present
+        assert [got["ap50"][c] for c in present] == pytest.approx(_per_class_ap50(p, t, present), abs=1e-6)
+    assert 0.05 < got["map"] < got["map50"] < 0.9  # neither perfect nor empty
+
+
 def test_decoding_zero_deltas_gives_the_anchor_in_image_pixels() -> None:
     model = create_model("squeezedet", **TINY).eval()
     anchors = model.anchors
@@ -376,6 +411,28 @@ def test_exported_onnx_gives_pytorchs_boxes_on_real_images(tmp_path) -> None:
         best, index = iou.max(1)
         assert bool((best > 0.99).all()), best.min()
         assert (a["scores"] - b["scores"][index]).abs().max() < 1e-3
+
+
+def test_bench_measures_a_detector_on_the_images_of_a_box_folder(tmp_path) -> None:
+    """``bench -d`` takes a detector's box folder: its images, unlabelled (no top-1), each runtime's per-anchor
+    answers judged against PyTorch fp32; the fp32 file reproduces them, the int8 one measurably less exactly."""
+    pytest.importorskip("onnxruntime")
+    from squeezenet.deploy.bench import bench
+
+    from squeezenet import model_from_config
+    from squeezenet.models.config import FireSpec, v1_1_config
+    from squeezenet.models.detector import DetectorConfig
+
+    small = DetectorConfig("convdet", 2, v1_1_config(), image_size=64, extra_fire=FireSpec(16, 32, 32))
+    weights = save_weights(model_from_config(small).eval(), tmp_path / "det.safetensors")
+    result = bench(weights, yolo_folder(tmp_path / "boxes", n=16), tmp_path / "work", runtimes=["onnxruntime"],
+                   repeats=1, alexnet=False, subprocesses=False)
+    rows = {(r.runtime, r.precision): r for r in result.rows}
+    assert set(rows) == {("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+    assert result.images == 16 and all(r.top1 is None and r.latency_ms > 0 for r in rows.values())
+    fp32, int8 = rows["onnxruntime", "fp32"], rows["onnxruntime", "int8"]
+    assert fp32.agreement == 1.0 and fp32.snr_db > 60
+    assert int8.snr_db < fp32.snr_db and int8.size_bytes < fp32.size_bytes
 
 
 @pytest.mark.slow

@@ -70,8 +70,8 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="detectors: all labelled images of a YOLO folder (default), or the training or validation part "
                         "as `squeezenet train` splits it (every fifth image validates; or its train/ and val/)")
     p.add_argument("--interval", action="store_true",
-                   help="detectors: 95%% bootstrap intervals (200 resamples of the images) of mAP, mAP@.5 and each "
-                        "class's AP@.5")
+                   help="detectors: 95%% bootstrap intervals (the images resampled with replacement, 1,000 times) of "
+                        "mAP, mAP@.5 and each class's AP@.5")
     p.add_argument("--strict", action="store_true",
                    help="fail (exit 1, nothing measured) if any image cannot be read; by default unreadable images "
                         "are skipped, counted and named in warnings")
@@ -179,7 +179,7 @@ def _eval_detector(args: argparse.Namespace, model: Any) -> int:
     """``eval`` for a detector: COCO mAP@[.5:.95] and mAP@.5, overall and per class; with ``--reference``, both
     detectors' mAP on the same images and the bootstrap interval of the mAP@.5 difference."""
     from ..deploy import load_model
-    from ..inference.detection import compare_detectors, evaluate_detector
+    from ..inference.detection import BOOTSTRAP_RESAMPLES, compare_detectors, evaluate_detector
 
     if args.reference:
         reference = load_model(args.reference, device=args.device, providers=args.provider)
@@ -193,7 +193,7 @@ def _eval_detector(args: argparse.Namespace, model: Any) -> int:
                   f"mAP {paired.candidate_map:.4f} vs reference {paired.reference_map:.4f}")
         return 0
     scores = evaluate_detector(model, args.data, split=args.split, batch_size=min(args.batch_size, 16),
-                               resamples=200 if args.interval else 0)
+                               resamples=BOOTSTRAP_RESAMPLES if args.interval else 0)
     _report_skipped(scores.skipped, args.strict)
     if args.json:
         print(json.dumps(scores.to_dict()))
