@@ -417,9 +417,8 @@ def test_bench_measures_a_detector_on_the_images_of_a_box_folder(tmp_path) -> No
     """``bench -d`` takes a detector's box folder: its images, unlabelled (no top-1), each runtime's per-anchor
     answers judged against PyTorch fp32; the fp32 file reproduces them, the int8 one measurably less exactly."""
     pytest.importorskip("onnxruntime")
-    from squeezenet.deploy.bench import bench
-
     from squeezenet import model_from_config
+    from squeezenet.deploy.bench import bench
     from squeezenet.models.config import FireSpec, v1_1_config
     from squeezenet.models.detector import DetectorConfig
 
