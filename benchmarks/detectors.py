@@ -27,7 +27,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from squeezenet import create_model, load_model  # noqa: E402
+from squeezenet import create_model, load_weights  # noqa: E402
 from squeezenet.common.cpu import cpu_summary  # noqa: E402
 from squeezenet.deploy.bench import interleaved_medians  # noqa: E402
 from squeezenet.inference.detection import evaluate_detector  # noqa: E402
@@ -47,7 +47,7 @@ def macs(model: torch.nn.Module, x: torch.Tensor) -> float:
 def score_run(run: Path, data: str, resamples: int) -> dict:
     """A trained run's model, file size and mAP on both splits of ``data`` (the split training used)."""
     weights = run / "best.safetensors"
-    model = load_model(weights)
+    model = load_weights(weights).eval()
     recipe = json.loads((run / "run.json").read_text()).get("recipe", {})
     out = {"model": recipe.get("model", model.meta.config.arch), "body": "ImageNet" if recipe.get("backbone_weights")
            else "random", "file_bytes": weights.stat().st_size}
