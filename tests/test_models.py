@@ -164,14 +164,18 @@ def model_task(name: str) -> str:
 def test_every_registered_model_runs_forward_and_backward(name):
     from squeezenet.models import get_model_entry
 
-    detector = model_task(name) == "detect"
-    model = create_model(name, **({"num_classes": 3, "image_size": 128} if detector else {})).train()
-    size = 128 if detector else 32 if name.endswith("_cifar") else 224
-    assert get_model_entry(name).input_size == (320 if detector else size)
+    task = model_task(name)
+    dense = task in ("detect", "segment")
+    model = create_model(name, **({"num_classes": 3, "image_size": 128} if dense else {})).train()
+    size = 128 if dense else 32 if name.endswith("_cifar") else 224
+    assert get_model_entry(name).input_size == (320 if dense else size)
     x = torch.randn(2, 3, size, size)
     out = model(x)
-    if detector:  # per anchor: 4 box deltas, background, 3 classes
-        assert out.shape == (2, len(model.anchors), 4 + 1 + 3) and model.meta.task == "detect"
+    assert model.meta.task == task
+    if task == "detect":  # per anchor: 4 box deltas, background, 3 classes
+        assert out.shape == (2, len(model.anchors), 4 + 1 + 3)
+    elif task == "segment":  # per pixel of the input: 3 class logits
+        assert out.shape == (2, 3, size, size) == (2, *model.config.output_shape())
     else:
         assert out.shape == (2, model.num_classes) and model.meta.task == "classify"
     out.logsumexp(dim=1).sum().backward()

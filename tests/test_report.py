@@ -106,3 +106,14 @@ def test_detector_reports_have_every_layer_and_the_heads_anchor_rows(name):
         assert last.out_shape == [len(model.config.anchors) * (4 + 1 + 3), 19, 19]
     else:  # the SSDLite head's class scores for every default box
         assert last.out_shape == [len(model.anchors), 3 + 1]
+
+
+@pytest.mark.parametrize("name", ["lraspp_squeezenet", "squeezeseg"])
+def test_segmenter_reports_add_up_and_end_in_class_maps(name):
+    model = create_model(name, num_classes=3, image_size=320)
+    report = architecture_report(name, 320, num_classes=3)
+    assert report.params == sum(p.numel() for p in model.parameters()) == model.config.num_parameters()
+    assert sum(r.params for r in report.layers) == report.params
+    assert sum(r.macs for r in report.layers) == report.macs > 0
+    last = report.layers[-1]
+    assert last.out_shape[0] == 3 and (name == "lraspp_squeezenet" or last.out_shape == [3, 320, 320])

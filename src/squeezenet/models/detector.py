@@ -38,7 +38,7 @@ from ..errors import SqueezeNetError
 from .config import CONFIG_VERSION, MAX_CLASSES, FireSpec, SqueezeNetConfig, _check_int
 from .fire import Fire
 from .meta import ModelMeta, Network
-from .squeezenet import SqueezeNet
+from .squeezenet import squeezenet_body as _body
 
 Head = Literal["convdet", "ssdlite"]
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # SSD's delta scaling (torchvision's SSD and SSDLite use the same)
@@ -110,15 +110,6 @@ class DetectorConfig:
             s, e1, e3 = data["extra_fire"]
             data = {**data, "extra_fire": {"squeeze": s, "expand1x1": e1, "expand3x3": e3}}
         return from_dict(cls, data, where)
-
-
-def _body(backbone: SqueezeNetConfig) -> tuple[nn.Sequential, list[Any], dict[str, list[str]]]:
-    """The SqueezeNet's convolutional body (its ``features``, keys ``backbone.N``), its feature points and the
-    paper's names of its layers (conv1, fire2, ...: what compression options and reports use)."""
-    net = SqueezeNet(replace(backbone, num_classes=1))
-    names = {k: [p.replace("features.", "backbone.", 1) for p in v] for k, v in net.layer_names.items()
-             if all(p.startswith("features.") for p in v)}
-    return net.features, net.feature_info, names
 
 
 def _on_meta(run: Any, config: Any) -> list[torch.Tensor]:

@@ -52,10 +52,10 @@ def default_preprocessing(config: ArchConfig) -> Preprocessing:
     own = getattr(config, "preprocessing", None)
     if callable(own):  # an architecture whose statistics are its own (torchvision's SSDLite on MobileNetV3)
         return own()
-    if config.task == "detect":  # the body's statistics, the whole image warped to the detector's square input
+    if config.task in ("detect", "segment"):  # the body's statistics, the whole image warped to the square input
         body = default_preprocessing(config.backbone)  # type: ignore[attr-defined]
         size = config.image_size  # type: ignore[attr-defined]
-        return replace(body, name=f"{body.name}-detect", resize=size, crop=size, resize_mode="square")
+        return replace(body, name=f"{body.name}-{config.task}", resize=size, crop=size, resize_mode="square")
     if isinstance(config, SqueezeNetConfig):
         if config.classifier_padding == 1:
             return CAFFE

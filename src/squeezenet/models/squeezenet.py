@@ -114,3 +114,13 @@ class SqueezeNet(Network):
     @property
     def config(self) -> SqueezeNetConfig:
         return self.meta.config  # type: ignore[return-value]
+
+
+def squeezenet_body(backbone: SqueezeNetConfig) -> tuple[nn.Sequential, list[FeatureInfo], dict[str, list[str]]]:
+    """The convolutional body of a SqueezeNet (its ``features``) for a detector or segmenter to put a head on: the
+    layers (keys ``backbone.N`` there, so a classifier's ``features.N`` load into them: ``weights.load_backbone``),
+    their feature points, and the paper's names of the layers (conv1, fire2, ...: what compression and reports use)."""
+    net = SqueezeNet(replace(backbone, num_classes=1))
+    names = {k: [p.replace("features.", "backbone.", 1) for p in v] for k, v in net.layer_names.items()
+             if all(p.startswith("features.") for p in v)}
+    return net.features, net.feature_info, names

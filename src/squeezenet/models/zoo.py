@@ -13,6 +13,7 @@ from .alexnet import AlexNet, AlexNetConfig
 from .config import DESIGN_DEFAULTS, SqueezeNetConfig, design_space_config, small_image_stem, v1_0_config, v1_1_config
 from .detector import Detector, DetectorConfig, build_detector
 from .mobilenet_detector import MobileNetSSDLite, MobileNetSSDLiteConfig
+from .segmenter import Segmenter, SegmenterConfig, build_segmenter
 from .registry import register_arch, register_model
 from .squeezenet import SqueezeNet
 
@@ -154,3 +155,24 @@ def ssdlite_mobilenet_v3(**options: Any) -> Detector:
 
     The same recipe, loss, decoding and export as our detectors; no ImageNet weights for its body travel."""
     return MobileNetSSDLite(MobileNetSSDLiteConfig(**options))
+
+
+# --- segmenters: a SqueezeNet body under a per-pixel head (models/segmenter.py) -------------------------------
+
+register_arch("segmenter", SegmenterConfig.from_dict, build_segmenter)
+#: options of every segmenter builder: COCO's 80 classes and the background, a 320x320 input, the v1.0 body
+SEGMENT: dict[str, Any] = {"num_classes": 81, "image_size": 320, "body": "v1.0", "batch_norm": False}
+
+
+@register_model(input_size=320, **SEGMENT, inter_channels=128)
+def lraspp_squeezenet(**options: Any) -> Segmenter:
+    """LR-ASPP on SqueezeNet: torchvision's lite ASPP head on the stride-8 and stride-16 maps, bilinear to full size."""
+    body = _body_config(options.pop("body"), options.pop("batch_norm"))
+    return build_segmenter(SegmenterConfig("lraspp", backbone=body, **options))
+
+
+@register_model(input_size=320, **SEGMENT, dropout=0.5)
+def squeezeseg(**options: Any) -> Segmenter:
+    """SqueezeSeg (Wu et al. 2018): the body, FireDeconv decoder with skip additions back to full resolution."""
+    body = _body_config(options.pop("body"), options.pop("batch_norm"))
+    return build_segmenter(SegmenterConfig("squeezeseg", backbone=body, **options))

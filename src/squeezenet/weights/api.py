@@ -155,13 +155,16 @@ def _body(config: Any) -> Any:
 
 
 def load_backbone(detector: Network, source: str | Path) -> Network:
-    """Put an ImageNet-trained body under a detector (SqueezeDet or SSDLite): any classification weights this
-    toolkit reads (a named weight set, the Deep Compression ``.net``, torchvision's ``.pth``, our files).
+    """Put an ImageNet-trained body under a detector (SqueezeDet, SSDLite) or a segmenter (LR-ASPP, SqueezeSeg): any
+    classification weights this toolkit reads (a named weight set, the Deep Compression ``.net``, torchvision's
+    ``.pth``, our files).
 
-    The body's layers must be the detector's (same SqueezeNet version and batch-norm setting); its preprocessing
-    statistics (channel order, value range, mean, std) become the detector's, at the detector's input size."""
-    if detector.meta.task != "detect":
-        raise SqueezeNetError("backbone weights are for detectors; a classifier loads whole weights (weights=)")
+    The body's layers must be the model's (same SqueezeNet version and batch-norm setting); its preprocessing
+    statistics (channel order, value range, mean, std) become the model's, at the model's input size."""
+    task = detector.meta.task
+    if task not in ("detect", "segment"):
+        raise SqueezeNetError("backbone weights are for detectors and segmenters; a classifier loads whole weights "
+                              "(weights=)")
     body = getattr(detector.config, "backbone", None)
     if not isinstance(body, SqueezeNetConfig):
         raise SqueezeNetError(f"{detector.meta.config.arch} has no SqueezeNet body to load ImageNet weights into")
@@ -183,6 +186,6 @@ def load_backbone(detector: Network, source: str | Path) -> Network:
     size = detector.meta.preprocessing.crop
     stats = weights.meta.preprocessing
     detector.meta = detector.meta.replace(
-        preprocessing=replace(stats, name=f"{stats.name}-detect", resize=size, crop=size, resize_mode="square"),
+        preprocessing=replace(stats, name=f"{stats.name}-{task}", resize=size, crop=size, resize_mode="square"),
         source=f"body from {Path(where).name}")
     return detector
