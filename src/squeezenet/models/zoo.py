@@ -13,8 +13,8 @@ from .alexnet import AlexNet, AlexNetConfig
 from .config import DESIGN_DEFAULTS, SqueezeNetConfig, design_space_config, small_image_stem, v1_0_config, v1_1_config
 from .detector import Detector, DetectorConfig, build_detector
 from .mobilenet_detector import MobileNetSSDLite, MobileNetSSDLiteConfig
-from .segmenter import Segmenter, SegmenterConfig, build_segmenter
 from .registry import register_arch, register_model
+from .segmenter import Segmenter, SegmenterConfig, build_segmenter
 from .squeezenet import SqueezeNet
 
 register_arch("squeezenet", SqueezeNetConfig.from_dict, SqueezeNet)
