@@ -28,11 +28,14 @@ TOLERANCE = 1e-3  # normalised coordinates may overshoot 0..1 by this much (roun
 
 @dataclass(frozen=True)
 class BoxSample:
-    """One image and its objects: ``boxes`` (K x 4 float32, ``x1, y1, x2, y2`` in 0..1) and ``labels`` (K, 0-based)."""
+    """One image and its objects: ``boxes`` (K x 4 float32, ``x1, y1, x2, y2`` in 0..1) and ``labels`` (K, 0-based);
+    ``polygons`` (when the labels had outlines: YOLO segmentation lines) one P x 2 tensor (x, y in 0..1) per object,
+    ``None`` for an object given as a box: what masks are drawn from (``data/masks.py``)."""
 
     image: Path
     boxes: torch.Tensor
     labels: torch.Tensor
+    polygons: tuple[torch.Tensor | None, ...] = ()
 
 
 @dataclass
@@ -72,8 +75,9 @@ def read_class_names(path: Path) -> list[str]:
     return names
 
 
-def _parse_line(text: str, where: str, num_classes: int) -> tuple[int, list[float]]:
-    """``class cx cy w h`` (a box) or ``class x1 y1 x2 y2 x3 y3 ...`` (a polygon): class and ``x1, y1, x2, y2``."""
+def _parse_line(text: str, where: str, num_classes: int) -> tuple[int, list[float], list[float] | None]:
+    """``class cx cy w h`` (a box) or ``class x1 y1 x2 y2 x3 y3 ...`` (a polygon): class, ``x1, y1, x2, y2`` and the
+    polygon's ``x, y`` values (None for a box)."""
     parts = text.split()
     try:
         cls = int(parts[0])
@@ -99,11 +103,11 @@ def _parse_line(text: str, where: str, num_classes: int) -> tuple[int, list[floa
     box = [min(max(v, 0.0), 1.0) for v in box]
     if box[2] <= box[0] or box[3] <= box[1]:
         raise SqueezeNetError(f"{where}: an empty box (zero width or height)")
-    return cls, box
+    return cls, box, ([min(max(v, 0.0), 1.0) for v in values] if len(values) != 4 else None)
 
 
-def read_yolo_labels(path: Path, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boxes and classes of one YOLO label file (blank lines are skipped)."""
+def read_yolo_labels(path: Path, num_classes: int) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, ...]]:
+    """Boxes, classes and polygons (None for box lines) of one YOLO label file (blank lines are skipped)."""
     try:
         size = path.stat().st_size
         if size > MAX_LABEL_BYTES:
@@ -113,15 +117,17 @@ def read_yolo_labels(path: Path, num_classes: int) -> tuple[torch.Tensor, torch.
         raise SqueezeNetError(f"{path}: not a text label file (not UTF-8)") from None
     except OSError as exc:
         raise SqueezeNetError(f"{path}: unreadable label file ({exc.strerror or exc})") from None
-    boxes, labels = [], []
+    boxes, labels, polygons = [], [], []
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
-            cls, box = _parse_line(line, f"{path}:{number}", num_classes)
+            cls, box, polygon = _parse_line(line, f"{path}:{number}", num_classes)
             labels.append(cls)
             boxes.append(box)
+            polygons.append(None if polygon is None else torch.tensor(polygon, dtype=torch.float32).view(-1, 2))
             if len(boxes) > MAX_OBJECTS:
                 raise SqueezeNetError(f"{path}: more than {MAX_OBJECTS:,} objects in one image")
-    return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64)
+    return (torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64),
+            tuple(polygons))
 
 
 def is_yolo_folder(folder: Path) -> bool:
@@ -153,10 +159,10 @@ def read_yolo_folder(folder: str | Path, classes: Sequence[str] | None = None) -
     for rel, image in label_for.items():
         label = root / "labels" / rel
         if label.is_file():
-            boxes, labels = read_yolo_labels(label, len(classes))
+            boxes, labels, polygons = read_yolo_labels(label, len(classes))
         else:
-            boxes, labels = torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64)
-        samples.append(BoxSample(image, boxes, labels))
+            boxes, labels, polygons = torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), ()
+        samples.append(BoxSample(image, boxes, labels, polygons))
     return BoxSet(samples, list(classes), root.name)
 
 
