@@ -82,10 +82,14 @@ def test_png_masks_read_with_their_palette_indices_and_the_ignore_value(tmp_path
     assert set(mask.unique().tolist()) == {0, 2, IGNORE_INDEX}  # train's first image is the second file: a dog
 
 
+def _write_mask(values: np.ndarray):
+    return lambda root: Image.fromarray(values).save(root / "masks" / "0.png")
+
+
 @pytest.mark.parametrize("mutate, words", [
-    (lambda r: Image.fromarray(np.zeros((30, 40), np.uint8), mode="L").save(r / "masks" / "0.png"), "a 40x30 mask for a 40x32 image"),
-    (lambda r: Image.fromarray(np.full((32, 40), 7, np.uint8), mode="L").save(r / "masks" / "0.png"), "value 7 is no class"),
-    (lambda r: Image.fromarray(np.zeros((32, 40, 3), np.uint8)).save(r / "masks" / "0.png"), "a RGB image, not a mask"),
+    (_write_mask(np.zeros((30, 40), np.uint8)), "a 40x30 mask for a 40x32 image"),
+    (_write_mask(np.full((32, 40), 7, np.uint8)), "value 7 is no class"),
+    (_write_mask(np.zeros((32, 40, 3), np.uint8)), "a RGB image, not a mask"),
     (lambda r: (r / "masks" / "0.png").rename(r / "masks" / "9.png"), "a mask without an image"),
 ])
 def test_bad_masks_are_one_line_naming_the_file(tmp_path, mutate, words) -> None:
