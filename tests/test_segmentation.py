@@ -156,3 +156,99 @@ def test_segmenters_give_full_resolution_logits_for_both_bodies(name) -> None:
         with torch.no_grad():
             out = model(torch.randn(2, 3, 96, 96))
         assert out.shape == (2, 3, 96, 96) and model.meta.task == "segment"
+
+
+def test_miou_and_pixel_accuracy_equal_a_direct_count_on_a_hand_made_case() -> None:
+    """Two images of 3 classes with ignored pixels: the confusion matrix torchmetrics accumulates (as eval and
+    training do) and segmentation_scores give the IoU counted directly from the pixel sets."""
+    from torchmetrics.functional.classification import multiclass_confusion_matrix
+
+    from squeezenet.common.confusion import segmentation_scores
+
+    truth = [torch.tensor([[0, 0, 1, 1], [0, 2, 2, 1], [255, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0], [255, 255, 0, 0]])]
+    preds = [torch.tensor([[0, 1, 1, 1], [0, 2, 0, 1], [2, 0, 0, 2]]), torch.tensor([[1, 0, 0, 0], [1, 1, 0, 2]])]
+    cm = sum(multiclass_confusion_matrix(p.flatten(), t.flatten(), 3, ignore_index=IGNORE_INDEX)
+             for p, t in zip(preds, truth))
+    scores = segmentation_scores(cm)
+    t, p = torch.cat([x.flatten() for x in truth]), torch.cat([x.flatten() for x in preds])
+    keep = t != IGNORE_INDEX
+    t, p = t[keep], p[keep]
+    direct = [float(((t == c) & (p == c)).sum() / ((t == c) | (p == c)).sum()) for c in range(3)]
+    assert scores["iou"].tolist() == pytest.approx(direct)
+    assert scores["miou"] == pytest.approx(sum(direct) / 3)
+    assert scores["pixel_accuracy"] == pytest.approx(float((t == p).float().mean()))
+    assert 0.3 < scores["miou"] < 0.8  # neither perfect nor empty
+    absent = segmentation_scores(torch.tensor([[5, 1, 0], [2, 3, 0], [0, 0, 0]]))  # class 2: no pixel anywhere
+    assert absent["iou"][2].isnan() and absent["miou"] == pytest.approx((5 / 8 + 3 / 6) / 2)
+
+
+SMALL_SEGMENTER = ["--model", "lraspp_squeezenet", "--epochs", "2", "--batch-size", "4", "--no-progress",
+                   "--time-budget", "0", "--set", "data.image_size=64", "--set", "model_options.body=v1.1",
+                   "--set", "model_options.batch_norm=true", "--set", "data.augment=flip"]
+
+
+def test_train_eval_and_predict_a_segmenter_on_the_cli(tmp_path, capsys) -> None:
+    import json
+
+    from squeezenet.cli import main
+    from squeezenet.data.images import load_rgb_image
+    from squeezenet.inference.segmentation import read_masks, segment_images
+    from squeezenet.weights import load_weights
+
+    data = polygon_folder(tmp_path / "shapes", n=15)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "-o", str(run), *SMALL_SEGMENTER, "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0 <= metrics["miou"] <= 1 and 0 < metrics["pixel_acc"] <= 1 and metrics["train_images"] == 12
+    assert (run / "curves.png").is_file()
+    weights = run / "best.safetensors"
+    model = load_weights(weights).eval()
+    assert model.meta.classes == ("background", "red", "green") and model.meta.task == "segment"
+
+    assert main(["eval", "-w", str(weights), "-d", str(data), "--split", "val", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    masks = read_masks(data, "val")  # the same figure counted directly, at each image's size
+    hits = unions = None
+    for sample in masks.samples:
+        image = load_rgb_image(sample.image)
+        predicted = segment_images(model, [image])[0]
+        truth = draw_mask(sample, tuple(image.shape[-2:]), 3).long()
+        inter = torch.stack([((predicted == c) & (truth == c)).sum() for c in range(3)])
+        union = torch.stack([((predicted == c) | (truth == c)).sum() for c in range(3)])
+        hits, unions = (inter, union) if hits is None else (hits + inter, unions + union)
+    direct = [int(h) / int(u) for h, u in zip(hits, unions) if u > 0]
+    assert scores["images"] == 3 and scores["miou"] == pytest.approx(sum(direct) / len(direct), abs=1e-9)
+
+    out = tmp_path / "drawn"
+    image = data / "images" / "001.png"
+    assert main(["predict", "-w", str(weights), str(image), "-o", str(out), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)[0]
+    assert set(found["classes"]) <= {"background", "red", "green"} and sum(found["classes"].values()) == pytest.approx(1)
+    drawn, written = Image.open(out / "001.png"), Image.open(out / "masks" / "001.png")
+    assert drawn.size == written.size == (64, 64) and written.mode == "P"
+    assert torch.equal(torch.from_numpy(np.asarray(written)).long(), segment_images(model, [load_rgb_image(image)])[0])
+    with pytest.raises(SqueezeNetError, match="not a segmentation folder"):
+        read_masks(tmp_path / "drawn")
+
+
+def test_exported_onnx_labels_the_pixels_of_real_images_as_pytorch_does(tmp_path) -> None:
+    from conftest import require_shared
+    from squeezenet import load_backbone
+    from squeezenet.data.images import load_rgb_image
+    from squeezenet.deploy import OnnxModel, export_onnx
+    from squeezenet.inference.segmentation import segment_images
+
+    images = [load_rgb_image(p) for p in sorted(require_shared("coco128", "images").iterdir())[:6]]
+    model = create_model("lraspp_squeezenet", num_classes=5, image_size=160)
+    load_backbone(model, require_shared("deep-compression", "compressed_SqueezeNet.net"))
+    torch.manual_seed(0)
+    for p in model.head.parameters():  # an untrained head, made to answer several classes across each image
+        torch.nn.init.normal_(p, std=0.05)
+    model.eval()
+    path = tmp_path / "seg.onnx"
+    x = torch.stack([model.meta.preprocessing.transforms()(img) for img in images[:2]])
+    assert export_onnx(model, path, check_images=x).max_abs_diff < 1e-3
+    ours, theirs = segment_images(model, images), segment_images(OnnxModel(path), images)
+    same = sum(int((a == b).sum()) for a, b in zip(ours, theirs)) / sum(a.numel() for a in ours)
+    assert same >= 0.999
+    assert all(len(m.unique()) > 1 for m in ours)  # the answers vary within images: agreement is not trivial

@@ -96,6 +96,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = load_for_inference(args)
     if model.meta.task == "detect":
         return _predict_boxes(args, model)
+    if model.meta.task == "segment":
+        return _predict_masks(args, model)
     if args.threshold is not None or args.output:
         raise SqueezeNetError("--threshold and -o are for detectors; this model classifies")
     results = predict(model, args.images, topk=args.topk, progress=not args.json and sys.stderr.isatty())
@@ -125,6 +127,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = load_for_inference(args)
     if model.meta.task == "detect":
         return _eval_detector(args, model)
+    if model.meta.task == "segment":
+        return _eval_segmenter(args, model)
     if args.reference:
         return _compare(args, model)
     result = evaluate(model, args.data, batch_size=args.batch_size, workers=args.workers,
@@ -209,5 +213,88 @@ def _eval_detector(args: argparse.Namespace, model: Any) -> int:
 
     print(f"mAP@[.5:.95] {scores.map:.4f}{band('map')}   mAP@.5 {scores.map50:.4f}{band('map50')}   images "
           f"{scores.images:,}   objects {scores.objects:,}   skipped {len(scores.skipped):,}"
+          + ("   (95% bootstrap intervals over images)" if ci else ""))
+    return 0
+
+
+def _predict_masks(args: argparse.Namespace, model: Any) -> int:
+    """``predict`` for a segmenter: the classes each image shows and their share of its pixels; with ``-o``, the
+    image with the mask tinted over it and the mask itself (masks/<name>.png, palette indices)."""
+    from pathlib import Path
+
+    from ..data.images import expand_image_paths, load_rgb_image
+    from ..errors import SqueezeNetError
+    from ..inference.segmentation import segment_images
+    from ..report.drawing import write_mask
+
+    if args.threshold is not None:
+        raise SqueezeNetError("--threshold is for detectors; a segmenter labels every pixel")
+    paths = expand_image_paths(args.images)
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for path in paths:
+        try:
+            image = load_rgb_image(path)
+        except ValueError as exc:
+            logger.warning(str(exc))
+            results.append({"path": str(path), "error": str(exc)})
+            failed += 1
+            continue
+        mask = segment_images(model, [image])[0]
+        counts = mask.flatten().bincount(minlength=len(model.meta.classes))
+        shares = {model.meta.classes[c]: float(n) / mask.numel() for c, n in enumerate(counts.tolist()) if n}
+        results.append({"path": str(path), "classes": dict(sorted(shares.items(), key=lambda kv: -kv[1]))})
+        if args.output:
+            write_mask(path, Path(args.output), mask)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if "error" not in r:
+                shown = ", ".join(f"{name} {share:.1%}" for name, share in r["classes"].items())
+                print(f"{r['path']}: {shown}")
+        if args.output:
+            print(f"overlays in {args.output}/, masks in {args.output}/masks/")
+    if failed == len(results) and not args.json:
+        raise SqueezeNetError(f"none of the {len(results)} images could be read")
+    return 1 if failed else 0
+
+
+def _eval_segmenter(args: argparse.Namespace, model: Any) -> int:
+    """``eval`` for a segmenter: mIoU and pixel accuracy, per class too; with ``--reference``, both models' mIoU on
+    the same images and the bootstrap interval of the difference."""
+    from ..deploy import load_model
+    from ..inference.detection import BOOTSTRAP_RESAMPLES
+    from ..inference.segmentation import compare_segmenters, evaluate_segmenter
+
+    if args.reference:
+        reference = load_model(args.reference, device=args.device, providers=args.provider)
+        paired = compare_segmenters(model, reference, args.data, split=args.split)
+        if args.json:
+            print(json.dumps(paired.to_dict()))
+        else:
+            print(f"mIoU {paired.candidate_miou:.4f} vs reference {paired.reference_miou:.4f}: difference "
+                  f"{paired.candidate_miou - paired.reference_miou:+.4f}, 95% interval [{paired.diff_low:+.4f}, "
+                  f"{paired.diff_high:+.4f}] ({paired.resamples} bootstrap resamples of {paired.images} images)\n"
+                  f"pixel accuracy {paired.candidate_pixel_accuracy:.4f} vs reference "
+                  f"{paired.reference_pixel_accuracy:.4f}")
+        return 0
+    scores = evaluate_segmenter(model, args.data, split=args.split, batch_size=min(args.batch_size, 8),
+                                resamples=BOOTSTRAP_RESAMPLES if args.interval else 0)
+    _report_skipped(scores.skipped, args.strict)
+    if args.json:
+        print(json.dumps(scores.to_dict()))
+        return 0
+    from ..report.render import console_for_output
+    from ..report.tables import segmentation_table
+
+    console_for_output().print(segmentation_table(scores))
+    ci = scores.intervals
+
+    def band(key: str) -> str:
+        return f" [{ci[key][0]:.4f}, {ci[key][1]:.4f}]" if key in ci else ""
+
+    print(f"mIoU {scores.miou:.4f}{band('miou')}   pixel accuracy {scores.pixel_accuracy:.4f}{band('pixel_accuracy')}"
+          f"   images {scores.images:,}   skipped {len(scores.skipped):,}"
           + ("   (95% bootstrap intervals over images)" if ci else ""))
     return 0

@@ -14,14 +14,15 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="'cifar10' (under $SQUEEZENET_DATA, downloaded if absent) or a folder with "
                                   "train/ and val/ or test/ (one sub-folder per class); detectors: a YOLO folder "
                                   "(images/, labels/, classes.txt; every fifth image validates) or train/ and val/ "
-                                  "YOLO folders")
+                                  "YOLO folders; segmenters: the same with polygon labels, or images/ with masks/ "
+                                  "PNGs and classes.txt (the background included)")
     p.add_argument("-o", "--output", metavar="RUN_DIR", help="new run directory")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--recipe", help="a named recipe (see `squeezenet recipes`) or a YAML file (default: cifar10; "
-                                    "detect for a detector --model)")
+                                    "detect for a detector --model, segment for a segmenter)")
     p.add_argument("--model", help="override the recipe's model (see `squeezenet models`)")
     p.add_argument("--backbone-weights", metavar="WEIGHTS", dest="backbone_weights",
-                   help="detectors: ImageNet weights for the SqueezeNet body (a file such as the Deep Compression "
+                   help="detectors and segmenters: ImageNet weights for the SqueezeNet body (a file such as the Deep Compression "
                         ".net or torchvision's .pth, or a named weight set); default: a random body")
     p.add_argument("--epochs", type=positive_int, help="override the number of epochs")
     p.add_argument("--batch-size", type=positive_int, help="override the global batch size")
@@ -80,7 +81,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if not args.output or not args.data:
             raise SqueezeNetError("train needs --data and -o RUN_DIR (or --resume RUN_DIR)")
-        name = args.recipe or ("detect" if args.model and model_task(args.model) == "detect" else "cifar10")
+        task = model_task(args.model) if args.model else "classify"
+        name = args.recipe or {"detect": "detect", "segment": "segment"}.get(task, "cifar10")
         load_recipe(name, sets)
         recipe = load_recipe(name, {**sets, **flags})
         data, run_dir, data_root = args.data, args.output, args.data_root
@@ -88,6 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     devices=args.devices, compile=args.compile, progress_bar=False if args.no_progress else None).metrics
     if is_first_process():
         scores = (f"mAP@.5 {metrics['map50']:.4f}   mAP {metrics['map']:.4f}" if "map50" in metrics else
+                  f"mIoU {metrics['miou']:.4f}   pixel accuracy {metrics['pixel_acc']:.4f}" if "miou" in metrics else
                   f"top-1 {metrics['top1']:.4f}   top-5 {metrics['top5']:.4f}")
         print(json.dumps(metrics, indent=2) if args.json else
               f"{scores}   epochs {metrics['epochs']}   {metrics['fit_time_s']:.0f} s   weights {run_dir}/best.safetensors")

@@ -70,7 +70,8 @@ def masks_from_boxes(boxes: BoxSet) -> MaskSet:
             if polygon is None:
                 raise SqueezeNetError(f"{s.image}: object {k} of its labels is a box (cx cy w h), not a polygon; "
                                       "masks are drawn from polygons (YOLO segmentation labels)")
-        samples.append(MaskSample(s.image, tuple((int(c) + 1, p) for c, p in zip(s.labels.tolist(), polygons))))
+        outlines = [p for p in polygons if p is not None]
+        samples.append(MaskSample(s.image, tuple((int(c) + 1, p) for c, p in zip(s.labels.tolist(), outlines))))
     classes = [BACKGROUND, *boxes.classes]
     if len(set(classes)) != len(classes):
         raise SqueezeNetError(f"{boxes.name}: a class is named {BACKGROUND!r}; that name is class 0, the pixels of "
@@ -133,10 +134,9 @@ def resolve_masks(data: str | Path) -> tuple[MaskSet, MaskSet]:
         train.name, val.name = f"{root.name}-train", f"{root.name}-val"
         return train, val
     masks = read_mask_folder(root)
-    n = len(masks)
-    val = [i for i in range(n) if i % 5 == 0]
-    train = [i for i in range(n) if i % 5]
-    return masks.subset(train, f"{masks.name}-train"), masks.subset(val, f"{masks.name}-val")
+    every = range(len(masks))
+    return (masks.subset([i for i in every if i % 5], f"{masks.name}-train"),
+            masks.subset([i for i in every if i % 5 == 0], f"{masks.name}-val"))
 
 
 def _parent_classes(root: Path) -> list[str] | None:

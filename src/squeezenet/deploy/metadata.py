@@ -116,7 +116,7 @@ class FileModel:
         shape = list(self.meta.config.output_shape())
         if not outputs or outputs[0][0] != "logits" or not _dims_fit(outputs[0][1], [None, *shape]):
             raise SqueezeNetError(f"{self.path}: expected an output 'logits' of N x {' x '.join(map(str, shape))} "
-                                  f"({'anchors x (4 + 1 + classes)' if len(shape) > 1 else 'its class list'}), the graph "
+                                  f"({_OUTPUT_WORDS[len(shape)]}), the graph "
                                   f"has {_signature(outputs)}")
 
     def checked_output(self, logits: object, images: int) -> torch.Tensor:
@@ -127,6 +127,9 @@ class FileModel:
             raise SqueezeNetError(f"{self.path}: returned {list(out.shape)} for {images} images of "
                                   f"{self.meta.num_classes} classes (the file's graph disagrees with its metadata)")
         return out.float()
+
+
+_OUTPUT_WORDS = {1: "its class list", 2: "anchors x (4 + 1 + classes)", 3: "classes x height x width"}
 
 
 def _dims_fit(dims: list, expected: list) -> bool:

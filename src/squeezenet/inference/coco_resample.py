@@ -26,10 +26,10 @@ import torch
 def _coco(truth: Sequence[dict[str, torch.Tensor]], preds: Sequence[dict[str, torch.Tensor]]) -> tuple:
     """Ground truth and detections as pycocotools objects (images 0..n-1, boxes x, y, w, h, area = w * h as
     torchmetrics gives them)."""
-    from pycocotools.coco import COCO
+    from pycocotools.coco import COCO  # type: ignore[import-untyped]
 
     def annotations(items: Sequence[dict[str, torch.Tensor]], scored: bool) -> list[dict]:
-        out = []
+        out: list[dict] = []
         for image, item in enumerate(items):
             boxes = item["boxes"].double().tolist()
             labels = item["labels"].tolist()
@@ -61,7 +61,7 @@ class ImageMatches:
     made once; :meth:`scores` gives COCO's mAP, mAP@.5 and per-class AP@.5 of any multiset of those images."""
 
     def __init__(self, preds: Sequence[dict[str, torch.Tensor]], truth: Sequence[dict[str, torch.Tensor]]) -> None:
-        from pycocotools.cocoeval import COCOeval
+        from pycocotools.cocoeval import COCOeval  # type: ignore[import-untyped]
 
         if len(preds) != len(truth):
             raise ValueError(f"{len(preds)} predictions for {len(truth)} images")

@@ -36,6 +36,8 @@ from ..errors import SqueezeNetError
 
 #: |SNR| is reported up to this: beyond float64's resolution of the energies (and JSON has no infinity)
 SNR_LIMIT_DB = 300.0
+#: a segmenter's answers judged per image: pixels on a regular grid, about this many
+PIXELS_PER_IMAGE = 1024
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,15 @@ class FidelityAccumulator:
     def update(self, reference: torch.Tensor, candidate: torch.Tensor) -> None:
         """Add a batch: both models' logits (images x classes) for the same images. A detector's outputs (images x
         anchors x (4 box deltas + background + classes)) are judged by their class logits, each anchor an answer
-        (its box deltas are not: an export's max |difference| covers them)."""
+        (its box deltas are not: an export's max |difference| covers them). A segmenter's (images x classes x H x
+        W) by the class logits of pixels on a grid, each pixel an answer: at most ~1,024 pixels an image (every
+        pixel of 32 images of 320x320 would keep 1 GB of logits for the per-class centring)."""
         if reference.dim() == 3 and candidate.dim() == 3 and reference.shape[-1] > 5:
             reference, candidate = (t[..., 4:].reshape(-1, t.shape[-1] - 4) for t in (reference, candidate))
+        elif reference.dim() == 4 and candidate.dim() == 4 and reference.shape == candidate.shape:
+            step = max(1, math.ceil(math.sqrt(reference.shape[-2] * reference.shape[-1] / PIXELS_PER_IMAGE)))
+            reference, candidate = (t[:, :, ::step, ::step].permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+                                    for t in (reference, candidate))
         if reference.shape != candidate.shape or reference.dim() != 2 or (self.answers is not None
                                                                           and reference.shape[1] != len(self.answers)):
             raise SqueezeNetError(f"logits of shape {list(candidate.shape)} cannot be paired with {list(reference.shape)}")

@@ -44,7 +44,8 @@ def load_images(model: InferenceModel, data: str | Path, limit: int | None = Non
         gib = len(samples) * per_image / 2**30
         raise SqueezeNetError(f"{data}: {len(samples):,} images of {crop}x{crop} would take {gib:.1f} GiB in memory; "
                          f"use limit={max_bytes // per_image} or fewer")
-    dataset = ImageDataset(FileLoader([p for p, _ in samples], meta.preprocessing.transforms()), [y for _, y in samples])
+    dataset = ImageDataset(FileLoader([str(p) for p, _ in samples], meta.preprocessing.transforms()),
+                           [y for _, y in samples])
     images, labels, _, _ = collate_images([dataset[i] for i in range(len(dataset))])
     if not len(labels):
         raise SqueezeNetError(f"{data}: no readable images")

@@ -93,6 +93,9 @@ class SegmenterConfig:
 class Segmenter(Network):
     """The base of our segmenters: ``forward(x) -> N x K x S x S`` class logits."""
 
+    backbone: nn.Sequential
+    _taps: tuple[int, ...]
+
     @property
     def config(self) -> SegmenterConfig:
         return self.meta.config  # type: ignore[return-value]
@@ -106,7 +109,7 @@ class Segmenter(Network):
                 maps[i] = x
         return maps
 
-    def get_classifier(self) -> nn.Module:
+    def get_classifier(self) -> nn.Conv2d:
         raise SqueezeNetError("a segmenter has no classifier layer; its head labels every pixel")
 
     def reset_classifier(self, num_classes: int) -> None:

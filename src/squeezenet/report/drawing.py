@@ -1,4 +1,5 @@
-"""Pictures people would rather look at than read: boxes drawn on images (torchvision's ``draw_bounding_boxes``)."""
+"""Pictures people would rather look at than read: boxes drawn on images (torchvision's ``draw_bounding_boxes``) and
+masks tinted over them (``draw_segmentation_masks``)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,36 @@ def write_annotated(source: str | Path, out_dir: Path, boxes: torch.Tensor, labe
         Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(tmp, format="PNG" if target.suffix.lower() == ".png" else "JPEG",
                                                              quality=92)
     return target
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
+def draw_mask_overlay(image: torch.Tensor, mask: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """``image`` (uint8 3xHxW) with each class of ``mask`` (HxW indices) but the background (0) tinted in its
+    class's colour (torchvision's ``draw_segmentation_masks``)."""
+    from torchvision.utils import draw_segmentation_masks
+
+    present = [int(c) for c in mask.unique().tolist() if 0 < int(c) < 255]
+    if not present:
+        return image
+    masks = torch.stack([mask == c for c in present])
+    return draw_segmentation_masks(image, masks, alpha=alpha, colors=[_rgb(PALETTE[c % len(PALETTE)]) for c in present])
+
+
+def write_mask(source: str | Path, out_dir: Path, mask: torch.Tensor) -> tuple[Path, Path]:
+    """For the image at ``source``: ``out_dir/<stem>.png`` with the mask tinted over it, and ``out_dir/masks/
+    <stem>.png``, the mask itself (a palette PNG of class indices, as VOC's, readable back by ``eval``)."""
+    image = load_rgb_image(source)
+    stem = Path(source).stem
+    overlay, index = out_dir / f"{stem}.png", out_dir / "masks" / f"{stem}.png"
+    with atomic_path(overlay) as tmp:
+        Image.fromarray(draw_mask_overlay(image, mask).permute(1, 2, 0).numpy()).save(tmp, format="PNG")
+    palette = [v for c in range(256) for v in (_rgb(PALETTE[c % len(PALETTE)]) if c else (0, 0, 0))]
+    indices = Image.fromarray(mask.to(torch.uint8).numpy(), mode="P")
+    indices.putpalette(palette)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(index) as tmp:
+        indices.save(tmp, format="PNG")
+    return overlay, index

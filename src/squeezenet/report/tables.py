@@ -1,4 +1,5 @@
-"""Tables of results: predictions, detection AP per class, benchmark rows and pruning sensitivity."""
+"""Tables of results: predictions, detection AP and segmentation IoU per class, benchmark rows and pruning
+sensitivity."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from ..deploy.bench import BenchResult
     from ..inference.detection import DetectionScores
     from ..inference.predict import Prediction
+    from ..inference.segmentation import SegmentationScores
 
 
 def detection_table(scores: DetectionScores) -> Table:
@@ -24,6 +26,19 @@ def detection_table(scores: DetectionScores) -> Table:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for name, ap in sorted(scores.per_class.items(), key=lambda kv: -kv[1]["ap50"]):
         table.add_row(name, f"{ap['ap50']:.3f}", f"{ap['ap']:.3f}")
+    return table
+
+
+def segmentation_table(scores: SegmentationScores) -> Table:
+    """Per class: IoU (with its 95% interval when measured) and pixel accuracy, best first (classes present in the
+    truth or the predictions only)."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"IoU per class ({scores.images} images)")
+    for column, justify in (("class", "left"), ("IoU", "right"), ("95%", "right"), ("accuracy", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for name, row in sorted(scores.per_class.items(), key=lambda kv: -kv[1]["iou"]):
+        band = scores.intervals.get(f"iou {name}")
+        table.add_row(name, f"{row['iou']:.3f}", f"[{band[0]:.3f}, {band[1]:.3f}]" if band else "",
+                      "" if row["accuracy"] != row["accuracy"] else f"{row['accuracy']:.3f}")
     return table
 
 

@@ -8,7 +8,9 @@ negatives at 3 per positive; both summed over images and divided by the number o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +19,7 @@ from torchmetrics.detection import MeanAveragePrecision
 from torchvision.models.detection import _utils as det_utils
 from torchvision.ops import box_iou
 
-from ..data.boxes import BoxSet, resolve_boxes
+from ..data.boxes import resolve_boxes
 from ..data.detection import DetectionDataset
 from ..errors import SqueezeNetError
 from ..models import Network, create_model, model_from_config
@@ -86,6 +88,7 @@ class DetectorModule(RecipeModule):
 
     monitor = "val/map50"
     summary = (("val mAP@.5", "val/map50"), ("mAP", "val/map"))
+    results = {"map50": "val/map50", "map": "val/map"}
 
     def __init__(self, model: nn.Module, recipe: Recipe, channels_last: bool = True):
         super().__init__(model, recipe, channels_last)
@@ -144,11 +147,22 @@ class DetectionSetup:
     name: str
 
 
-def _limit(boxes: BoxSet, n: int | None, seed: int) -> BoxSet:
-    if n is None or n >= len(boxes):
-        return boxes
-    keep = torch.randperm(len(boxes), generator=torch.Generator().manual_seed(seed))[:n].sort().values.tolist()
-    return boxes.subset(keep, boxes.name)
+class _Samples(Protocol):
+    name: str
+
+    def __len__(self) -> int: ...
+    def subset(self, indices: Sequence[int], name: str) -> Any: ...
+
+
+S = TypeVar("S", bound=_Samples)
+
+
+def limit_samples(samples: S, n: int | None, seed: int) -> S:
+    """A seeded random ``n`` of a box or mask set (``data.limit_train``/``limit_val``), kept in their order."""
+    if n is None or n >= len(samples):
+        return samples
+    keep = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:n].sort().values.tolist()
+    return samples.subset(keep, samples.name)
 
 
 def detection_setup(recipe: Recipe, data: str, model: Network | None) -> DetectionSetup:
@@ -161,8 +175,8 @@ def detection_setup(recipe: Recipe, data: str, model: Network | None) -> Detecti
     if d.augment not in ("detect", "flip", "none"):
         raise SqueezeNetError(f"recipe {recipe.name}: data.augment {d.augment} is for classifiers; detectors take "
                               "detect, flip or none")
-    train_boxes = _limit(train_boxes, d.limit_train, recipe.seed)
-    val_boxes = _limit(val_boxes, d.limit_val, recipe.seed)
+    train_boxes = limit_samples(train_boxes, d.limit_train, recipe.seed)
+    val_boxes = limit_samples(val_boxes, d.limit_val, recipe.seed)
     classes = train_boxes.classes
     if model is None:
         options = {**recipe.model_options, "num_classes": len(classes), "image_size": d.image_size}

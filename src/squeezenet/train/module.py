@@ -77,6 +77,8 @@ class RecipeModule(L.LightningModule):
     monitor = "val/top1"
     #: (label, metric) pairs of the one line a finished epoch logs without a progress bar
     summary: tuple[tuple[str, str], ...] = (("val top-1", "val/top1"), ("top-5", "val/top5"))
+    #: metrics.json keys -> logged metrics (the first is also reported as best_<key>, the monitor's best value)
+    results: dict[str, str] = {"top1": "val/top1", "top5": "val/top5"}
 
     def __init__(self, model: nn.Module, recipe: Recipe, channels_last: bool = True):
         super().__init__()

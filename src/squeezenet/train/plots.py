@@ -39,7 +39,8 @@ def align_final_validation(series: dict[str, dict[int, float]]) -> dict[str, dic
 
 
 def plot_curves(csv_path: Path, out: Path, title: str) -> Path:
-    """A three-panel PNG per epoch: train/val loss, train/val accuracy, and the learning rate."""
+    """A three-panel PNG per epoch: train/val loss, the validation scores of the task (top-1/top-5, mAP, mIoU and
+    pixel accuracy), and the learning rate."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,12 +51,14 @@ def plot_curves(csv_path: Path, out: Path, title: str) -> Path:
     fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
     for key, label, ax in [("train/loss", "train loss", ax_loss), ("val/loss", "val loss", ax_loss),
                            ("train/acc", "train top-1", ax_acc), ("val/top1", "val top-1", ax_acc),
-                           ("val/top5", "val top-5", ax_acc), ("lr", "learning rate (end of epoch)", ax_lr)]:
+                           ("val/top5", "val top-5", ax_acc), ("val/map50", "val mAP@.5", ax_acc),
+                           ("val/map", "val mAP@[.5:.95]", ax_acc), ("val/miou", "val mIoU", ax_acc),
+                           ("val/pixel_acc", "val pixel accuracy", ax_acc), ("lr", "learning rate (end of epoch)", ax_lr)]:
         if key in s:
             epochs = sorted(s[key])
             ax.plot([e + 1 for e in epochs], [s[key][e] for e in epochs], marker="o", ms=3, label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
+    ax_acc.set(xlabel="epoch", ylabel="score", title="validation scores", ylim=(0, 1))
     ax_lr.set(xlabel="epoch", ylabel="learning rate", title="learning rate")
     for ax in (ax_loss, ax_acc, ax_lr):
         ax.grid(alpha=0.3)

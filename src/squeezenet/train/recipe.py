@@ -46,8 +46,9 @@ class DataSpec:
     resize: int = 256  # evaluation: shorter side before the centre crop
     # cifar: pad-crop + flip; imagenet: random-resized crop + flip; crop: resize, random crop + flip (as Caffe's
     # AlexNet/SqueezeNet were trained: mild, for distillation and short fine-tuning); none.
-    # Detectors: detect (colour jitter, zoom out, IoU crop, flip: boxes follow) or flip
-    augment: Literal["cifar", "imagenet", "crop", "detect", "flip", "none"] = "imagenet"
+    # Detectors: detect (colour jitter, zoom out, IoU crop, flip: boxes follow) or flip; segmenters: segment (crop,
+    # colour jitter, flip: masks follow) or flip
+    augment: Literal["cifar", "imagenet", "crop", "detect", "segment", "flip", "none"] = "imagenet"
     in_memory: bool | None = None  # decode everything once; default: yes for images of 64 px or less
     workers: int = 4
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)

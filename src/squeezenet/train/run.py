@@ -32,6 +32,7 @@ from ..common.dist import is_first_process
 from ..common.io import FolderLock, atomic_path
 from ..data import ImageDataset, collate_images
 from ..data.detection import collate_detections
+from ..data.segmentation import collate_masks
 from ..data.training import DataSource, make_dataset, resolve_data
 from ..errors import Interrupted, SqueezeNetError
 from ..models import Network, Preprocessing, create_model, default_classes, model_task
@@ -44,6 +45,7 @@ from .logs import ResumableCSVLogger
 from .module import ClassifierModule, RecipeModule
 from .plots import plot_curves
 from .recipe import Recipe
+from .segmentation import SegmenterModule, segmentation_setup
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +260,7 @@ def _read_checkpoint(ckpt: Path) -> dict[str, Any]:
 
 
 def _task(recipe: Recipe, model: Network | None) -> str:
-    """``classify`` or ``detect``: the model's (or the recipe's model's, built on the meta device) task."""
+    """``classify``, ``detect`` or ``segment``: the model's (or the recipe's model's, built on the meta device) task."""
     return model.meta.task if model is not None else model_task(recipe.model, **recipe.model_options)
 
 
@@ -319,17 +321,18 @@ def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | 
     env = LaunchEnv.detect()
     if teacher is not None and model is None:
         raise SqueezeNetError("distillation needs the student model too (model=)")
-    detect = _task(recipe, model) == "detect"
-    if detect:
+    task = _task(recipe, model)
+    collate: Any = {"detect": collate_detections, "segment": collate_masks}.get(task, collate_images)
+    if task in ("detect", "segment"):
         if teacher is not None:
-            raise SqueezeNetError("distillation is for classifiers; a detector trains on boxes")
-        setup = detection_setup(recipe, data, model)
+            raise SqueezeNetError("distillation is for classifiers; a detector trains on boxes, a segmenter on masks")
+        setup = (detection_setup if task == "detect" else segmentation_setup)(recipe, data, model)
         model, recipe, train_set, val_set = setup.model, setup.recipe, setup.train, setup.val
         data_name, skipped = setup.name, list[str]()
         if len(train_set) < recipe.batch_size:
             raise SqueezeNetError(f"{len(train_set)} training images are fewer than one batch of {recipe.batch_size}")
         model.train()
-        module: RecipeModule = DetectorModule(model, recipe)
+        module: RecipeModule = (DetectorModule if task == "detect" else SegmenterModule)(model, recipe)
     else:
         model, module, train_set, val_set, data_name, skipped = _classification(recipe, data, data_root, model, teacher)
     if compile:
@@ -381,7 +384,7 @@ def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | 
         plugins=[AtomicCheckpointIO()],
     )
     datamodule = DataModule(train_set, val_set, recipe.batch_size, recipe.data.workers, recipe.seed, position,
-                            collate=collate_detections if detect else collate_images)
+                            collate=collate)
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if resume else None)
@@ -400,10 +403,8 @@ def _train(recipe: Recipe, data: str, run_dir: Path, *, data_root: str | Path | 
     m = trainer.callback_metrics
     metrics = {
         "model": recipe.model, "recipe": recipe.name, "data": data_name, "epochs": trainer.current_epoch,
-        **({"map50": float(m.get("val/map50", float("nan"))), "map": float(m.get("val/map", float("nan"))),
-            "best_map50": best.best} if detect else
-           {"top1": float(m.get("val/top1", float("nan"))), "top5": float(m.get("val/top5", float("nan"))),
-            "best_top1": best.best}),
+        **{key: float(m.get(name, float("nan"))) for key, name in module.results.items()},
+        f"best_{next(iter(module.results))}": best.best,
         "best_epoch": best.best_epoch + 1,
         "params": sum(p.numel() for p in model.parameters()), "train_images": len(train_set),
         "val_images": len(val_set), "skipped_images": len(skipped) + module.skipped_images, "fit_time_s": round(elapsed, 1),
