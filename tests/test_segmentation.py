@@ -192,7 +192,7 @@ def test_train_eval_and_predict_a_segmenter_on_the_cli(tmp_path, capsys) -> None
 
     from squeezenet.cli import main
     from squeezenet.data.images import load_rgb_image
-    from squeezenet.inference.segmentation import read_masks, segment_images
+    from squeezenet.inference.segmentation import evaluate_segmenter, read_masks, segment_images
     from squeezenet.weights import load_weights
 
     data = polygon_folder(tmp_path / "shapes", n=15)
@@ -230,6 +230,14 @@ def test_train_eval_and_predict_a_segmenter_on_the_cli(tmp_path, capsys) -> None
     with pytest.raises(SqueezeNetError, match="not a segmentation folder"):
         read_masks(tmp_path / "drawn")
 
+    sqz = tmp_path / "pruned.sqz"  # pruned while fine-tuned on the masks, judged on the validation images, paired
+    assert main(["compress", "-w", str(weights), "-o", str(sqz), "--density", "0.5", "--bits", "5", "--data", str(data),
+                 "--finetune-epochs", "1", "--set", "batch_size=4", "--eval", str(data), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [p["phase"] for p in summary["phases"]] == ["prune", "centroids"] and 0.45 < summary["density"] < 0.56
+    assert summary["paired"]["reference_miou"] == pytest.approx(scores["miou"], abs=1e-9)
+    assert summary["paired"]["miou"] == pytest.approx(evaluate_segmenter(load_weights(sqz), data, split="val").miou)
+
 
 def test_exported_onnx_labels_the_pixels_of_real_images_as_pytorch_does(tmp_path) -> None:
     from conftest import require_shared
@@ -252,3 +260,46 @@ def test_exported_onnx_labels_the_pixels_of_real_images_as_pytorch_does(tmp_path
     same = sum(int((a == b).sum()) for a, b in zip(ours, theirs)) / sum(a.numel() for a in ours)
     assert same >= 0.999
     assert all(len(m.unique()) > 1 for m in ours)  # the answers vary within images: agreement is not trivial
+
+
+def test_the_torchvision_reference_is_torchvisions_lraspp(tmp_path) -> None:
+    """``lraspp_mobilenet_v3`` (the reference in our comparisons) computes what torchvision's own model computes
+    with the same weights, and its files load back without flags."""
+    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+    from squeezenet import load_weights, save_weights
+
+    torch.manual_seed(0)
+    ours = create_model("lraspp_mobilenet_v3", num_classes=4, image_size=96).eval()
+    theirs = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=4).eval()
+    theirs.load_state_dict({k.replace("body.", "backbone.", 1).replace("head.", "classifier.", 1): v
+                            for k, v in ours.state_dict().items()})
+    assert ours.config.num_parameters() == sum(p.numel() for p in theirs.parameters())
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x)["out"], rtol=0, atol=0)
+        again = load_weights(save_weights(ours, tmp_path / "tv.safetensors"))
+        assert again.meta == ours.meta and torch.equal(again(x), ours(x))
+    assert ours.meta.preprocessing.mean == (0.485, 0.456, 0.406) and ours.meta.preprocessing.crop == 96
+
+
+@pytest.mark.slow
+def test_a_segmenter_exports_to_executorch_labelling_pixels_as_pytorch_does(tmp_path) -> None:
+    pytest.importorskip("executorch")
+    from conftest import require_shared
+    from squeezenet.data.images import load_rgb_image
+    from squeezenet.deploy.executorch import ExecuTorchModel, export_executorch
+    from squeezenet.inference.segmentation import segment_images
+
+    images = [load_rgb_image(p) for p in sorted(require_shared("coco128", "images").iterdir())[:4]]
+    torch.manual_seed(0)
+    model = create_model("squeezeseg", num_classes=5, image_size=128, body="v1.1")
+    for p in model.classifier.parameters():  # answers that vary across each image
+        torch.nn.init.normal_(p, std=0.05)
+    model.eval()
+    path = tmp_path / "seg.pte"
+    x = torch.stack([model.meta.preprocessing.transforms()(img) for img in images[:2]])
+    export_executorch(model, path, check_images=x)
+    ours, theirs = segment_images(model, images), segment_images(ExecuTorchModel(path), images)
+    same = sum(int((a == b).sum()) for a, b in zip(ours, theirs)) / sum(a.numel() for a in ours)
+    assert same >= 0.999 and all(len(m.unique()) > 1 for m in ours)

@@ -55,7 +55,7 @@ def _compress_arguments(p: argparse.ArgumentParser) -> None:
                    help="labelled image folder: the compressed file against the input weights on it (top-1/top-5 of "
                         "both, top-1 agreement, KL, paired interval of the top-1 difference); detectors: a box folder "
                         "as `train --data` takes it, judged on its validation images (mAP@.5 and mAP of both, "
-                        "bootstrap interval of the mAP@.5 difference)")
+                        "bootstrap interval of the mAP@.5 difference); segmenters: likewise, mIoU)")
     p.add_argument("--work-dir", help="where fine-tuning runs go (default OUTPUT-runs/ beside the output)")
     p.add_argument("--resume", action="store_true",
                    help="continue a killed compression: the same command plus --resume picks up its work directory "
@@ -92,6 +92,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from ..errors import SqueezeNetError
     from ..inference import compare
     from ..inference.detection import compare_detectors
+    from ..inference.segmentation import compare_segmenters
     from ..report.compression import compression_report, compression_summary, print_compression_summary
     from ..weights import load_weights, save_weights
 
@@ -116,6 +117,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     paired: Any = None  # the input is reloaded: compression changed `model` in place
     if args.eval and compressed.meta.task == "detect":
         paired = compare_detectors(load_weights(out), load_weights(args.weights), args.eval, split="val")
+    elif args.eval and compressed.meta.task == "segment":
+        paired = compare_segmenters(load_weights(out), load_weights(args.weights), args.eval, split="val")
     elif args.eval:
         paired = compare(load_weights(out), load_weights(args.weights), args.eval, progress=not args.json)
     summary = compression_summary(report, fp32, paired, log.phases)

@@ -68,23 +68,26 @@ def finetune_recipe(model: Network, *, epochs: int, lr: float | None = None, bas
                     distill: float = 0.0, unlabelled: bool = False, overrides: Mapping[str, Any] | None = None) -> Recipe:
     """A short cosine run on the model's own input pipeline; ``overrides`` (dotted keys) come last.
 
-    The base recipe (``cifar10`` for small inputs, ``torchvision`` otherwise, ``detect`` for detectors) gives
+    The base recipe (``cifar10`` for small inputs, ``torchvision`` otherwise, ``detect`` or ``segment`` for
+    detectors and segmenters) gives
     augmentation, batch size and label smoothing; image size, resizing, channel order, value range and
     normalisation come from the model's preprocessing (so Caffe-preprocessed models fine-tune too). Classifiers
-    fine-tune with SGD at ``lr`` (default 0.02, Han et al.'s setting scaled to our batch); detectors with their
+    fine-tune with SGD at ``lr`` (default 0.02, Han et al.'s setting scaled to our batch); detectors and segmenters
+    with their
     base recipe's optimizer (AdamW) at a tenth of its peak rate (see :data:`DETECTOR_LR_SHARE`). ``distill``: the
     teacher's share of the loss; ``unlabelled``: the images are a small unlabelled folder (teacher only, mild
     augmentation: resize, random crop, flip).
     """
     pre = model.meta.preprocessing
-    detect = model.meta.task == "detect"
-    d = load_recipe(base or ("detect" if detect else "cifar10" if pre.crop <= 64 else "torchvision")).to_dict()
+    task = model.meta.task
+    dense = task in ("detect", "segment")  # their own recipe, optimizer and augmentation
+    d = load_recipe(base or (task if dense else "cifar10" if pre.crop <= 64 else "torchvision")).to_dict()
     d.update(name=f"{d['name']}-finetune", epochs=epochs, head_bias=0.0, time_budget_s=time_budget_s)
-    if detect:  # the trained detector is the starting point: no ImageNet body, every layer at one rate
+    if dense:  # the trained model is the starting point: no ImageNet body, every layer at one rate
         d.update(backbone_weights=None)
         d["optimizer"].update(backbone_lr=1.0)
-    default_lr = d["optimizer"]["lr"] * DETECTOR_LR_SHARE if detect else CLASSIFIER_LR
-    d["optimizer"].update(name=optimizer or (d["optimizer"]["name"] if detect else "sgd"),
+    default_lr = d["optimizer"]["lr"] * DETECTOR_LR_SHARE if dense else CLASSIFIER_LR
+    d["optimizer"].update(name=optimizer or (d["optimizer"]["name"] if dense else "sgd"),
                           lr=lr if lr is not None else default_lr)
     if weight_decay is not None:
         d["optimizer"]["weight_decay"] = weight_decay
@@ -92,8 +95,8 @@ def finetune_recipe(model: Network, *, epochs: int, lr: float | None = None, bas
     d["data"].update(image_size=pre.crop, resize=pre.resize, mean=list(pre.mean), std=list(pre.std),
                      channel_order=pre.channel_order, value_range=pre.value_range, resize_mode=pre.resize_mode)
     d["distill"] = {"weight": 1.0 if unlabelled else distill, "temperature": 1.0}
-    if detect:
-        d["data"]["augment"] = d["data"]["augment"] if d["data"]["augment"] in ("detect", "flip", "none") else "detect"
+    if dense:
+        d["data"]["augment"] = d["data"]["augment"] if d["data"]["augment"] in (task, "flip", "none") else task
     if unlabelled:
         d["batch_size"] = min(d["batch_size"], UNLABELLED_BATCH)
         d["label_smoothing"] = 0.0

@@ -18,6 +18,7 @@ from torch import nn
 from ..common.extras import require_extra
 from ..data.boxes import resolve_boxes
 from ..data.images import expand_image_paths
+from ..data.masks import resolve_masks
 from ..data.training import resolve_data
 from ..errors import SqueezeNetError
 from ..models import Network, prunable_layers
@@ -104,13 +105,14 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
     if spec.distill and data is None:
         raise SqueezeNetError("distill= mixes the input model's outputs into fine-tuning on data=; with calibration "
                               "images alone, centroid epochs distil from it anyway")
-    detect = model.meta.task == "detect"
+    dense = model.meta.task in ("detect", "segment")  # trained on boxes or masks, never distilled
     tune = data is not None and spec.finetune_epochs > 0
     centroid_epochs = spec.centroid_epochs if spec.centroid_epochs is not None else (1 if tune else 0)
     distil_on_calibration = calibration is not None and centroid_epochs > 0
-    if detect and (spec.distill or distil_on_calibration):
-        raise SqueezeNetError("distillation is for classifiers; a detector fine-tunes on its boxes (data=), and with "
-                              "calibration images alone its weights are reconstructed without centroid epochs")
+    if dense and (spec.distill or distil_on_calibration):
+        raise SqueezeNetError("distillation is for classifiers; a detector or segmenter fine-tunes on its boxes or "
+                              "masks (data=), and with calibration images alone its weights are reconstructed without "
+                              "centroid epochs")
     if spec.finetune_epochs and data is None:
         raise SqueezeNetError("fine-tuning while pruning needs training data (data=)")
     if centroid_epochs and data is None and calibration is None:
@@ -126,8 +128,8 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
         from .finetune import finetune, finetune_recipe
         finetune_recipe(model, epochs=max(1, spec.finetune_epochs), lr=spec.lr, base=spec.recipe, overrides=spec.overrides,
                         unlabelled=distil_on_calibration)
-        if data is not None and detect:
-            resolve_boxes(data)  # a bad label is one line now, not after pruning
+        if data is not None and dense:  # a bad label is one line now, not after pruning
+            (resolve_boxes if model.meta.task == "detect" else resolve_masks)(data)
         elif data is not None and data != "cifar10":  # (cifar10 may still be downloaded)
             resolve_data(data, data_root, download=False)
     work = CompressionWorkDir(work_dir) if work_dir is not None and (tune or centroid_epochs) else None

@@ -13,6 +13,7 @@ from .alexnet import AlexNet, AlexNetConfig
 from .config import DESIGN_DEFAULTS, SqueezeNetConfig, design_space_config, small_image_stem, v1_0_config, v1_1_config
 from .detector import Detector, DetectorConfig, build_detector
 from .mobilenet_detector import MobileNetSSDLite, MobileNetSSDLiteConfig
+from .mobilenet_segmenter import MobileNetLRASPP, MobileNetLRASPPConfig
 from .registry import register_arch, register_model
 from .segmenter import Segmenter, SegmenterConfig, build_segmenter
 from .squeezenet import SqueezeNet
@@ -176,3 +177,14 @@ def squeezeseg(**options: Any) -> Segmenter:
     """SqueezeSeg (Wu et al. 2018): the body, FireDeconv decoder with skip additions back to full resolution."""
     body = _body_config(options.pop("body"), options.pop("batch_norm"))
     return build_segmenter(SegmenterConfig("squeezeseg", backbone=body, **options))
+
+
+register_arch("lraspp_mobilenet_v3", MobileNetLRASPPConfig.from_dict, MobileNetLRASPP)
+
+
+@register_model(input_size=320, num_classes=81, image_size=320)
+def lraspp_mobilenet_v3(**options: Any) -> Segmenter:
+    """torchvision's lraspp_mobilenet_v3_large, the reference our segmenters are measured against (random init).
+
+    The same recipe, loss, evaluation and export as our segmenters; no ImageNet weights for its body travel."""
+    return MobileNetLRASPP(MobileNetLRASPPConfig(**options))

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..inference.detection import PairedDetection
+from ..inference.segmentation import PairedSegmentation
 from .render import console_for_output, human_bytes
 
 ALEXNET_BYTES = 240_000_000  # the paper's Table 2 baseline: AlexNet, 32-bit, 240 MB
@@ -111,6 +112,9 @@ def compression_summary(report: CompressionReport, input_fp32_bytes: int, paired
     if isinstance(paired, PairedDetection):
         before = {"map50": paired.reference_map50, "map": paired.reference_map, "n": paired.images}
         after = {"map50": paired.candidate_map50, "map": paired.candidate_map, "n": paired.images}
+    elif isinstance(paired, PairedSegmentation):
+        before = {"miou": paired.reference_miou, "pixel_accuracy": paired.reference_pixel_accuracy, "n": paired.images}
+        after = {"miou": paired.candidate_miou, "pixel_accuracy": paired.candidate_pixel_accuracy, "n": paired.images}
     elif paired is not None:
         before = {"top1": paired.reference_top1, "top5": paired.reference_top5, "n": paired.n, "skipped": paired.skipped}
         after = {"top1": paired.top1, "top5": paired.top5, "n": paired.n, "skipped": paired.skipped}
@@ -155,6 +159,12 @@ def print_compression_summary(report: CompressionReport, summary: dict[str, Any]
         console.print(f"on the {paired['images']:,} validation images of {eval_dir}: mAP@.5 {paired['reference_map50']:.4f} -> "
                       f"{paired['map50']:.4f} ({paired['map50_diff']:+.4f}, 95% [{low:+.4f}, {high:+.4f}] over "
                       f"{paired['resamples']} resamples)   mAP {paired['reference_map']:.4f} -> {paired['map']:.4f}")
+    elif paired and "miou" in paired:
+        low, high = paired["miou_diff_ci95"]
+        console.print(f"on the {paired['images']:,} validation images of {eval_dir}: mIoU {paired['reference_miou']:.4f} -> "
+                      f"{paired['miou']:.4f} ({paired['miou_diff']:+.4f}, 95% [{low:+.4f}, {high:+.4f}] over "
+                      f"{paired['resamples']} resamples)   pixel accuracy {paired['reference_pixel_accuracy']:.4f} -> "
+                      f"{paired['pixel_accuracy']:.4f}")
     elif paired:
         console.print(f"on {paired['n']:,} images of {eval_dir}: top-1 {paired['reference_top1']:.4f} -> {paired['top1']:.4f} "
                       f"({100 * paired['top1_diff']:+.2f} pt, 95% [{100 * paired['top1_diff_low']:+.2f}, "
