@@ -91,29 +91,20 @@ def test_table_renders_every_row():
     assert table.row_count == len(report.layers) + 1
 
 
-@pytest.mark.parametrize("name", ["squeezedet", "ssdlite_squeezenet", "ssdlite_mobilenet_v3"])
-def test_detector_reports_have_every_layer_and_the_heads_anchor_rows(name):
-    """Detector bodies and heads return several maps (dicts, lists): each row still gets a shape, and the rows add
-    up to the model's parameters and MACs."""
+@pytest.mark.parametrize("name, last_shape", [
+    ("squeezedet", [9 * (4 + 1 + 3), 19, 19]),  # ConvDet: per cell, every anchor's deltas, background and classes
+    ("ssdlite_squeezenet", [12096, 3 + 1]),  # the SSDLite head's class scores for every default box
+    ("ssdlite_mobilenet_v3", [3234, 3 + 1]),
+    ("lraspp_squeezenet", [3, 39, 39]),  # LR-ASPP's logits at stride 8 (v1.0: 320 -> 39), bilinear to the input after
+    ("squeezeseg", [3, 320, 320]),  # SqueezeSeg's classifier at full resolution
+    ("lraspp_mobilenet_v3", [3, 40, 40]),
+])
+def test_dense_model_reports_have_every_layer_and_add_up(name, last_shape):
+    """Detection and segmentation bodies and heads return several maps (dicts, lists): each row still gets a shape,
+    and the rows add up to the model's parameters and MACs."""
     model = create_model(name, num_classes=3, image_size=320)
     report = architecture_report(name, 320, num_classes=3)
     assert report.params == sum(p.numel() for p in model.parameters()) == model.config.num_parameters()
     assert sum(r.params for r in report.layers) == report.params
     assert sum(r.macs for r in report.layers) == report.macs > 0
-    last = report.layers[-1]
-    assert all(r.out_shape for r in report.layers)
-    if name == "squeezedet":  # ConvDet: per cell, every anchor's deltas, background and classes
-        assert last.out_shape == [len(model.config.anchors) * (4 + 1 + 3), 19, 19]
-    else:  # the SSDLite head's class scores for every default box
-        assert last.out_shape == [len(model.anchors), 3 + 1]
-
-
-@pytest.mark.parametrize("name", ["lraspp_squeezenet", "squeezeseg"])
-def test_segmenter_reports_add_up_and_end_in_class_maps(name):
-    model = create_model(name, num_classes=3, image_size=320)
-    report = architecture_report(name, 320, num_classes=3)
-    assert report.params == sum(p.numel() for p in model.parameters()) == model.config.num_parameters()
-    assert sum(r.params for r in report.layers) == report.params
-    assert sum(r.macs for r in report.layers) == report.macs > 0
-    last = report.layers[-1]
-    assert last.out_shape[0] == 3 and (name == "lraspp_squeezenet" or last.out_shape == [3, 320, 320])
+    assert all(r.out_shape for r in report.layers) and report.layers[-1].out_shape == last_shape

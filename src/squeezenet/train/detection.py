@@ -8,9 +8,7 @@ negatives at 3 per positive; both summed over images and divided by the number o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +19,9 @@ from torchvision.ops import box_iou
 
 from ..data.boxes import resolve_boxes
 from ..data.detection import DetectionDataset
-from ..errors import SqueezeNetError
-from ..models import Network, create_model, model_from_config
+from ..models import Network, model_from_config
 from ..models.detector import box_coder, decode_detections, fit_anchor_shapes
-from ..weights import load_backbone
+from .dense import DenseSetup, check_augment, limit_samples, model_for_data, recipe_for_model
 from .module import RecipeModule
 from .recipe import Recipe
 
@@ -134,71 +131,27 @@ class DetectorModule(RecipeModule):
         self.log("val/map", float(scores["map"]), sync_dist=True)
 
 
-@dataclass
-class DetectionSetup:
-    """What ``train()`` needs to train a detector: the model (anchors fitted, body loaded), the recipe with the
-    body's input statistics, both datasets and the class names."""
-
-    model: Network
-    recipe: Recipe
-    train: DetectionDataset
-    val: DetectionDataset
-    classes: list[str]
-    name: str
-
-
-class _Samples(Protocol):
-    name: str
-
-    def __len__(self) -> int: ...
-    def subset(self, indices: Sequence[int], name: str) -> Any: ...
-
-
-S = TypeVar("S", bound=_Samples)
-
-
-def limit_samples(samples: S, n: int | None, seed: int) -> S:
-    """A seeded random ``n`` of a box or mask set (``data.limit_train``/``limit_val``), kept in their order."""
-    if n is None or n >= len(samples):
-        return samples
-    keep = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:n].sort().values.tolist()
-    return samples.subset(keep, samples.name)
-
-
-def detection_setup(recipe: Recipe, data: str, model: Network | None) -> DetectionSetup:
+def detection_setup(recipe: Recipe, data: str, model: Network | None) -> DenseSetup:
     """Boxes from ``data`` (see :func:`squeezenet.data.boxes.resolve_boxes`), and the detector to train on them: the
     recipe's model with the data's classes, ConvDet anchors fitted to the training boxes (k-means, seeded: the
     same on a resumed run), the body from ``recipe.backbone_weights``; or ``model`` (fine-tuning), whose classes
     must be the data's. The recipe's input statistics become the model's (the body's weights decide them)."""
     train_boxes, val_boxes = resolve_boxes(data)
-    d = recipe.data
-    if d.augment not in ("detect", "flip", "none"):
-        raise SqueezeNetError(f"recipe {recipe.name}: data.augment {d.augment} is for classifiers; detectors take "
-                              "detect, flip or none")
-    train_boxes = limit_samples(train_boxes, d.limit_train, recipe.seed)
-    val_boxes = limit_samples(val_boxes, d.limit_val, recipe.seed)
-    classes = train_boxes.classes
-    if model is None:
-        options = {**recipe.model_options, "num_classes": len(classes), "image_size": d.image_size}
-        built = create_model(recipe.model, **options)
+    check_augment(recipe, "detect")
+    train_boxes = limit_samples(train_boxes, recipe.data.limit_train, recipe.seed)
+    val_boxes = limit_samples(val_boxes, recipe.data.limit_val, recipe.seed)
+
+    def fit_anchors(built: Network) -> Network:
         config = built.config
-        if config.head == "convdet":
-            shapes = fit_anchor_shapes(train_boxes.box_sizes(), k=len(config.anchors), seed=recipe.seed)
-            built = model_from_config(replace(config, anchors=shapes))
-        if recipe.backbone_weights:
-            load_backbone(built, recipe.backbone_weights)
-        built.meta = built.meta.replace(classes=tuple(classes),
-                                        source=f"squeezenet train {recipe.name} on {train_boxes.name}"
-                                               + (f" ({built.meta.source})" if built.meta.source else ""))
-        model = built
-    elif list(model.meta.classes) != classes:
-        raise SqueezeNetError(f"{data}: its {len(classes)} classes are not the model's ({model.meta.num_classes})")
-    p = model.meta.preprocessing
-    if not recipe.backbone_weights:  # a random body learns at the head's rate
-        recipe = replace(recipe, optimizer=replace(recipe.optimizer, backbone_lr=1.0))
-    recipe = replace(recipe, data=replace(d, image_size=p.crop, resize=p.crop, resize_mode="square", mean=p.mean,
-                                          std=p.std, channel_order=p.channel_order, value_range=p.value_range))
-    size = p.crop
-    augment = d.augment if d.augment in ("detect", "flip") else "none"
-    return DetectionSetup(model, recipe, DetectionDataset(train_boxes, size, augment, recipe.seed),
-                          DetectionDataset(val_boxes, size, "none"), classes, train_boxes.name.removesuffix("-train"))
+        if config.head != "convdet":
+            return built
+        shapes = fit_anchor_shapes(train_boxes.box_sizes(), k=len(config.anchors), seed=recipe.seed)
+        return model_from_config(replace(config, anchors=shapes))
+
+    model = model_for_data(recipe, data, train_boxes.classes, train_boxes.name, "detect", model, fit_anchors)
+    augment = recipe.data.augment if recipe.data.augment in ("detect", "flip") else "none"
+    recipe = recipe_for_model(recipe, model)
+    size = recipe.data.image_size
+    return DenseSetup(model, recipe, DetectionDataset(train_boxes, size, augment, recipe.seed),
+                      DetectionDataset(val_boxes, size, "none"), train_boxes.classes,
+                      train_boxes.name.removesuffix("-train"))

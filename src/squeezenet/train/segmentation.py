@@ -7,8 +7,6 @@ figure to report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,10 +15,8 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from ..common.confusion import segmentation_scores
 from ..data.masks import IGNORE_INDEX, resolve_masks
 from ..data.segmentation import SegmentationDataset
-from ..errors import SqueezeNetError
-from ..models import Network, create_model
-from ..weights import load_backbone
-from .detection import limit_samples
+from ..models import Network
+from .dense import DenseSetup, check_augment, limit_samples, model_for_data, recipe_for_model
 from .module import RecipeModule
 from .recipe import Recipe
 
@@ -73,52 +69,18 @@ class SegmenterModule(RecipeModule):
         self.log("val/pixel_acc", float(scores["pixel_accuracy"]), sync_dist=True)
 
 
-@dataclass
-class SegmentationSetup:
-    """What ``train()`` needs to train a segmenter: the model (body loaded), the recipe with the body's input
-    statistics, both datasets and the class names."""
-
-    model: Network
-    recipe: Recipe
-    train: SegmentationDataset
-    val: SegmentationDataset
-    classes: list[str]
-    name: str
-
-
-def segmentation_setup(recipe: Recipe, data: str, model: Network | None) -> SegmentationSetup:
+def segmentation_setup(recipe: Recipe, data: str, model: Network | None) -> DenseSetup:
     """Masks from ``data`` (see :func:`squeezenet.data.masks.resolve_masks`) and the segmenter to train on them: the
     recipe's model with the data's classes and the body from ``recipe.backbone_weights``; or ``model`` (fine-tuning),
     whose classes must be the data's. The body's input statistics become the recipe's."""
     train_masks, val_masks = resolve_masks(data)
-    d = recipe.data
-    if d.augment not in ("segment", "flip", "none"):
-        raise SqueezeNetError(f"recipe {recipe.name}: data.augment {d.augment} is not for segmenters; they take "
-                              "segment, flip or none")
-    train_masks = limit_samples(train_masks, d.limit_train, recipe.seed)
-    val_masks = limit_samples(val_masks, d.limit_val, recipe.seed)
-    classes = train_masks.classes
-    if model is None:
-        built = create_model(recipe.model, **{**recipe.model_options, "num_classes": len(classes),
-                                              "image_size": d.image_size})
-        if built.meta.task != "segment":
-            raise SqueezeNetError(f"recipe {recipe.name}: {recipe.model} is not a segmenter; masks train segmenters "
-                                  "(lraspp_squeezenet, squeezeseg)")
-        if recipe.backbone_weights:
-            load_backbone(built, recipe.backbone_weights)
-        built.meta = built.meta.replace(classes=tuple(classes),
-                                        source=f"squeezenet train {recipe.name} on {train_masks.name}"
-                                               + (f" ({built.meta.source})" if built.meta.source else ""))
-        model = built
-    elif list(model.meta.classes) != classes:
-        raise SqueezeNetError(f"{data}: its {len(classes)} classes are not the model's {model.meta.num_classes}")
-    p = model.meta.preprocessing
-    if not recipe.backbone_weights:  # a random body learns at the head's rate
-        recipe = replace(recipe, optimizer=replace(recipe.optimizer, backbone_lr=1.0))
-    recipe = replace(recipe, data=replace(d, image_size=p.crop, resize=p.crop, resize_mode="square", mean=p.mean,
-                                          std=p.std, channel_order=p.channel_order, value_range=p.value_range))
-    augment = d.augment if d.augment in ("segment", "flip") else "none"
-    return SegmentationSetup(model, recipe, SegmentationDataset(train_masks, p.crop, augment, recipe.seed),
-                             SegmentationDataset(val_masks, p.crop, "none"), classes,
-                             train_masks.name.removesuffix("-train"))
-
+    check_augment(recipe, "segment")
+    train_masks = limit_samples(train_masks, recipe.data.limit_train, recipe.seed)
+    val_masks = limit_samples(val_masks, recipe.data.limit_val, recipe.seed)
+    model = model_for_data(recipe, data, train_masks.classes, train_masks.name, "segment", model)
+    augment = recipe.data.augment if recipe.data.augment in ("segment", "flip") else "none"
+    recipe = recipe_for_model(recipe, model)
+    size = recipe.data.image_size
+    return DenseSetup(model, recipe, SegmentationDataset(train_masks, size, augment, recipe.seed),
+                      SegmentationDataset(val_masks, size, "none"), train_masks.classes,
+                      train_masks.name.removesuffix("-train"))
