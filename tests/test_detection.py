@@ -100,6 +100,11 @@ def test_coco_json_boxes_match_the_yolo_reading_of_the_same_objects(tmp_path) ->
     for a, b in zip(coco.samples, yolo.samples):
         torch.testing.assert_close(a.boxes, b.boxes, atol=1e-5, rtol=0)
         assert torch.equal(a.labels, b.labels)
+    (root / "annotations.json").write_bytes(path.read_bytes())  # a COCO folder: train/eval/compress take it as --data
+    (root / "labels").rename(tmp_path / "yolo-labels")
+    train, val = resolve_boxes(root)
+    assert [s.image.name for s in val.samples] == ["000.png"] and train.classes == ["red", "green"]
+    torch.testing.assert_close(train.samples[0].boxes, yolo.samples[1].boxes, atol=1e-5, rtol=0)
     annotations[0]["category_id"] = 99
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 10, "name": "red"}]}))
     with pytest.raises(SqueezeNetError, match="annotation 0: category_id 99 is not among the categories"):

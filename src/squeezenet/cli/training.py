@@ -13,8 +13,8 @@ from .args import add_data_root, add_json, add_set, positive_int, verb
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="'cifar10' (under $SQUEEZENET_DATA, downloaded if absent) or a folder with "
                                   "train/ and val/ or test/ (one sub-folder per class); detectors: a YOLO folder "
-                                  "(images/, labels/, classes.txt; every fifth image validates) or train/ and val/ "
-                                  "YOLO folders; segmenters: the same with polygon labels, or images/ with masks/ "
+                                  "(images/, labels/, classes.txt; every fifth image validates), a COCO folder "
+                                  "(images/, annotations.json), or train/ and val/ folders of either; segmenters: the same with polygon labels, or images/ with masks/ "
                                   "PNGs and classes.txt (the background included)")
     p.add_argument("-o", "--output", metavar="RUN_DIR", help="new run directory")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")

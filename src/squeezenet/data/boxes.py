@@ -1,5 +1,8 @@
 """Object labels from files: YOLO txt folders (boxes or polygons) and COCO JSON, checked line by line.
 
+A training folder is either layout: images/ with labels/ and classes.txt, or images/ with annotations.json (COCO);
+or train/ and val/ folders of one of them (:func:`resolve_boxes`).
+
 Every reader returns :class:`BoxSet`: one :class:`BoxSample` per image (boxes as ``x1, y1, x2, y2`` in 0..1 of the
 image, 0-based class indices) and the class names. A bad label is one ``SqueezeNetError`` naming the file and the line
 (a coordinate out of range, an unknown class, a malformed line, a label without an image), never a silently wrong
@@ -217,10 +220,39 @@ def split_every(boxes: BoxSet, every: int = 5) -> tuple[BoxSet, BoxSet]:
     return boxes.subset(train, f"{boxes.name}-train"), boxes.subset(val, f"{boxes.name}-val")
 
 
+COCO_FILE = "annotations.json"
+
+
+def is_coco_folder(folder: Path) -> bool:
+    return (folder / "images").is_dir() and (folder / COCO_FILE).is_file()
+
+
+def read_box_folder(folder: str | Path) -> BoxSet:
+    """A YOLO folder (images/, labels/, classes.txt) or a COCO folder (images/ and ``annotations.json``, COCO's
+    ``instances_*.json`` renamed)."""
+    root = Path(folder)
+    if is_coco_folder(root):
+        boxes = read_coco_json(root / COCO_FILE, root / "images")
+        boxes.name = root.name
+        return boxes
+    if is_yolo_folder(root):
+        return read_yolo_folder(root)
+    raise SqueezeNetError(f"{root}: not a detection folder (images/ with labels/ and classes.txt, or images/ with "
+                          f"{COCO_FILE}; or train/ and val/ folders of either layout)")
+
+
 def resolve_boxes(data: str | Path) -> tuple[BoxSet, BoxSet]:
     """Training and validation boxes of a folder: ``train/`` and ``val/`` YOLO folders (classes.txt in either or
-    beside them), or one YOLO folder split by :func:`split_every` (every fifth image to validation)."""
+    beside them) or COCO folders (images/ and annotations.json each, the same categories), or one folder of either
+    layout split by :func:`split_every` (every fifth image to validation)."""
     root = Path(data)
+    if is_coco_folder(root / "train") and is_coco_folder(root / "val"):
+        train, val = read_box_folder(root / "train"), read_box_folder(root / "val")
+        if train.classes != val.classes:
+            raise SqueezeNetError(f"{root}: train/ and val/ name different categories ({len(train.classes)} and "
+                                  f"{len(val.classes)})")
+        train.name, val.name = f"{root.name}-train", f"{root.name}-val"
+        return train, val
     if is_yolo_folder(root / "train") and is_yolo_folder(root / "val"):
         names_file = next((p for p in (root / "classes.txt", root / "train" / "classes.txt") if p.is_file()), None)
         if names_file is None:
@@ -229,7 +261,4 @@ def resolve_boxes(data: str | Path) -> tuple[BoxSet, BoxSet]:
         train, val = read_yolo_folder(root / "train", classes), read_yolo_folder(root / "val", classes)
         train.name, val.name = f"{root.name}-train", f"{root.name}-val"
         return train, val
-    if is_yolo_folder(root):
-        return split_every(read_yolo_folder(root))
-    raise SqueezeNetError(f"{root}: not a detection folder (images/, labels/ and classes.txt, or train/ and val/ "
-                          "folders of that layout)")
+    return split_every(read_box_folder(root))

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from ..data.boxes import BoxSet, read_yolo_folder, resolve_boxes
+from ..data.boxes import BoxSet, read_box_folder, resolve_boxes
 from ..data.images import load_rgb_image
 from ..errors import SqueezeNetError
 from ..models import InferenceModel, ModelMeta, input_device
@@ -109,13 +109,13 @@ def detect(model: InferenceModel, paths: Sequence[str | Path], *, threshold: flo
 
 
 def read_boxes(data: str | Path, split: str = "all") -> BoxSet:
-    """The labelled images of ``data`` (a YOLO folder, or train/ and val/ ones): ``all``, or the ``train`` or
+    """The labelled images of ``data`` (a YOLO or COCO folder, or train/ and val/ ones): ``all``, or the ``train`` or
     ``val`` part as ``squeezenet train`` splits it."""
     if split == "all":
         root = Path(data)
         if (root / "val").is_dir() and not (root / "images").is_dir():
             raise SqueezeNetError(f"{root}: has train/ and val/; choose one with --split train or --split val")
-        return read_yolo_folder(root)
+        return read_box_folder(root)
     if split not in ("train", "val"):
         raise SqueezeNetError(f"split must be all, train or val, got {split!r}")
     train, val = resolve_boxes(data)
