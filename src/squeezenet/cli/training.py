@@ -14,8 +14,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="'cifar10' (under $SQUEEZENET_DATA, downloaded if absent) or a folder with "
                                   "train/ and val/ or test/ (one sub-folder per class); detectors: a YOLO folder "
                                   "(images/, labels/, classes.txt; every fifth image validates), a COCO folder "
-                                  "(images/, annotations.json), or train/ and val/ folders of either; segmenters: the same with polygon labels, or images/ with masks/ "
-                                  "PNGs and classes.txt (the background included)")
+                                  "(images/, annotations.json), or train/ and val/ folders of either; segmenters: "
+                                  "a YOLO folder with polygon labels, or images/ with masks/ PNGs and classes.txt "
+                                  "(the background included)")
     p.add_argument("-o", "--output", metavar="RUN_DIR", help="new run directory")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--recipe", help="a named recipe (see `squeezenet recipes`) or a YAML file (default: cifar10; "
