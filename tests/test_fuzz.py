@@ -39,14 +39,21 @@ def test_campaign_in_workers_under_memory_and_time_limits(tmp_path, capsys) -> N
     assert all(counts["refused"] > 0 for counts in table.values()), report  # the mutations do break files
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomize: the same 120 mutants on every run, so CI judges the code, not the draw. With fresh random draws each
+# run, one CI run (2026-12-07) lost its pytest worker inside this test (a SIGBUS; the draw was not saved); the
+# open-ended search for such files is tools/fuzz_readers.py's campaign, which loads in workers under memory and time
+# limits and keeps every file that crashes one.
+@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1), fmt=st.sampled_from(fuzz_readers.FORMATS))
 def test_mutated_files_load_or_give_one_error_type(seeds, tmp_path, seed, fmt) -> None:
     if fmt not in seeds:
         pytest.skip(f"no {fmt} seed here (needs ../shared for .net, the deploy extra for .onnx)")
-    path = tmp_path / f"mutant{fmt}"
+    # a file of its own per example (hypothesis reuses tmp_path): a .pth is memory-mapped while it loads, and a file
+    # rewritten in place under a live mapping kills the process (SIGBUS), which is the test's doing, not the reader's
+    path = tmp_path / f"mutant-{seed}{fmt}"
     path.write_bytes(fuzz_readers.MUTATORS[fmt](seeds[fmt], random.Random(seed)))
     outcome, detail = fuzz_readers.probe(path)
+    path.unlink()
     assert outcome in ("loaded", "refused"), detail
 
 

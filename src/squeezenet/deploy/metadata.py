@@ -116,7 +116,7 @@ class FileModel:
         shape = list(self.meta.config.output_shape())
         if not outputs or outputs[0][0] != "logits" or not _dims_fit(outputs[0][1], [None, *shape]):
             raise SqueezeNetError(f"{self.path}: expected an output 'logits' of N x {' x '.join(map(str, shape))} "
-                                  f"({_OUTPUT_WORDS[len(shape)]}), the graph "
+                                  f"({_OUTPUT_WORDS.get(len(shape), 'its outputs')}), the graph "
                                   f"has {_signature(outputs)}")
 
     def checked_output(self, logits: object, images: int) -> torch.Tensor:
