@@ -207,11 +207,7 @@ def _eval_detector(args: argparse.Namespace, model: Any) -> int:
 
     console_for_output().print(detection_table(scores))
     ci = scores.intervals
-
-    def band(key: str) -> str:
-        return f" [{ci[key][0]:.4f}, {ci[key][1]:.4f}]" if key in ci else ""
-
-    print(f"mAP@[.5:.95] {scores.map:.4f}{band('map')}   mAP@.5 {scores.map50:.4f}{band('map50')}   images "
+    print(f"mAP@[.5:.95] {scores.map:.4f}{_band(ci, 'map')}   mAP@.5 {scores.map50:.4f}{_band(ci, 'map50')}   images "
           f"{scores.images:,}   objects {scores.objects:,}   skipped {len(scores.skipped):,}"
           + ("   (95% bootstrap intervals over images)" if ci else ""))
     return 0
@@ -290,11 +286,13 @@ def _eval_segmenter(args: argparse.Namespace, model: Any) -> int:
 
     console_for_output().print(segmentation_table(scores))
     ci = scores.intervals
-
-    def band(key: str) -> str:
-        return f" [{ci[key][0]:.4f}, {ci[key][1]:.4f}]" if key in ci else ""
-
-    print(f"mIoU {scores.miou:.4f}{band('miou')}   pixel accuracy {scores.pixel_accuracy:.4f}{band('pixel_accuracy')}"
+    print(f"mIoU {scores.miou:.4f}{_band(ci, 'miou')}   pixel accuracy {scores.pixel_accuracy:.4f}"
+          f"{_band(ci, 'pixel_accuracy')}"
           f"   images {scores.images:,}   skipped {len(scores.skipped):,}"
           + ("   (95% bootstrap intervals over images)" if ci else ""))
     return 0
+
+
+def _band(intervals: dict[str, tuple[float, float]], key: str) -> str:
+    """`` [low, high]`` of a bootstrap interval, or nothing when none was measured."""
+    return f" [{intervals[key][0]:.4f}, {intervals[key][1]:.4f}]" if key in intervals else ""
