@@ -210,6 +210,21 @@ def test_anchor_shapes_fitted_by_kmeans_find_the_clusters() -> None:
     torch.testing.assert_close(torch.tensor(shapes), torch.tensor([[0.1, 0.2], [0.5, 0.3]]), atol=0.01, rtol=0)
 
 
+def test_a_detector_of_one_class_is_scored_on_that_class_of_richer_data(tmp_path) -> None:
+    from squeezenet.inference.detection import boxes_for
+
+    data = yolo_folder(tmp_path / "d", n=6)
+    model = create_model("squeezedet", **{**TINY, "num_classes": 1}).eval()
+    model.meta = model.meta.replace(classes=("green",))
+    greens = boxes_for(model.meta, read_yolo_folder(data))
+    assert greens.classes == ["green"] and [len(s.labels) for s in greens.samples] == [0, 1, 0, 1, 0, 1]
+    scores = evaluate_detector(model, data)
+    assert (scores.images, scores.objects) == (6, 3)  # the three green squares, none of the six red ones
+    with pytest.raises(SqueezeNetError, match="its 2 classes are not the model's 1"):
+        model.meta = model.meta.replace(classes=("blue",))
+        evaluate_detector(model, data)
+
+
 @pytest.mark.parametrize("name", ["squeezedet", "ssdlite_squeezenet", "ssdlite_mobilenet_v3"])
 def test_a_tiny_detector_learns_synthetic_boxes_in_a_few_steps(tmp_path, name) -> None:
     from squeezenet.data.detection import DetectionDataset, collate_detections

@@ -112,6 +112,50 @@ def test_an_image_without_its_mask_and_a_box_among_polygons_are_errors(tmp_path)
         read_mask_folder(yolo)
 
 
+def test_a_class_selection_keeps_those_classes_and_makes_the_others_background(tmp_path) -> None:
+    from squeezenet.data.boxes import read_yolo_folder
+
+    shapes = read_mask_folder(polygon_folder(tmp_path / "yolo", n=2))
+    green = shapes.only(["green"])
+    assert green.classes == ["background", "green"]
+    full, picked = (draw_mask(m.samples[0], (64, 64), len(m.classes)) for m in (shapes, green))
+    assert torch.equal(picked, torch.where(full == 2, 1, 0).to(torch.uint8)) and (picked == 1).sum() > 50
+
+    voc = read_mask_folder(png_folder(tmp_path / "voc", n=2))  # file 1 holds a dog (2), file 0 a cat (1)
+    dogs = voc.only(["dog"])
+    cat, dog = (draw_mask(s, (32, 40), 2) for s in dogs.samples)
+    assert set(cat.unique().tolist()) == {0, IGNORE_INDEX} and set(dog.unique().tolist()) == {0, 1, IGNORE_INDEX}
+    assert torch.equal(dog, draw_mask(voc.samples[1], (32, 40), 3).masked_fill(dog == 1, 1))
+    swapped = voc.only(["dog", "cat"]).only(["cat"])  # selections chain: cat is 2 then 1
+    assert torch.equal(draw_mask(swapped.samples[0], (32, 40), 2), draw_mask(voc.samples[0], (32, 40), 3))
+
+    boxes = read_yolo_folder(tmp_path / "yolo").only(["green"])
+    assert boxes.classes == ["green"] and all(s.labels.tolist() == [0] and len(s.polygons) == 1 for s in boxes.samples)
+    for bad, words in ((["purple"], "no class 'purple' .its classes: background, red, green"),
+                       (["background"], "always kept"), (["red", "red"], "selected twice")):
+        with pytest.raises(SqueezeNetError, match=words):
+            shapes.only(bad)
+
+
+def test_training_and_evaluation_follow_a_class_selection(tmp_path) -> None:
+    from squeezenet.inference.segmentation import evaluate_segmenter
+    from squeezenet.train import load_recipe
+    from squeezenet.train.segmentation import segmentation_setup
+
+    data = polygon_folder(tmp_path / "shapes", n=10)
+    small = {"model_options.body": "v1.1", "model_options.batch_norm": True, "data.image_size": 64}
+    recipe = load_recipe("segment", {**small, "data.classes": ["green"]})
+    setup = segmentation_setup(recipe, str(data), None)
+    assert setup.classes == ["background", "green"] and setup.model.meta.num_classes == 2
+    _, mask = setup.val.pair(0)
+    assert set(mask.unique().tolist()) == {0, 1}
+    model = setup.model.eval()  # a model of the selection is scored on the data's pixels of its classes
+    scores = evaluate_segmenter(model, data, split="val")
+    assert set(scores.per_class) <= {"background", "green"} and scores.images == 2
+    again = segmentation_setup(load_recipe("segment", small), str(data), setup.model)
+    assert again.classes == ["background", "green"]  # fine-tuning it on the full data selects its classes
+
+
 def _inside(region: torch.Tensor) -> torch.Tensor:
     """The pixels of ``region`` whose 8 neighbours are in it too (a resized edge may go either way)."""
     return -torch.nn.functional.max_pool2d(-region[None].float(), 3, stride=1, padding=1)[0] > 0.5

@@ -25,6 +25,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone-weights", metavar="WEIGHTS", dest="backbone_weights",
                    help="detectors and segmenters: ImageNet weights for the SqueezeNet body (a file such as the Deep Compression "
                         ".net or torchvision's .pth, or a named weight set); default: a random body")
+    p.add_argument("--classes", type=_class_list, metavar="NAME[,NAME...]",
+                   help="detectors and segmenters: train on these classes of the data only (--classes person: person "
+                        "against background); other objects are dropped, their pixels become background")
     p.add_argument("--epochs", type=positive_int, help="override the number of epochs")
     p.add_argument("--batch-size", type=positive_int, help="override the global batch size")
     p.add_argument("--lr", type=float, help="override the peak learning rate")
@@ -39,6 +42,13 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
     add_json(p, "print the final metrics as JSON")
+
+
+def _class_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one class")
+    return names
 
 
 def _recipes_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     sets: dict[str, Any] = dict(args.options)
     flags = {key: value for key, value in (("model", args.model), ("epochs", args.epochs), ("batch_size", args.batch_size),
                                            ("optimizer.lr", args.lr), ("time_budget_s", args.time_budget_s),
-                                           ("backbone_weights", args.backbone_weights))
+                                           ("backbone_weights", args.backbone_weights), ("data.classes", args.classes))
              if value is not None}
     if args.resume:
         run = load_run(args.resume)

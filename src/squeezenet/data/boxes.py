@@ -55,6 +55,19 @@ class BoxSet:
     def subset(self, indices: Sequence[int], name: str) -> BoxSet:
         return BoxSet([self.samples[i] for i in indices], self.classes, name)
 
+    def only(self, names: Sequence[str]) -> BoxSet:
+        """The set with ``names`` as its classes (in that order): other objects are dropped, images kept (an image
+        without one of ``names`` is an image without objects). What ``data.classes`` in a recipe selects."""
+        index = class_indices(self.classes, names, self.name)
+        new = {old: k for k, old in enumerate(index)}
+        samples = []
+        for s in self.samples:
+            keep = [i for i, c in enumerate(s.labels.tolist()) if c in new]
+            samples.append(BoxSample(s.image, s.boxes[keep], torch.tensor([new[int(s.labels[i])] for i in keep],
+                                                                           dtype=s.labels.dtype),
+                                     tuple(s.polygons[i] for i in keep) if s.polygons else ()))
+        return BoxSet(samples, list(names), self.name)
+
     def box_sizes(self) -> torch.Tensor:
         """Width and height (0..1) of every box: what anchor shapes are fitted to."""
         boxes = [s.boxes for s in self.samples if len(s.boxes)]
@@ -62,6 +75,19 @@ class BoxSet:
             return torch.zeros(0, 2)
         b = torch.cat(boxes)
         return b[:, 2:] - b[:, :2]
+
+
+def class_indices(classes: Sequence[str], names: Sequence[str], where: str) -> list[int]:
+    """Where each of ``names`` is in ``classes``; an unknown or repeated name is one line naming ``where``."""
+    if not names:
+        raise SqueezeNetError(f"{where}: an empty class selection")
+    if len(set(names)) != len(names):
+        raise SqueezeNetError(f"{where}: a class selected twice ({', '.join(names)})")
+    missing = [n for n in names if n not in classes]
+    if missing:
+        shown = ", ".join(classes[:8]) + (f" and {len(classes) - 8} more" if len(classes) > 8 else "")
+        raise SqueezeNetError(f"{where}: no class {brief(missing[0], 40)} (its classes: {shown})")
+    return [list(classes).index(n) for n in names]
 
 
 def read_class_names(path: Path) -> list[str]:

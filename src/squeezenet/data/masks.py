@@ -25,7 +25,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..errors import SqueezeNetError, brief
-from .boxes import BoxSet, is_yolo_folder, read_class_names, read_yolo_folder
+from .boxes import BoxSet, class_indices, is_yolo_folder, read_class_names, read_yolo_folder
 from .images import IMAGE_EXTENSIONS
 
 IGNORE_INDEX = 255
@@ -36,11 +36,13 @@ MAX_MASK_CLASSES = IGNORE_INDEX  # indices 0..254 (a uint8 mask; 255 is ignored)
 @dataclass(frozen=True)
 class MaskSample:
     """One image and where its mask comes from: ``polygons`` ((class index in the mask, P x 2 points in 0..1), ...)
-    or ``png`` (a mask file)."""
+    or ``png`` (a mask file, its values read through ``remap`` when classes were selected: value v becomes
+    ``remap[v]``)."""
 
     image: Path
     polygons: tuple[tuple[int, torch.Tensor], ...] = ()
     png: Path | None = None
+    remap: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -56,6 +58,25 @@ class MaskSet:
 
     def subset(self, indices: Sequence[int], name: str) -> MaskSet:
         return MaskSet([self.samples[i] for i in indices], self.classes, name)
+
+    def only(self, names: Sequence[str]) -> MaskSet:
+        """The set with the background and ``names`` as its classes (in that order): the pixels of every other class
+        become background. What ``data.classes`` in a recipe selects (person against background on COCO)."""
+        if self.classes[0] in names:
+            raise SqueezeNetError(f"{self.name}: {self.classes[0]!r} is class 0 (the background), always kept; select "
+                                  "object classes")
+        index = class_indices(self.classes, names, self.name)
+        new = {old: k for k, old in enumerate(index, 1)}
+        lut = tuple(new.get(v, 0) for v in range(len(self.classes)))
+        samples = []
+        for s in self.samples:
+            if s.png is not None:
+                old = s.remap
+                samples.append(MaskSample(s.image, png=s.png,
+                                          remap=tuple(lut[v] for v in old) if old else lut))
+            else:
+                samples.append(MaskSample(s.image, tuple((new[c], p) for c, p in s.polygons if c in new)))
+        return MaskSet(samples, [self.classes[0], *names], self.name)
 
 
 def masks_from_boxes(boxes: BoxSet) -> MaskSet:
@@ -158,7 +179,11 @@ def draw_mask(sample: MaskSample, size: tuple[int, int], num_classes: int) -> to
     larger first, or the PNG checked (size, values) and read."""
     h, w = size
     if sample.png is not None:
-        return _read_png_mask(sample.png, (h, w), num_classes)
+        if sample.remap is None:
+            return _read_png_mask(sample.png, (h, w), num_classes)
+        values = _read_png_mask(sample.png, (h, w), len(sample.remap)).long()
+        lut = torch.tensor([*sample.remap, *[0] * (IGNORE_INDEX - len(sample.remap)), IGNORE_INDEX], dtype=torch.uint8)
+        return lut[values]
     canvas = Image.new("L", (w, h), 0)
     draw = ImageDraw.Draw(canvas)
     for cls, points in sorted(sample.polygons, key=lambda item: -_polygon_area(item[1])):

@@ -215,15 +215,23 @@ def mean_average_precision(preds: Sequence[dict[str, torch.Tensor]], truth: Sequ
     return metric.compute()
 
 
+def boxes_for(meta: ModelMeta, boxes: BoxSet) -> BoxSet:
+    """``boxes`` with the model's classes: the same list, or (a model trained on a selection, ``--classes person``)
+    the data's objects of those classes alone. Classes the data lacks are one line."""
+    if boxes.classes == list(meta.classes):
+        return boxes
+    if set(meta.classes) <= set(boxes.classes):
+        return boxes.only(meta.classes)
+    raise SqueezeNetError(f"{boxes.name}: its {len(boxes.classes)} classes are not the model's {meta.num_classes} "
+                          f"({', '.join(boxes.classes[:3])}... vs {', '.join(meta.classes[:3])}...)")
+
+
 def evaluate_detector(model: InferenceModel, data: str | Path, *, split: str = "all", batch_size: int = 16,
                       resamples: int = 0, progress: Callable[[int], None] | None = None) -> DetectionScores:
     """COCO mAP of ``model`` on the labelled images of ``data`` (see :func:`read_boxes`); with ``resamples``, 95%
     bootstrap intervals too (:func:`bootstrap_intervals`)."""
     meta = _check_detector(model)
-    boxes = read_boxes(data, split)
-    if boxes.classes != list(meta.classes):
-        raise SqueezeNetError(f"{data}: its {len(boxes.classes)} classes are not the model's {meta.num_classes} "
-                              f"({', '.join(boxes.classes[:3])}... vs {', '.join(meta.classes[:3])}...)")
+    boxes = boxes_for(meta, read_boxes(data, split))
     preds, truth, skipped = predictions_on(model, boxes, batch_size=batch_size, progress=progress)
     if not truth:
         raise SqueezeNetError(f"{data}: no readable image to evaluate")
@@ -275,9 +283,11 @@ def compare_detectors(candidate: InferenceModel, reference: InferenceModel, data
                       resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> PairedDetection:
     """mAP of both detectors on the same images, and the bootstrap interval of the mAP@.5 difference: images are
     resampled with replacement and both models scored on each resample, so what the images share cancels."""
-    for m in (candidate, reference):
-        _check_detector(m)
-    boxes = read_boxes(data, split)
+    metas = [_check_detector(m) for m in (candidate, reference)]
+    if metas[0].classes != metas[1].classes:
+        raise SqueezeNetError(f"the two detectors have different classes ({metas[0].num_classes} and "
+                              f"{metas[1].num_classes}): a paired comparison needs the same")
+    boxes = boxes_for(metas[0], read_boxes(data, split))
     ours, truth, _ = predictions_on(candidate, boxes)
     theirs, _, _ = predictions_on(reference, boxes)
     a, b = mean_average_precision(ours, truth), mean_average_precision(theirs, truth)

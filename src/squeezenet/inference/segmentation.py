@@ -62,6 +62,17 @@ def read_masks(data: str | Path, split: str = "all") -> MaskSet:
     return MaskSet(train.samples + val.samples, train.classes, root.name)
 
 
+def masks_for(meta: ModelMeta, masks: MaskSet) -> MaskSet:
+    """``masks`` with the model's classes: the same list, or (a model trained on a selection, ``--classes person``)
+    the data's pixels of those classes, the rest background. Classes the data lacks are one line."""
+    if masks.classes == list(meta.classes):
+        return masks
+    if meta.classes and meta.classes[0] == masks.classes[0] and set(meta.classes[1:]) <= set(masks.classes[1:]):
+        return masks.only(meta.classes[1:])
+    raise SqueezeNetError(f"{masks.name}: its {len(masks.classes)} classes are not the model's {meta.num_classes} "
+                          f"({', '.join(masks.classes[:3])}... vs {', '.join(meta.classes[:3])}...)")
+
+
 def confusions_on(model: InferenceModel, masks: MaskSet, *, batch_size: int = 8,
                   progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, list[str]]:
     """One K x K confusion matrix per readable image (int64, ``[true, predicted]``) and the unreadable images."""
@@ -126,10 +137,7 @@ def evaluate_segmenter(model: InferenceModel, data: str | Path, *, split: str = 
     fewer zeros than the full set. Per-class IoU intervals (a class that is present throughout) do not have this
     bias; read mIoU intervals on small sets as the spread, not as bounds around the estimate."""
     meta = _check_segmenter(model)
-    masks = read_masks(data, split)
-    if masks.classes != list(meta.classes):
-        raise SqueezeNetError(f"{data}: its {len(masks.classes)} classes are not the model's {meta.num_classes} "
-                              f"({', '.join(masks.classes[:3])}... vs {', '.join(meta.classes[:3])}...)")
+    masks = masks_for(meta, read_masks(data, split))
     per_image, skipped = confusions_on(model, masks, batch_size=batch_size, progress=progress)
     if not per_image.shape[0]:
         raise SqueezeNetError(f"{data}: no readable image to evaluate")
@@ -177,9 +185,11 @@ def compare_segmenters(candidate: InferenceModel, reference: InferenceModel, dat
                        resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> PairedSegmentation:
     """mIoU of both on the same images and the bootstrap interval of the difference: both are re-scored on each
     resample of the images, so what the images share cancels."""
-    for m in (candidate, reference):
-        _check_segmenter(m)
-    masks = read_masks(data, split)
+    metas = [_check_segmenter(m) for m in (candidate, reference)]
+    if metas[0].classes != metas[1].classes:
+        raise SqueezeNetError(f"the two segmenters have different classes ({metas[0].num_classes} and "
+                              f"{metas[1].num_classes}): a paired comparison needs the same")
+    masks = masks_for(metas[0], read_masks(data, split))
     ours, _ = confusions_on(candidate, masks)
     theirs, _ = confusions_on(reference, masks)
     if not ours.shape[0] or ours.shape[0] != theirs.shape[0]:

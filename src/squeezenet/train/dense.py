@@ -40,6 +40,23 @@ class _Samples(Protocol):
 S = TypeVar("S", bound=_Samples)
 
 
+class _Selectable(_Samples, Protocol):
+    def only(self, names: Sequence[str]) -> Any: ...
+
+
+L = TypeVar("L", bound=_Selectable)
+
+
+def select_data(recipe: Recipe, train: L, val: L, model_classes: Sequence[str] | None = None) -> tuple[L, L]:
+    """The recipe's ``data.classes`` of both sets (all when null; a model being fine-tuned on data with more
+    classes than its own, ``model_classes``, selects those), then its ``limit_train``/``limit_val``."""
+    names = recipe.data.classes or model_classes
+    if names:
+        train, val = train.only(names), val.only(names)
+    return (limit_samples(train, recipe.data.limit_train, recipe.seed),
+            limit_samples(val, recipe.data.limit_val, recipe.seed))
+
+
 def limit_samples(samples: S, n: int | None, seed: int) -> S:
     """A seeded random ``n`` of a box or mask set (``data.limit_train``/``limit_val``), kept in their order."""
     if n is None or n >= len(samples):

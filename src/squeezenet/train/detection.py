@@ -21,7 +21,7 @@ from ..data.boxes import resolve_boxes
 from ..data.detection import DetectionDataset
 from ..models import Network, model_from_config
 from ..models.detector import box_coder, decode_detections, fit_anchor_shapes
-from .dense import DenseSetup, check_augment, limit_samples, model_for_data, recipe_for_model
+from .dense import DenseSetup, check_augment, model_for_data, recipe_for_model, select_data
 from .module import RecipeModule
 from .recipe import Recipe
 
@@ -138,8 +138,9 @@ def detection_setup(recipe: Recipe, data: str, model: Network | None) -> DenseSe
     must be the data's. The recipe's input statistics become the model's (the body's weights decide them)."""
     train_boxes, val_boxes = resolve_boxes(data)
     check_augment(recipe, "detect")
-    train_boxes = limit_samples(train_boxes, recipe.data.limit_train, recipe.seed)
-    val_boxes = limit_samples(val_boxes, recipe.data.limit_val, recipe.seed)
+    own = list(model.meta.classes) if model is not None else None
+    train_boxes, val_boxes = select_data(recipe, train_boxes, val_boxes,
+                                         own if own and own != train_boxes.classes else None)
 
     def fit_anchors(built: Network) -> Network:
         config = built.config

@@ -58,6 +58,9 @@ class DataSpec:
     resize_mode: Literal["shorter", "square"] = "shorter"  # square: warp to resize x resize (Caffe's databases)
     limit_train: int | None = None  # use only the first N training images (smoke tests, subsets)
     limit_val: int | None = None
+    # detectors and segmenters: train on these classes of the data only (``[person]``: person against background);
+    # other objects are dropped, their pixels become background. null: every class of the data
+    classes: tuple[str, ...] | None = None
 
 
 @dataclass

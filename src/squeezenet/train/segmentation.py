@@ -16,7 +16,7 @@ from ..common.confusion import segmentation_scores
 from ..data.masks import IGNORE_INDEX, resolve_masks
 from ..data.segmentation import SegmentationDataset
 from ..models import Network
-from .dense import DenseSetup, check_augment, limit_samples, model_for_data, recipe_for_model
+from .dense import DenseSetup, check_augment, model_for_data, recipe_for_model, select_data
 from .module import RecipeModule
 from .recipe import Recipe
 
@@ -75,8 +75,9 @@ def segmentation_setup(recipe: Recipe, data: str, model: Network | None) -> Dens
     whose classes must be the data's. The body's input statistics become the recipe's."""
     train_masks, val_masks = resolve_masks(data)
     check_augment(recipe, "segment")
-    train_masks = limit_samples(train_masks, recipe.data.limit_train, recipe.seed)
-    val_masks = limit_samples(val_masks, recipe.data.limit_val, recipe.seed)
+    own = list(model.meta.classes) if model is not None else None
+    train_masks, val_masks = select_data(recipe, train_masks, val_masks,
+                                         own[1:] if own and own != train_masks.classes else None)
     model = model_for_data(recipe, data, train_masks.classes, train_masks.name, "segment", model)
     augment = recipe.data.augment if recipe.data.augment in ("segment", "flip") else "none"
     recipe = recipe_for_model(recipe, model)
