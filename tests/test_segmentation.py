@@ -130,7 +130,7 @@ def test_a_class_selection_keeps_those_classes_and_makes_the_others_background(t
     assert torch.equal(draw_mask(swapped.samples[0], (32, 40), 2), draw_mask(voc.samples[0], (32, 40), 3))
 
     boxes = read_yolo_folder(tmp_path / "yolo").only(["green"])
-    assert boxes.classes == ["green"] and all(s.labels.tolist() == [0] and len(s.polygons) == 1 for s in boxes.samples)
+    assert boxes.classes == ["green"] and all(s.labels.tolist() == [0] and len(s.outlines) == 1 for s in boxes.samples)
     for bad, words in ((["purple"], "no class 'purple' .its classes: background, red, green"),
                        (["background"], "always kept"), (["red", "red"], "selected twice")):
         with pytest.raises(SqueezeNetError, match=words):

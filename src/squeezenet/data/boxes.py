@@ -21,6 +21,7 @@ import torch
 from ..common.jsonsafe import parse_json
 from ..errors import SqueezeNetError, brief
 from .images import IMAGE_EXTENSIONS
+from .regions import Region, coco_region
 
 MAX_LABEL_BYTES = 16 << 20  # one image's label file (coco128's largest is 9 KB)
 MAX_OBJECTS = 10_000  # objects in one image (COCO's most crowded has 93)
@@ -32,13 +33,15 @@ TOLERANCE = 1e-3  # normalised coordinates may overshoot 0..1 by this much (roun
 @dataclass(frozen=True)
 class BoxSample:
     """One image and its objects: ``boxes`` (K x 4 float32, ``x1, y1, x2, y2`` in 0..1) and ``labels`` (K, 0-based);
-    ``polygons`` (when the labels had outlines: YOLO segmentation lines) one P x 2 tensor (x, y in 0..1) per object,
-    ``None`` for an object given as a box: what masks are drawn from (``data/masks.py``)."""
+    ``outlines`` (when the labels had them: YOLO segmentation lines, COCO ``segmentation``) one region per object,
+    ``None`` for an object given as a box; ``crowds``: (class, region) of COCO's ``iscrowd`` annotations, which are
+    no object to find. Regions are what masks are drawn from (``data/masks.py``)."""
 
     image: Path
     boxes: torch.Tensor
     labels: torch.Tensor
-    polygons: tuple[torch.Tensor | None, ...] = ()
+    outlines: tuple[Region | None, ...] = ()
+    crowds: tuple[tuple[int, Region], ...] = ()
 
 
 @dataclass
@@ -65,7 +68,8 @@ class BoxSet:
             keep = [i for i, c in enumerate(s.labels.tolist()) if c in new]
             samples.append(BoxSample(s.image, s.boxes[keep], torch.tensor([new[int(s.labels[i])] for i in keep],
                                                                            dtype=s.labels.dtype),
-                                     tuple(s.polygons[i] for i in keep) if s.polygons else ()))
+                                     tuple(s.outlines[i] for i in keep) if s.outlines else (),
+                                     tuple((new[c], r) for c, r in s.crowds if c in new)))
         return BoxSet(samples, list(names), self.name)
 
     def box_sizes(self) -> torch.Tensor:
@@ -135,8 +139,8 @@ def _parse_line(text: str, where: str, num_classes: int) -> tuple[int, list[floa
     return cls, box, ([min(max(v, 0.0), 1.0) for v in values] if len(values) != 4 else None)
 
 
-def read_yolo_labels(path: Path, num_classes: int) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, ...]]:
-    """Boxes, classes and polygons (None for box lines) of one YOLO label file (blank lines are skipped)."""
+def read_yolo_labels(path: Path, num_classes: int) -> tuple[torch.Tensor, torch.Tensor, tuple[Region | None, ...]]:
+    """Boxes, classes and outlines (None for box lines) of one YOLO label file (blank lines are skipped)."""
     try:
         size = path.stat().st_size
         if size > MAX_LABEL_BYTES:
@@ -152,7 +156,7 @@ def read_yolo_labels(path: Path, num_classes: int) -> tuple[torch.Tensor, torch.
             cls, box, polygon = _parse_line(line, f"{path}:{number}", num_classes)
             labels.append(cls)
             boxes.append(box)
-            polygons.append(None if polygon is None else torch.tensor(polygon, dtype=torch.float32).view(-1, 2))
+            polygons.append(None if polygon is None else Region((torch.tensor(polygon, dtype=torch.float32).view(-1, 2),)))
             if len(boxes) > MAX_OBJECTS:
                 raise SqueezeNetError(f"{path}: more than {MAX_OBJECTS:,} objects in one image")
     return (torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64),
@@ -197,7 +201,8 @@ def read_yolo_folder(folder: str | Path, classes: Sequence[str] | None = None) -
 
 def read_coco_json(annotations: str | Path, images: str | Path) -> BoxSet:
     """COCO's ``instances_*.json``: boxes (``bbox`` = x, y, w, h in pixels) of every image, categories renumbered
-    0..n-1 in id order; ``iscrowd`` regions are left out (COCO's evaluation ignores them too)."""
+    0..n-1 in id order, and each object's ``segmentation`` (polygons or run-length counts) when it has one;
+    ``iscrowd`` regions are no box to find (COCO's evaluation ignores them too), their regions are kept as crowds."""
     path, image_dir = Path(annotations), Path(images)
     try:
         data = parse_json(path.read_bytes(), str(path), max_chars=MAX_COCO_BYTES)
@@ -211,7 +216,8 @@ def read_coco_json(annotations: str | Path, images: str | Path) -> BoxSet:
         info = {int(im["id"]): (str(im["file_name"]), float(im["width"]), float(im["height"])) for im in data["images"]}
     except (KeyError, TypeError, ValueError) as exc:
         raise SqueezeNetError(f"{path}: a category or image entry without a valid {brief(str(exc), 40)}") from None
-    objects: dict[int, list[tuple[int, list[float]]]] = {i: [] for i in info}
+    objects: dict[int, list[tuple[int, list[float], Region | None]]] = {i: [] for i in info}
+    crowds: dict[int, list[tuple[int, Region]]] = {i: [] for i in info}
     for n, ann in enumerate(data["annotations"]):
         where = f"{path}: annotation {n}"
         try:
@@ -222,20 +228,28 @@ def read_coco_json(annotations: str | Path, images: str | Path) -> BoxSet:
             raise SqueezeNetError(f"{where}: image_id {image_id} is not among the images")
         if cat not in index:
             raise SqueezeNetError(f"{where}: category_id {cat} is not among the categories")
-        if ann.get("iscrowd"):
-            continue
         _, width, height = info[image_id]
+        segmentation = ann.get("segmentation")
+        region = (coco_region(segmentation, width, height, bool(ann.get("iscrowd")), where)
+                  if segmentation not in (None, [], {}) else None)
+        if ann.get("iscrowd"):
+            if region is not None:
+                crowds[image_id].append((index[cat], region))
+            continue
         if not (w > 0 and h > 0 and x >= -1 and y >= -1 and x + w <= width + 1 and y + h <= height + 1):
             raise SqueezeNetError(f"{where}: bbox {[x, y, w, h]} is empty or outside the {width:g}x{height:g} image")
         box = [max(x / width, 0.0), max(y / height, 0.0), min((x + w) / width, 1.0), min((y + h) / height, 1.0)]
-        objects[image_id].append((index[cat], box))
+        objects[image_id].append((index[cat], box, region))
     samples = []
     for image_id, (name, _, _) in sorted(info.items()):
         file = image_dir / name
         if not file.is_file():
             raise SqueezeNetError(f"{path}: image {name} (id {image_id}) is not in {image_dir}")
-        boxes = torch.tensor([b for _, b in objects[image_id]], dtype=torch.float32).reshape(-1, 4)
-        samples.append(BoxSample(file, boxes, torch.tensor([c for c, _ in objects[image_id]], dtype=torch.int64)))
+        found = objects[image_id]
+        boxes = torch.tensor([b for _, b, _ in found], dtype=torch.float32).reshape(-1, 4)
+        outlines = tuple(r for _, _, r in found) if any(r is not None for _, _, r in found) else ()
+        samples.append(BoxSample(file, boxes, torch.tensor([c for c, _, _ in found], dtype=torch.int64), outlines,
+                                 tuple(crowds[image_id])))
     return BoxSet(samples, [name for _, name in categories], path.stem)
 
 

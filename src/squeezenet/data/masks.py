@@ -1,13 +1,15 @@
-"""Per-pixel labels from files: masks drawn from YOLO polygons (coco128's labels) or read from PNG mask folders.
+"""Per-pixel labels from files: masks drawn from object outlines (YOLO polygons as coco128's labels, COCO
+polygons and run-length counts) or read from PNG mask folders.
 
 A mask holds one class index a pixel; :data:`IGNORE_INDEX` (255, VOC's border value) marks pixels that neither train
-nor count. Two layouts:
+nor count. Three layouts:
 
-- a YOLO folder (``images/``, ``labels/`` with polygon lines, ``classes.txt``), read by the detection reader
-  (``data/boxes.py``: the same line checks, one line per bad label). Class 0 is the background and object class
-  ``c`` is ``c + 1``; each image's polygons are filled larger first, so a smaller object in front of a larger one
-  keeps its pixels (COCO's masks overlap; one class a pixel must win somewhere). A box line is an error: a box is
-  not an outline.
+- a YOLO folder (``images/``, ``labels/`` with polygon lines, ``classes.txt``) or a COCO folder (``images/``,
+  ``annotations.json`` with ``segmentation`` polygons or run-length counts), read by the detection reader
+  (``data/boxes.py``: the same checks, one line per bad label). Class 0 is the background and object class ``c`` is
+  ``c + 1``; each image's regions are filled larger first, so a smaller object in front of a larger one keeps its
+  pixels (COCO's masks overlap; one class a pixel must win somewhere); COCO's crowd regions are ignored pixels. A
+  box line is an error: a box is not an outline.
 - a PNG folder (``images/``, ``masks/`` with a PNG of the same stem, ``classes.txt`` naming every value, the
   background included), as VOC and Cityscapes' label-id images come: palette (``P``) or grey (``L``) PNGs whose
   values are class indices. A mask of another size than its image, a value that is no class, a mask without its
@@ -22,11 +24,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from ..errors import SqueezeNetError, brief
-from .boxes import BoxSet, class_indices, is_yolo_folder, read_class_names, read_yolo_folder
+from .boxes import (
+    COCO_FILE,
+    BoxSet,
+    class_indices,
+    is_coco_folder,
+    is_yolo_folder,
+    read_box_folder,
+    read_class_names,
+    read_yolo_folder,
+)
 from .images import IMAGE_EXTENSIONS
+from .regions import Region
 
 IGNORE_INDEX = 255
 BACKGROUND = "background"
@@ -35,12 +47,11 @@ MAX_MASK_CLASSES = IGNORE_INDEX  # indices 0..254 (a uint8 mask; 255 is ignored)
 
 @dataclass(frozen=True)
 class MaskSample:
-    """One image and where its mask comes from: ``polygons`` ((class index in the mask, P x 2 points in 0..1), ...)
-    or ``png`` (a mask file, its values read through ``remap`` when classes were selected: value v becomes
-    ``remap[v]``)."""
+    """One image and where its mask comes from: ``outlines`` ((class index in the mask, region), ...) or ``png``
+    (a mask file, its values read through ``remap`` when classes were selected: value v becomes ``remap[v]``)."""
 
     image: Path
-    polygons: tuple[tuple[int, torch.Tensor], ...] = ()
+    outlines: tuple[tuple[int, Region], ...] = ()
     png: Path | None = None
     remap: tuple[int, ...] | None = None
 
@@ -75,24 +86,25 @@ class MaskSet:
                 samples.append(MaskSample(s.image, png=s.png,
                                           remap=tuple(lut[v] for v in old) if old else lut))
             else:
-                samples.append(MaskSample(s.image, tuple((new[c], p) for c, p in s.polygons if c in new)))
+                samples.append(MaskSample(s.image, tuple((new[c], r) for c, r in s.outlines if c in new)))
         return MaskSet(samples, [self.classes[0], *names], self.name)
 
 
 def masks_from_boxes(boxes: BoxSet) -> MaskSet:
-    """A YOLO polygon set as masks: background 0, object class ``c`` as ``c + 1``."""
+    """Objects with outlines (YOLO polygons, COCO segmentations) as masks: background 0, object class ``c`` as
+    ``c + 1``; COCO's crowd regions are drawn as :data:`IGNORE_INDEX`."""
     if len(boxes.classes) + 1 > MAX_MASK_CLASSES:
         raise SqueezeNetError(f"{boxes.name}: {len(boxes.classes)} classes and the background do not fit a mask "
                               f"(at most {MAX_MASK_CLASSES - 1} object classes)")
     samples = []
     for s in boxes.samples:
-        polygons = s.polygons if s.polygons else (None,) * len(s.labels)
-        for k, polygon in enumerate(polygons, 1):
-            if polygon is None:
-                raise SqueezeNetError(f"{s.image}: object {k} of its labels is a box (cx cy w h), not a polygon; "
-                                      "masks are drawn from polygons (YOLO segmentation labels)")
-        outlines = [p for p in polygons if p is not None]
-        samples.append(MaskSample(s.image, tuple((int(c) + 1, p) for c, p in zip(s.labels.tolist(), outlines))))
+        outlines = s.outlines if s.outlines else (None,) * len(s.labels)
+        for k, outline in enumerate(outlines, 1):
+            if outline is None:
+                raise SqueezeNetError(f"{s.image}: object {k} of its labels is a box, not an outline; masks are drawn "
+                                      "from polygons (YOLO segmentation labels) or COCO segmentations")
+        regions = [(int(c) + 1, r) for c, r in zip(s.labels.tolist(), outlines) if r is not None]
+        samples.append(MaskSample(s.image, tuple(regions + [(c + 1, r) for c, r in s.crowds])))
     classes = [BACKGROUND, *boxes.classes]
     if len(set(classes)) != len(classes):
         raise SqueezeNetError(f"{boxes.name}: a class is named {BACKGROUND!r}; that name is class 0, the pixels of "
@@ -138,10 +150,17 @@ def read_mask_folder(folder: str | Path, classes: Sequence[str] | None = None) -
     root = Path(folder)
     if is_png_mask_folder(root):
         return read_png_masks(root, classes)
+    if is_coco_folder(root):
+        masks = masks_from_boxes(read_box_folder(root))
+        if classes is not None and list(classes) != masks.classes:
+            raise SqueezeNetError(f"{root / COCO_FILE}: its {len(masks.classes) - 1} categories are not those of the "
+                                  f"other split ({len(classes) - 1})")
+        return masks
     if is_yolo_folder(root):
         objects = list(classes[1:]) if classes is not None else None
         return masks_from_boxes(read_yolo_folder(root, objects))
-    raise SqueezeNetError(f"{root}: not a segmentation folder (images/ with masks/ PNGs, or images/ with labels/ "
+    raise SqueezeNetError(f"{root}: not a segmentation folder (images/ with masks/ PNGs, images/ with "
+                          f"{COCO_FILE} (COCO polygons or run-length counts), or images/ with labels/ "
                           "polygons; classes.txt beside them)")
 
 
@@ -169,14 +188,9 @@ def _parent_classes(root: Path) -> list[str] | None:
     return names if is_png_mask_folder(root / "train") else [BACKGROUND, *names]
 
 
-def _polygon_area(points: torch.Tensor) -> float:
-    x, y = points[:, 0], points[:, 1]
-    return float(0.5 * (x * y.roll(-1) - x.roll(-1) * y).sum().abs())
-
-
 def draw_mask(sample: MaskSample, size: tuple[int, int], num_classes: int) -> torch.Tensor:
-    """The ``height x width`` uint8 mask of ``sample`` at its image's ``size`` (height, width): polygons filled
-    larger first, or the PNG checked (size, values) and read."""
+    """The ``height x width`` uint8 mask of ``sample`` at its image's ``size`` (height, width): regions filled
+    larger first (crowds as :data:`IGNORE_INDEX`), or the PNG checked (size, values) and read."""
     h, w = size
     if sample.png is not None:
         if sample.remap is None:
@@ -185,10 +199,11 @@ def draw_mask(sample: MaskSample, size: tuple[int, int], num_classes: int) -> to
         lut = torch.tensor([*sample.remap, *[0] * (IGNORE_INDEX - len(sample.remap)), IGNORE_INDEX], dtype=torch.uint8)
         return lut[values]
     canvas = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(canvas)
-    for cls, points in sorted(sample.polygons, key=lambda item: -_polygon_area(item[1])):
-        xy = (points * torch.tensor([w, h])).tolist()
-        draw.polygon([tuple(p) for p in xy], fill=cls, outline=cls)
+    for cls, region in sorted(sample.outlines, key=lambda item: -item[1].area()):
+        try:
+            region.draw(canvas, IGNORE_INDEX if region.crowd else cls)
+        except SqueezeNetError as exc:
+            raise SqueezeNetError(f"{sample.image}: {exc}") from None
     return torch.from_numpy(np.asarray(canvas, dtype=np.uint8).copy())
 
 
