@@ -48,7 +48,7 @@ class Region:
                 raise SqueezeNetError(f"a run-length mask of {self.size[1]}x{self.size[0]} for a {w}x{h} image")
             inside = np.repeat(np.arange(len(self.counts)) % 2, self.counts).astype(np.uint8).reshape(w, h).T
         elif self.polygons:
-            from pycocotools import mask as coco_mask
+            from pycocotools import mask as coco_mask  # type: ignore[import-untyped]
 
             # COCO's own rasteriser (as torchvision's segmentation reference draws COCO): PIL's fills every pixel
             # the outline touches, 6% more than the polygon's area on a 60 x 35 triangle
