@@ -152,7 +152,7 @@ def _read_safetensors(path: Path) -> WeightsFile:
             shapes = {k: _Shape(f.get_slice(k).get_shape()) for k in f.keys()}
             meta = parse_meta(text, str(path), shapes)  # type: ignore[arg-type]
             check_tensors(meta, shapes, str(path))
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            state = {k: f.get_tensor(k).clone() for k in f.keys()}  # not left mapped: see _read_pth
     except (SafetensorError, ValueError, RuntimeError) as exc:
         if isinstance(exc, SqueezeNetError):
             raise
@@ -212,7 +212,11 @@ def _read_pth(path: Path) -> WeightsFile:
     entry = extra.get(PTH_META_KEY) if isinstance(extra, Mapping) else None
     text = entry.get("json") if isinstance(entry, Mapping) else None
     state = dict(obj)
-    return WeightsFile(state, parse_meta(text, str(path), state), ".pth", described=text is not None)
+    meta = parse_meta(text, str(path), state)
+    check_tensors(meta, state, str(path))
+    # copied out of the mapping once they are known to fit the architecture: a tensor still mapped from the file
+    # kills the process (SIGBUS) when the file is rewritten in place while the model lives (the fuzz test did)
+    return WeightsFile({k: v.clone() for k, v in state.items()}, meta, ".pth", described=text is not None)
 
 
 def _load_pickle(path: Path) -> Any:
