@@ -36,7 +36,7 @@ from squeezenet.common.cpu import cpu_model  # noqa: E402
 from squeezenet.compress.calibration import calibration_images  # noqa: E402
 from squeezenet.data import load_rgb_image  # noqa: E402
 from squeezenet.deploy import export_onnx  # noqa: E402
-from squeezenet.deploy.onnx import ort_session, run_onnx  # noqa: E402
+from squeezenet.deploy.ort import ort_session, run_onnx  # noqa: E402
 from squeezenet.inference.fidelity import FidelityGate, fidelity  # noqa: E402
 from squeezenet.models import create_model  # noqa: E402
 from squeezenet.weights import Preprocessing, load_weights  # noqa: E402

@@ -24,7 +24,8 @@ import torch
 
 from squeezenet.common.cpu import cpu_summary
 from squeezenet.deploy.bench import interleaved_medians
-from squeezenet.deploy.onnx import export_onnx, ort_session
+from squeezenet.deploy.onnx import export_onnx
+from squeezenet.deploy.ort import ort_session
 from squeezenet.deploy.peak import gemm_rate, measured_peaks
 from squeezenet.inference.preloaded import load_images
 from squeezenet.report import architecture_report

@@ -79,3 +79,72 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path):
     found = _imports(probe, root)
     assert found == [(2, "squeezenet.deploy"), (3, "squeezenet.models.registry"), (4, "squeezenet.cli")]
     assert [_unit(name) for _, name in found] == ["deploy", "models", "cli"]
+
+
+def _module_name(path: Path, root: Path = ROOT) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(("squeezenet", *(parts[:-1] if parts[-1] == "__init__" else parts)))
+
+
+def _file_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """Which files each file imports (a name imported from a module counts as the module; from a package, as its
+    ``__init__``), lazy imports included."""
+    files = {_module_name(p, root): p for p in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in files}
+    for name, path in files.items():
+        for _, target in _imports(path, root):
+            module = target if target in files else target.rsplit(".", 1)[0]
+            if module in files and module != name:
+                graph[name].add(module)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle through each strongly connected group of files (Tarjan), as the path that closes it."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return groups
+
+
+def test_no_two_files_import_each_other_even_through_others():
+    groups = _cycles(_file_graph())
+    assert not groups, "files in an import cycle (move what they share below both):\n" + "\n".join(
+        " <-> ".join(g) for g in groups)
+
+
+def test_the_cycle_check_sees_a_cycle_hidden_in_a_function(tmp_path):
+    root = tmp_path / "squeezenet"
+    (root / "deploy").mkdir(parents=True)
+    (root / "deploy" / "__init__.py").write_text("")
+    (root / "deploy" / "a.py").write_text("from .b import f\n")
+    (root / "deploy" / "b.py").write_text("def f():\n    from . import c\n")
+    (root / "deploy" / "c.py").write_text("def g():\n    from .a import f\n")
+    assert _cycles(_file_graph(root)) == [["squeezenet.deploy.a", "squeezenet.deploy.b", "squeezenet.deploy.c"]]

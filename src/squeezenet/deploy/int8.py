@@ -41,6 +41,7 @@ from ..errors import SqueezeNetError
 from ..inference.fidelity import DEFAULT_GATE, SNR_LIMIT_DB, Fidelity, FidelityGate, fidelity
 from ..models import Network
 from ..models.layers import prunable_layers
+from .ort import INPUT_NAME, ort_session, run_onnx
 
 logger = logging.getLogger(__name__)
 METHODS = ("mse", "percentile", "minmax", "entropy")
@@ -267,8 +268,6 @@ def quantize_checked(fp32: str | Path, out: str | Path, calibration: torch.Tenso
 
     ``SqueezeNetError`` when no choice passes, unless ``force`` (then the most faithful file measured is
     written). ``progress`` receives one line per step."""
-    from .onnx import INPUT_NAME, ort_session, run_onnx
-
     if method not in METHODS:
         raise SqueezeNetError(f"unknown calibration method {method!r}; choose from {', '.join(METHODS)}")
     if weights not in WEIGHT_METHODS:

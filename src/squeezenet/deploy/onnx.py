@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +23,8 @@ from ..inference.fidelity import DEFAULT_GATE, FidelityGate, fidelity
 from ..models import Network
 from .int8 import Int8Check, gptq_int8_weights, quantize_checked
 from .metadata import model_properties
+from .ort import INPUT_NAME, OUTPUT_NAME, ort_session, run_onnx
 
-INPUT_NAME, OUTPUT_NAME = "image", "logits"
 DEFAULT_OPSET = 18
 
 
@@ -43,29 +42,6 @@ class ExportCheck:
         if self.int8 is not None:
             d["int8"] = self.int8.to_dict()
         return d
-
-
-def ort_session(path: str | Path, threads: int | None = None, spinning: bool = True,
-                providers: Sequence[str] | None = None):
-    """A session on ``providers`` (default: the CPU); ``spinning=False`` stops idle worker threads from
-    busy-waiting (fair side-by-side timing). A provider this onnxruntime lacks is a ``SqueezeNetError``."""
-    require_extra("deploy", "running .onnx files")
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    providers = list(providers or ["CPUExecutionProvider"])
-    absent = [p for p in providers if p not in available]
-    if absent:
-        raise SqueezeNetError(f"onnxruntime here has no {', '.join(absent)}; available: {', '.join(available)}")
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=providers)
 
 
 MIN_OPSET = 10  # MaxPool(ceil_mode=1), which v1.0/v1.1 need, arrived in opset 10
@@ -149,11 +125,6 @@ def index_shared_weights(path: Path) -> int:
         onnx.checker.check_model(proto)
         onnx.save(proto, str(path))
     return len(decode) // 2
-
-
-def run_onnx(session, images: torch.Tensor, batch: int = 64) -> np.ndarray:
-    outs = [session.run([OUTPUT_NAME], {INPUT_NAME: images[i:i + batch].numpy()})[0] for i in range(0, len(images), batch)]
-    return np.concatenate(outs)
 
 
 def check_export(model: Network, path: str | Path, images: torch.Tensor) -> ExportCheck:

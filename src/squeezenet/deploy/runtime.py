@@ -33,7 +33,7 @@ from ..inference.predict import Prediction, predict
 from ..models import InferenceModel, ModelMeta, Preprocessing
 from ..weights import load_weights
 from .metadata import FileModel, meta_from_properties, native_message
-from .onnx import INPUT_NAME, OUTPUT_NAME, ort_session
+from .ort import INPUT_NAME, OUTPUT_NAME, ort_session
 
 logger = logging.getLogger(__name__)
 RUNTIMES = ("auto", "pytorch", "onnxruntime", "openvino", "openvino-fp32", "executorch")

@@ -3,6 +3,7 @@ floor (:mod:`squeezenet.errors`, :mod:`squeezenet.common`): everything else buil
 
 from . import zoo as _zoo  # noqa: F401  (registers the models)
 from .alexnet import AlexNet, AlexNetConfig
+from .archs import config_from_dict
 from .config import FireSpec, SqueezeNetConfig, StemSpec, design_space_config, design_space_fires
 from .detector import Detector, DetectorConfig, decode_detections, fit_anchor_shapes
 from .features import FeatureExtractor, FeatureInfo
@@ -12,7 +13,6 @@ from .meta import InferenceModel, ModelMeta, Network, default_classes, default_p
 from .preprocessing import CAFFE, CIFAR, TORCHVISION, Preprocessing, preset
 from .registry import (
     ModelEntry,
-    config_from_dict,
     create_model,
     get_model_entry,
     list_models,

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..common.imagenet import imagenet_names
 from ..errors import SqueezeNetError, brief
+from .archs import config_from_dict
 from .config import SqueezeNetConfig
 from .preprocessing import CAFFE, CIFAR, TORCHVISION, Preprocessing
 
@@ -121,8 +122,6 @@ class ModelMeta:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "metadata") -> ModelMeta:
         """The inverse of :meth:`to_dict`; every field is checked (``SqueezeNetError`` naming ``where``)."""
-        from .registry import config_from_dict
-
         if not isinstance(data, Mapping):
             raise SqueezeNetError(f"{where}: metadata must be a JSON object")
         version = data.get("version", META_VERSION)

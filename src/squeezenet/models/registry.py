@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from torch import nn
 
 from ..errors import SqueezeNetError, brief
+from .archs import arch_builder, config_from_dict
 from .features import FeatureExtractor
 from .meta import Network
 
@@ -40,9 +41,6 @@ class ModelEntry:
 
 
 _MODELS: dict[str, ModelEntry] = {}
-_ARCHS: dict[str, tuple[Callable[[Mapping[str, Any], str], Any], Callable[[Any], Network]]] = {}
-
-
 def register_model(input_size: int = 224, **options: Any) -> Callable[[F], F]:
     """Decorator adding a builder to the registry under its function name.
 
@@ -86,12 +84,6 @@ def _same_kind(value: Any, default: Any) -> bool:
     if isinstance(default, float):
         return isinstance(value, (int, float))
     return isinstance(value, type(default))
-
-
-def register_arch(arch: str, config_from_dict: Callable[[Mapping[str, Any], str], Any],
-                  model_cls: Callable[[Any], Network]) -> None:
-    """Tell :func:`model_from_config` how to rebuild models whose config says ``arch``."""
-    _ARCHS[arch] = (config_from_dict, model_cls)
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -142,19 +134,11 @@ def model_task(name: str, **options: Any) -> str:
         return str(create_model(name, **options).meta.task)
 
 
-def config_from_dict(data: Any, where: str = "model config") -> Any:
-    """The typed architecture config of a ``config.to_dict()`` (``SqueezeNetConfig``, ``AlexNetConfig``)."""
-    arch = data.get("arch") if isinstance(data, Mapping) else None
-    if not isinstance(arch, str) or arch not in _ARCHS:
-        raise SqueezeNetError(f"{where}: unknown architecture {brief(arch)} (known: {', '.join(sorted(_ARCHS))})")
-    return _ARCHS[arch][0](data, where)
-
-
 def model_from_config(config: Any) -> Network:
     """Rebuild a model from its config, or from the ``config.to_dict()`` stored in a file."""
     if isinstance(config, Mapping):
         config = config_from_dict(config)
-    arch = getattr(config, "arch", None)
-    if arch not in _ARCHS:
-        raise SqueezeNetError(f"unknown architecture {brief(arch)} (known: {', '.join(sorted(_ARCHS))})")
-    return _ARCHS[arch][1](config)
+    model = arch_builder(getattr(config, "arch", None))(config)
+    if not isinstance(model, Network):
+        raise TypeError(f"the builder of {config.arch!r} made a {type(model).__name__}, not a Network")
+    return model

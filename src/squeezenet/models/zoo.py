@@ -10,11 +10,12 @@ from typing import Any
 
 from ..errors import SqueezeNetError, brief
 from .alexnet import AlexNet, AlexNetConfig
+from .archs import register_arch
 from .config import DESIGN_DEFAULTS, SqueezeNetConfig, design_space_config, small_image_stem, v1_0_config, v1_1_config
 from .detector import Detector, DetectorConfig, build_detector
 from .mobilenet_detector import MobileNetSSDLite, MobileNetSSDLiteConfig
 from .mobilenet_segmenter import MobileNetLRASPP, MobileNetLRASPPConfig
-from .registry import register_arch, register_model
+from .registry import register_model
 from .segmenter import Segmenter, SegmenterConfig, build_segmenter
 from .squeezenet import SqueezeNet
 
