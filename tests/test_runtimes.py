@@ -254,13 +254,13 @@ def test_auto_measures_once_per_file_and_remembers(tmp_path, monkeypatch) -> Non
     export_onnx(model, path, check_images=_images(4))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     timed: list[str] = []
-    real_open = runtime_module._open
+    real_open = runtime_module.open_runtime
 
-    def counting_open(source, runtime, threads, providers):
+    def counting_open(source, runtime, threads, providers=None):
         timed.append(runtime)
         return real_open(source, runtime, threads, providers)
 
-    monkeypatch.setattr(runtime_module, "_open", counting_open)
+    monkeypatch.setattr(runtime_module, "open_runtime", counting_open)
     monkeypatch.setattr(runtime_module, "AUTO_CANDIDATES", {".onnx": ("onnxruntime",)})
     monkeypatch.setattr(runtime_module, "FILE_RUNTIMES", {".onnx": ("onnxruntime",), ".pte": ("executorch",)})
     first = runtime_module.choose_runtime(path)

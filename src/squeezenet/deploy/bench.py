@@ -39,9 +39,11 @@ from ..inference.fidelity import DEFAULT_GATE, fidelity
 from ..inference.preloaded import load_images
 from ..models import InferenceModel
 from ..weights import load_weights
+from .metadata import FileModel
 from .onnx import export_onnx
+from .openvino import OpenVinoModel
 from .peak import gemm_rate, measured_peaks
-from .runtime import _open
+from .runtime import open_runtime
 
 logger = logging.getLogger(__name__)
 BENCH_RUNTIMES = ("pytorch", "onnxruntime", "openvino", "executorch")  # each gives the rows of its precisions
@@ -125,59 +127,13 @@ def interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int, 
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
-# Runs in a fresh interpreter that imports only the runtime (and numpy): load time and peak RSS as a device sees them.
-RUNTIME_ONLY = r"""
-import json, resource, sys, time
-import numpy as np
-runtime, path, threads, shape = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
-x = np.zeros(shape, np.float32)
-if runtime == "onnxruntime":
-    import onnxruntime as ort
-    start = time.perf_counter()
-    options = ort.SessionOptions(); options.intra_op_num_threads = threads; options.inter_op_num_threads = 1
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    loaded = time.perf_counter()
-    session.run(None, {"image": x})
-elif runtime.startswith("openvino"):
-    sys.modules["openvino_telemetry"] = None  # OpenVINO's own no-op telemetry stub (see deploy.openvino.import_openvino)
-    import openvino as ov
-    start = time.perf_counter()
-    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
-    if runtime == "openvino-fp32":
-        config["INFERENCE_PRECISION_HINT"] = "f32"
-    compiled = ov.Core().compile_model(path, "CPU", config)
-    loaded = time.perf_counter()
-    compiled(x)
-elif runtime == "executorch":
-    import logging; logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
-    from executorch.runtime import Runtime
-    import torch
-    start = time.perf_counter()
-    method = Runtime.get().load_program(path).load_method("forward")
-    loaded = time.perf_counter()
-    method.execute([torch.zeros(*shape)])
-else:
-    import torch
-    torch.set_num_threads(threads)
-    from squeezenet.weights import load_weights
-    start = time.perf_counter()
-    model = load_weights(path).eval()
-    loaded = time.perf_counter()
-    with torch.inference_mode():
-        model(torch.from_numpy(x))
-# VmHWM, not getrusage: Linux keeps ru_maxrss across exec, so a child of a big process would report the parent's peak
-hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
-peak_kb = int(hwm[0]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"load_ms": 1e3 * (loaded - start), "peak_rss_mb": peak_kb / 1024}))
-"""
-
-
 def runtime_only(runtime: str, path: Path, threads: int, shape: list[int]) -> tuple[float | None, float | None]:
     """(load ms, peak RSS MB) of a fresh process running ``path`` on ``runtime`` once; (None, None) if it fails."""
     if sys.platform == "win32":  # the resource module is POSIX
         return None, None
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    run = subprocess.run([sys.executable, "-c", RUNTIME_ONLY, runtime, str(path), str(threads), json.dumps(shape)],
+    probe = Path(__file__).with_name("probe")  # run by path: the runtime alone is imported (see deploy/probe)
+    run = subprocess.run([sys.executable, str(probe), runtime, str(path), str(threads), json.dumps(shape)],
                          capture_output=True, text=True, env=env, timeout=600)
     try:
         out = json.loads(run.stdout.strip().splitlines()[-1])
@@ -188,8 +144,8 @@ def runtime_only(runtime: str, path: Path, threads: int, shape: list[int]) -> tu
 
 
 def _kernels(model: InferenceModel, runtime: str) -> str:
-    if runtime.startswith("openvino"):
-        counts = model.kernels()  # type: ignore[attr-defined]
+    if isinstance(model, OpenVinoModel):
+        counts = model.kernels()
         convs = {k: v for k, v in counts.items() if "conv" in k}
         return ", ".join(f"{k} x{v}" for k, v in sorted(convs.items(), key=lambda kv: -kv[1])[:2])
     if runtime == "pytorch":
@@ -278,9 +234,9 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
     single: dict[str, Callable[[], object]] = {}
     batched: dict[str, Callable[[], object]] = {}
     for runtime, precision, path in plan:
-        loaded: InferenceModel = model if runtime == "pytorch" else _open(path, runtime, threads, None)  # type: ignore[arg-type]
-        if runtime == "openvino" and precision == "fp32":
-            precision = loaded.compute_precision.replace("f32", "fp32")  # type: ignore[attr-defined]
+        loaded: InferenceModel = model if runtime == "pytorch" or path is None else open_runtime(path, runtime, threads)
+        if isinstance(loaded, OpenVinoModel) and runtime == "openvino" and precision == "fp32":
+            precision = loaded.compute_precision.replace("f32", "fp32")
         name = f"{runtime} {precision}"
         say(f"measuring {name}")
         size = path.stat().st_size if path is not None and path.is_file() else 0
@@ -297,7 +253,8 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
             loaded(one)
         row.kernels = _kernels(loaded, runtime)
         if subprocesses and path is not None and path.is_file():  # (a named weight set is not a file to load alone)
-            shape = [getattr(loaded, "batch", 1), *one.shape[1:]] if runtime == "executorch" else list(batch.shape)
+            fixed = loaded.batch if isinstance(loaded, FileModel) else None
+            shape = [fixed, *one.shape[1:]] if fixed is not None else list(batch.shape)
             row.load_ms, row.peak_rss_mb = runtime_only(runtime, path, threads, shape)
         single[name] = functools.partial(loaded, one)
         batched[name] = functools.partial(loaded, batch)

@@ -136,7 +136,10 @@ def export_executorch(model: Network, path: str | Path, *, check_images: torch.T
 
 
 class ExecuTorchModel(FileModel):
-    """An ExecuTorch program with the model contract (:class:`~squeezenet.models.InferenceModel`)."""
+    """An ExecuTorch program with the model contract (:class:`~squeezenet.models.InferenceModel`); its ``batch``
+    is fixed at export."""
+
+    runtime = "executorch"
 
     def __init__(self, path: str | Path):
         require_extra("executorch", "running .pte files")
@@ -159,9 +162,9 @@ class ExecuTorchModel(FileModel):
             props = parse_json(raw, f"{path}: metadata") if isinstance(raw, str) else None
             if not isinstance(props, dict):
                 raise ValueError("not a JSON object")
-            self.batch = int(props.get("batch", "1"))
-            if not 1 <= self.batch <= MAX_BATCH:
-                raise ValueError(f"batch {self.batch}")
+            self.batch = self.fixed_batch = int(props.get("batch", "1"))
+            if not 1 <= self.fixed_batch <= MAX_BATCH:
+                raise ValueError(f"batch {self.fixed_batch}")
         except SqueezeNetError:
             raise
         except (ValueError, TypeError, RecursionError, RuntimeError) as exc:
@@ -176,14 +179,14 @@ class ExecuTorchModel(FileModel):
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = torch.from_numpy(self.checked_batch(images))
-        outs = []
-        for start in range(0, len(x), self.batch):
-            chunk = x[start:start + self.batch]
-            if len(chunk) < self.batch:  # the program's batch is fixed: pad, then drop the padding's outputs
-                chunk = torch.cat([chunk, chunk.new_zeros(self.batch - len(chunk), *chunk.shape[1:])])
+        outs, n = [], self.fixed_batch
+        for start in range(0, len(x), n):
+            chunk = x[start:start + n]
+            if len(chunk) < n:  # the program's batch is fixed: pad, then drop the padding's outputs
+                chunk = torch.cat([chunk, chunk.new_zeros(n - len(chunk), *chunk.shape[1:])])
             try:
                 out = self.forward.execute([chunk])[0]
             except RuntimeError as exc:  # a program whose inputs or kernels do not fit what it says it takes
                 raise SqueezeNetError(f"{self.path}: ExecuTorch cannot run it ({str(exc).strip()[:200]})") from None
-            outs.append(out[:min(self.batch, len(x) - start)])
+            outs.append(out[:min(n, len(x) - start)])
         return self.checked_output(torch.cat(outs), len(x))

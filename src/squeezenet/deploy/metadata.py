@@ -85,14 +85,23 @@ def native_message(exc: BaseException, limit: int = 200) -> str:
 
 class FileModel:
     """What every runtime's model shares (:class:`~squeezenet.models.InferenceModel`): the ``meta`` read from the
-    file, its ``path``, and the check that a batch has the shape the file was exported for."""
+    file, its ``path``, the ``runtime`` that runs it (a name of :data:`squeezenet.deploy.RUNTIMES`), the file's
+    ``precision`` (``fp32`` or ``int8``), the ``batch`` it was exported for (``None``: any), and the check that a
+    batch has the shape the file takes."""
 
     meta: ModelMeta
     path: Path
+    runtime: str
+    precision: str = "fp32"
+    batch: int | None = None
 
     @property
     def num_classes(self) -> int:
         return self.meta.num_classes
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (detectors: raw anchor outputs; segmenters: per-pixel logits) of a preprocessed float batch."""
+        raise NotImplementedError
 
     def eval(self) -> FileModel:
         return self

@@ -87,7 +87,7 @@ class OpenVinoModel(FileModel):
         except RuntimeError as exc:
             raise SqueezeNetError(f"{path}: OpenVINO cannot compile it ({native_message(exc)})") from None
         self.request = self.compiled.create_infer_request()
-        self.mode = precision
+        self.runtime = "openvino-fp32" if precision == "fp32" else "openvino"
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         self.compute_precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # "f32", "bf16"
 

@@ -48,6 +48,8 @@ class OnnxModel(FileModel):
     """An onnxruntime session with the model contract (:class:`~squeezenet.models.InferenceModel`): a ``meta``
     read from the file, and a call from a float batch to logits."""
 
+    runtime = "onnxruntime"
+
     def __init__(self, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None):
         path = Path(path)
         if not path.is_file():
@@ -72,15 +74,9 @@ class OnnxModel(FileModel):
         return self.checked_output(logits, len(batch))
 
 
-def runtime_of(model: InferenceModel) -> str:
-    """The runtime name of a loaded model (one of :data:`RUNTIMES` but ``auto``)."""
-    name = type(model).__name__
-    if name == "OpenVinoModel":
-        return "openvino-fp32" if model.mode == "fp32" else "openvino"  # type: ignore[attr-defined]
-    return {"OnnxModel": "onnxruntime", "ExecuTorchModel": "executorch"}.get(name, "pytorch")
-
-
-def _open(source: str | Path, runtime: str, threads: int | None, providers: Sequence[str] | None) -> InferenceModel:
+def open_runtime(source: str | Path, runtime: str, threads: int | None,
+                 providers: Sequence[str] | None = None) -> FileModel:
+    """``source`` loaded by ``runtime`` (``onnxruntime``, ``openvino``, ``openvino-fp32`` or ``executorch``)."""
     if runtime == "onnxruntime":
         return OnnxModel(source, threads, providers)
     if runtime in ("openvino", "openvino-fp32"):
@@ -137,7 +133,7 @@ def choose_runtime(source: str | Path, threads: int | None = None) -> str:
         return known[key]
     timings = {}
     for runtime in candidates:
-        model = _open(path, runtime, threads, None)
+        model = open_runtime(path, runtime, threads, None)
         crop = model.meta.preprocessing.crop
         timings[runtime] = median_call_seconds(functools.partial(model, torch.zeros(1, model.meta.config.in_chans, crop, crop)))
     best = min(timings, key=timings.__getitem__)
@@ -181,7 +177,7 @@ def load_model(source: str | Path, *, threads: int | None = None, device: str | 
             if not Path(source).is_file():
                 raise FileNotFoundError(f"no such file: {source}")
             runtime = choose_runtime(source, threads)
-        return _open(source, runtime, threads, None)
+        return open_runtime(source, runtime, threads, None)
     model = load_weights(source)
     return model.to(resolve_device(device)) if device is not None else model
 
@@ -219,8 +215,8 @@ class Classifier:
     @property
     def backend(self) -> str:
         """The runtime and the file's precision, e.g. ``openvino-fp32 (int8)``."""
-        runtime = runtime_of(self.model)
-        return "pytorch" if runtime == "pytorch" else f"{runtime} ({getattr(self.model, 'precision', 'fp32')})"
+        model = self.model
+        return f"{model.runtime} ({model.precision})" if isinstance(model, FileModel) else "pytorch"
 
     def predict(self, images: Sequence[str | Path | Image.Image | np.ndarray], topk: int = 5,
                 batch_size: int = 32) -> list[Prediction]:

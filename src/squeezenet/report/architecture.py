@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..deploy.metadata import FileModel
 from ..errors import SqueezeNetError
 from ..models import Fire, InferenceModel, create_model, get_model_entry, model_from_config
 
@@ -163,6 +164,6 @@ def file_summary(model: InferenceModel, path: str) -> dict[str, Any]:
         weights = [p for name, p in model.named_parameters() if name.endswith("weight") and p.dim() > 1]
         info["weights"] = sum(p.numel() for p in weights)
         info["nonzero_weights"] = sum(int(torch.count_nonzero(p)) for p in weights)
-    else:
-        info["precision"] = getattr(model, "precision", "fp32")
+    elif isinstance(model, FileModel):
+        info["precision"] = model.precision
     return info
