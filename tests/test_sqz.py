@@ -329,3 +329,15 @@ def test_forged_grid_records_are_rejected(tmp_path, edit, message) -> None:
     path.write_bytes(body + hashlib.sha256(body).digest())
     with pytest.raises(ValueError, match=message):
         read_weights_file(path)
+
+
+def test_the_bytes_of_each_tensor_add_up_to_the_file_less_its_header() -> None:
+    from squeezenet.weights.sqz import bytes_per_tensor
+
+    state = _shared_state()
+    data, records = encode_sqz(state, _meta().to_dict())
+    shares = bytes_per_tensor(data, records)
+    header_len = struct.unpack_from("<I", data, len(MAGIC) + 2)[0]
+    assert set(shares) == set(state)
+    assert sum(shares.values()) == pytest.approx(len(data) - len(MAGIC) - 6 - header_len - 32, abs=1e-6)
+    assert all(v > 0 for v in shares.values())

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -246,15 +246,6 @@ def stages(model: nn.Module) -> list[nn.Module]:
     if isinstance(features, nn.Sequential) and isinstance(classifier, nn.Sequential) and not hasattr(model, "avgpool"):
         return [*features, *classifier, nn.Flatten(1)]
     return [model]
-
-
-def run_stages(chain: Sequence[nn.Module], batches: Iterator[torch.Tensor] | Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    out = []
-    for x in batches:
-        for stage in chain:
-            x = stage(x)
-        out.append(x)
-    return out
 
 
 def capture_inputs(stage: nn.Module, layer: nn.Module, batches: Sequence[torch.Tensor]) -> InputStatistics:

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..common.progress import image_bar
 from ..data import FileLoader, ImageDataset, collate_images
 from ..errors import SqueezeNetError
 from ..models import InferenceModel, input_device
@@ -57,11 +58,7 @@ def evaluate(
     device = input_device(model)
     skipped: list[str] = []
     n = 0
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("images"), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task("eval", total=len(dataset))
+    with image_bar("eval", len(dataset), progress) as advance:
         for images, labels, _, skipped_here in loader:
             skipped.extend(skipped_here)
             if labels.numel():
@@ -69,7 +66,7 @@ def evaluate(
                 top1.update(logits, labels)
                 top5.update(logits, labels)
                 n += labels.numel()
-            bar.advance(task, labels.numel() + len(skipped_here))
+            advance(labels.numel() + len(skipped_here))
     if n == 0:
         raise SqueezeNetError(f"{data}: none of the {len(dataset)} images could be read")
     return EvalResult(top1=float(top1.compute()), top5=float(top5.compute()), n=n, skipped=len(skipped),

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ..common.progress import image_bar
 from ..data import load_rgb_image
 from ..errors import SqueezeNetError
 from ..models import InferenceModel, input_device
@@ -87,11 +88,7 @@ def compare(candidate: InferenceModel, reference: InferenceModel, data: str | Pa
     k = min(5, ref.num_classes)
     counts = {"n": 0, "ref1": 0, "ref5": 0, "cand1": 0, "cand5": 0, "b": 0, "c": 0}
     outputs, skipped = FidelityAccumulator(), []
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("compare"), BarColumn(), MofNCompleteColumn(), TextColumn("images"), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task("compare", total=len(found.samples))
+    with image_bar("compare", len(found.samples), progress) as advance:
         for start in range(0, len(found.samples), batch_size):
             xs_ref, xs_cand, labels = [], [], []
             for path, label in found.samples[start:start + batch_size]:
@@ -103,7 +100,7 @@ def compare(candidate: InferenceModel, reference: InferenceModel, data: str | Pa
                 xs_ref.append(t_ref(pixels))
                 xs_cand.append(t_cand(pixels))
                 labels.append(label)
-            bar.advance(task, min(batch_size, len(found.samples) - start))
+            advance(min(batch_size, len(found.samples) - start))
             if not labels:
                 continue
             y = torch.tensor(labels)

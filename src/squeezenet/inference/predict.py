@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from ..common.progress import image_bar
 from ..data import expand_image_paths, load_rgb_image
 from ..errors import SqueezeNetError
 from ..models import InferenceModel, input_device
@@ -61,11 +62,7 @@ def predict(model: InferenceModel, images: Sequence[str | Path | Image.Image | n
             item = Image.fromarray(item)
         paths.extend([item] if isinstance(item, Image.Image) else expand_image_paths([item]))
     results = [Prediction(f"<image {i}>" if isinstance(p, Image.Image) else str(p)) for i, p in enumerate(paths)]
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("images"), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task("predict", total=len(paths))
+    with image_bar("predict", len(paths), progress) as advance:
         for start in range(0, len(paths), batch_size):
             ready: list[tuple[int, torch.Tensor]] = []
             for i in range(start, min(start + batch_size, len(paths))):
@@ -84,5 +81,5 @@ def predict(model: InferenceModel, images: Sequence[str | Path | Image.Image | n
                         results[i].top = [(k, meta.classes[k], v) for k, v in zip(idxs, vals)]
                     else:  # NaN/inf weights or overflow: no answer rather than a meaningless one (or invalid JSON)
                         results[i].error = "the model's outputs for this image are not finite (NaN or infinity)"
-            bar.advance(task, min(batch_size, len(paths) - start))
+            advance(min(batch_size, len(paths) - start))
     return results

@@ -246,17 +246,13 @@ def sqz_bytes(state_dict: Mapping[str, torch.Tensor], meta: ModelMeta) -> bytes:
 def encode_sqz_file(state_dict: Mapping[str, torch.Tensor], meta: ModelMeta) -> tuple[bytes, dict[str, float]]:
     """The ``.sqz`` file and the bytes each tensor takes in it: mask, codes and grid streams plus its share of
     the side data. (A tensor stored raw has no mask: its zeros are in its values.)"""
-    from .sqz import IMAGENET_CLASSES, encode_sqz
+    from .sqz import IMAGENET_CLASSES, bytes_per_tensor, encode_sqz
 
     meta_dict = meta.to_dict()
     if meta.classes == imagenet_names():
         meta_dict["classes"] = IMAGENET_CLASSES
     data, records = encode_sqz({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, meta_dict)
-    header_len = int.from_bytes(data[10:14], "little")
-    side_raw = sum(r.side_bytes for r in records)
-    side = len(data) - 32 - 14 - header_len - sum(r.mask_bytes + r.codes_bytes + r.grid_bytes for r in records)
-    return data, {r.key: r.mask_bytes + r.codes_bytes + r.grid_bytes + r.side_bytes * side / max(1, side_raw)
-                  for r in records}
+    return data, bytes_per_tensor(data, records)
 
 
 def write_weights_file(path: str | Path, state_dict: Mapping[str, torch.Tensor], meta: ModelMeta) -> Path:

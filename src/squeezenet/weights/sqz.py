@@ -57,6 +57,8 @@ from .coding import (
 )
 
 MAGIC = b"\x89SQZ\r\n\x1a\n"
+PREFIX = "<HI"  # after the magic: format version, header length
+DIGEST_BYTES = 32  # the sha256 that ends the file
 VERSION = 2  # 2 adds grid-coded codebooks and raw tensors; files without them are still written as 1
 MAX_FILE_BYTES = 1 << 30
 MAX_HEADER_BYTES = 16 << 20
@@ -243,8 +245,19 @@ def encode_sqz(state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> tup
               "side": [len(side), len(raw_side), sum(map(len, side_f32))]}
     header_bytes = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
     version = VERSION if any(r.grid is not None for r in records) else 1  # readable by older toolkits when it can be
-    body = MAGIC + struct.pack("<HI", version, len(header_bytes)) + header_bytes + b"".join(streams) + side
+    body = MAGIC + struct.pack(PREFIX, version, len(header_bytes)) + header_bytes + b"".join(streams) + side
     return body + hashlib.sha256(body).digest(), records
+
+
+def bytes_per_tensor(data: bytes, records: list[TensorRecord]) -> dict[str, float]:
+    """The bytes each tensor takes in the file ``data`` that :func:`encode_sqz` wrote with ``records``: its mask,
+    codes and grid streams, plus its share of the compressed side data (in proportion to its raw side bytes)."""
+    _, header_len = struct.unpack_from(PREFIX, data, len(MAGIC))
+    streams = sum(r.mask_bytes + r.codes_bytes + r.grid_bytes for r in records)
+    side = len(data) - len(MAGIC) - struct.calcsize(PREFIX) - header_len - streams - DIGEST_BYTES
+    side_raw = sum(r.side_bytes for r in records)
+    return {r.key: r.mask_bytes + r.codes_bytes + r.grid_bytes + r.side_bytes * side / max(1, side_raw)
+            for r in records}
 
 
 def _check(condition: bool, message: str) -> None:
@@ -294,15 +307,16 @@ def decode_sqz(data: bytes, where: str, expect: Expect | None = None) -> SqzCont
     ``expect`` maps the file's metadata to the tensors (key -> shape, dtype) of the architecture it
     describes; they are checked before any tensor is allocated. ``None`` only for trusted data.
     """
-    _check(len(data) >= len(MAGIC) + 6 + 32, f"{where}: too short to be a .sqz file ({len(data)} bytes)")
+    _check(len(data) >= len(MAGIC) + struct.calcsize(PREFIX) + DIGEST_BYTES,
+           f"{where}: too short to be a .sqz file ({len(data)} bytes)")
     _check(data[:len(MAGIC)] == MAGIC, f"{where}: not a .sqz file (wrong magic bytes)")
-    version, header_len = struct.unpack_from("<HI", data, len(MAGIC))
+    version, header_len = struct.unpack_from(PREFIX, data, len(MAGIC))
     _check(version >= 1, f"{where}: .sqz version {version} does not exist (corrupt header)")
     _check(version <= VERSION, f"{where}: .sqz version {version}; this toolkit reads up to {VERSION} (upgrade squeezenet)")
-    _check(hashlib.sha256(data[:-32]).digest() == data[-32:],
+    _check(hashlib.sha256(data[:-DIGEST_BYTES]).digest() == data[-DIGEST_BYTES:],
            f"{where}: checksum mismatch: the file is corrupted or truncated")
-    start = len(MAGIC) + 6
-    _check(header_len <= len(data) - 32 - start, f"{where}: header length {header_len:,} runs past the end of the file")
+    start = len(MAGIC) + struct.calcsize(PREFIX)
+    _check(header_len <= len(data) - DIGEST_BYTES - start, f"{where}: header length {header_len:,} runs past the end of the file")
     try:
         inflater = zlib.decompressobj()
         text = inflater.decompress(data[start:start + header_len], MAX_HEADER_BYTES)
@@ -332,7 +346,7 @@ def decode_sqz(data: bytes, where: str, expect: Expect | None = None) -> SqzCont
             _check(dtype == (torch.float32 if r.dtype == "float32" else torch.int64), f"{where}: {r.key} has dtype {r.dtype}")
 
     side_len, side_raw_len, side_f32_len = header["side"]
-    body = ByteReader(data, start + header_len, len(data) - 32)
+    body = ByteReader(data, start + header_len, len(data) - DIGEST_BYTES)
     state: dict[str, torch.Tensor] = {}
     shared: list[tuple[TensorRecord, np.ndarray, np.ndarray]] = []
     gridded: dict[str, np.ndarray] = {}
