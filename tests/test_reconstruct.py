@@ -11,8 +11,8 @@ import torch
 
 from conftest import image_folder, require_shared
 from squeezenet.compress import CompressionSpec, compress_model
-from squeezenet.compress.budget import allocate, short_step
-from squeezenet.compress.fit import fit_with_data, fit_without_data
+from squeezenet.compress.byte_budget import fit_with_data, fit_without_data
+from squeezenet.compress.grid_plan import allocate, short_step
 from squeezenet.compress.kmeans import kmeans_1d
 from squeezenet.compress.reconstruct import (
     InputStatistics,
@@ -26,7 +26,7 @@ from squeezenet.compress.reconstruct import (
     stages,
     uniform_grid,
 )
-from squeezenet.compress.snap import snap_side_values
+from squeezenet.compress.side_grid import snap_side_values
 from squeezenet.models import create_model, prunable_layers
 from squeezenet.weights import Preprocessing, load_weights, save_weights, sqz_size, sqz_tensor_bytes
 
@@ -154,7 +154,7 @@ def test_save_refuses_a_file_over_max_bytes_and_writes_nothing(tmp_path) -> None
 
 
 def test_greedy_allocation_prefers_the_cheapest_loss_per_byte() -> None:
-    from squeezenet.compress.budget import LayerPlan, Option
+    from squeezenet.compress.grid_plan import LayerPlan, Option
 
     a = LayerPlan("a", "a", [Option(None, 100, 0, 0.0), Option(1.0, 50, 1, 0.5)])  # saves 50 for 0.5
     b = LayerPlan("b", "b", [Option(None, 100, 0, 0.0), Option(1.0, 50, 1, 0.1)])  # saves 50 for 0.1
@@ -217,7 +217,7 @@ def test_all_input_statistics_match_one_layer_capture() -> None:
 
 
 def test_rate_aware_rounding_trades_error_for_fewer_bits() -> None:
-    from squeezenet.compress.budget import symbol_bytes
+    from squeezenet.compress.grid_plan import symbol_bytes
 
     torch.manual_seed(0)
     w = torch.randn(32, 48) * (torch.rand(32, 48) > 0.4)

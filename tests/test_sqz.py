@@ -293,7 +293,7 @@ def _trained_looking_model():
 
 
 def test_side_data_on_a_grid_is_stored_exactly_and_smaller(tmp_path) -> None:
-    from squeezenet.compress.snap import snap_side_values
+    from squeezenet.compress.side_grid import snap_side_values
 
     model = _trained_looking_model()
     plain = save_weights(model, tmp_path / "plain.sqz")
@@ -315,7 +315,7 @@ def test_side_data_on_a_grid_is_stored_exactly_and_smaller(tmp_path) -> None:
     (lambda r: r.update(streams=[*r["streams"][:-1], 10**9]), "grid stream of"),  # bounded before it is read
 ])
 def test_forged_grid_records_are_rejected(tmp_path, edit, message) -> None:
-    from squeezenet.compress.snap import snap_side_values
+    from squeezenet.compress.side_grid import snap_side_values
 
     model = snap_side_values(_trained_looking_model(), weight_bits=12)
     data, _ = encode_sqz(model.state_dict(), _meta().to_dict())

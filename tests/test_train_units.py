@@ -10,8 +10,8 @@ from squeezenet.data.augment import pad_crop_flip, sample_hash
 from squeezenet.data.training import resolve_data, train_transform
 from squeezenet.models import create_model
 from squeezenet.train import list_recipes, load_recipe
-from squeezenet.train.init import init_weights
 from squeezenet.train.module import lr_at
+from squeezenet.train.weight_init import init_weights
 
 
 def test_named_recipes_match_their_sources():
@@ -145,7 +145,7 @@ def test_cifar10_download_failure_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_head_bias_keeps_every_class_unit_alive_at_start():
-    from squeezenet.train.init import init_head_bias
+    from squeezenet.train.weight_init import init_head_bias
 
     recipe = load_recipe("cifar10")
     assert recipe.head_bias > 0

@@ -26,7 +26,7 @@ from .fold import fold_batch_norm
 from .kmeans import Init
 from .prune import apply_counts, current_mask, keep_counts, parse_targets, prune, remove_masks, set_mask
 from .quantize import LayerQuantization, parse_bits, quantize, remove_sharing, share_values
-from .snap import snap_side_values
+from .side_grid import snap_side_values
 from .workdir import CompressionWorkDir, parametrized_layers
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class CompressionSpec:
     recipe: str | None = None  # base recipe for fine-tuning (augmentation, batch size); default by input size
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted recipe keys for both fine-tuning phases
     centroid_lr: float = 1e-4  # Adam: a centroid's gradient sums thousands of members', so SGD steps explode
-    max_bytes: int | None = None  # the written .sqz fits this (per-layer choices: see compress.fit)
+    max_bytes: int | None = None  # the written .sqz fits this (per-layer choices: see compress.byte_budget)
     distill: float = 0.0  # with data=: the uncompressed model's share of the fine-tuning loss (KL on its outputs)
 
     def __post_init__(self) -> None:
@@ -95,7 +95,7 @@ def compress_model(model: Network, spec: CompressionSpec, *, data: str | None = 
 
     ``calibration`` (a folder of unlabelled images): weights are assigned by output-error reconstruction
     (:mod:`.reconstruct`) instead of nearest-centroid rounding. ``spec.max_bytes``: per-layer grids are chosen
-    to fit (:mod:`.fit`); without calibration images only the side data's precision is spent.
+    to fit (:mod:`.byte_budget`); without calibration images only the side data's precision is spent.
     """
     record = CompressionLog()
     post_training = calibration is not None or spec.max_bytes is not None
@@ -228,9 +228,9 @@ def _prune_with_finetuning(model: Network, spec: CompressionSpec, final: dict[st
 def _post_training(plain: Network, spec: CompressionSpec, bits: dict[str, int], calibration: str | Path | None,
                    record: CompressionLog) -> None:
     from ..weights import sqz_size, sqz_tensor_bytes
-    from .budget import step_bits
+    from .byte_budget import fit_with_data, fit_without_data, kmeans_reconstruction
     from .calibration import calibration_images
-    from .fit import fit_with_data, fit_without_data, kmeans_reconstruction
+    from .grid_plan import step_bits
 
     images = calibration_images(plain.meta, calibration) if calibration is not None else None
     progress = logger.info
@@ -258,8 +258,8 @@ def _distil_on_calibration(plain: Network, teacher: nn.Module, spec: Compression
     side data goes back on a grid: the finest that fits ``spec.max_bytes`` (codebooks trained off their grid
     cost bytes), or the default one."""
     from ..weights import sqz_size
+    from .byte_budget import fit_side_data
     from .finetune import UNLABELLED_BATCH, finetune, finetune_recipe
-    from .fit import fit_side_data
 
     share_values(plain)
     images = len(expand_image_paths([calibration]))

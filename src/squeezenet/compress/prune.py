@@ -17,7 +17,7 @@ from torch.nn.utils import parametrize
 
 from ..errors import SqueezeNetError
 from ..models import prunable_layers
-from .layers import layer_values
+from .layer_settings import layer_values
 
 
 class PruningMask(nn.Module):

@@ -19,7 +19,7 @@ from torch.nn.utils import parametrize
 from ..errors import SqueezeNetError
 from ..models import paper_layer_names, prunable_layers
 from .kmeans import Init, assign, kmeans_1d
-from .layers import layer_values
+from .layer_settings import layer_values
 from .prune import remove_masks
 
 MAX_BITS = 16

@@ -39,13 +39,13 @@ from ..models import Network, Preprocessing, create_model, default_classes, mode
 from .callbacks import BestWeights, EpochLine, MidEpochPosition, RNGState
 from .checkpoint_io import AtomicCheckpointIO, SaveOnSignal
 from .detection import DetectorModule, detection_setup
-from .init import init_head_bias, init_weights
 from .layout import LAST_CKPT, RUN_FILE, RUN_LOCK
 from .logs import ResumableCSVLogger
 from .module import ClassifierModule, RecipeModule
 from .plots import plot_curves
 from .recipe import Recipe
 from .segmentation import SegmenterModule, segmentation_setup
+from .weight_init import init_head_bias, init_weights
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ a codebook of its distinct non-zero values and one codebook index per kept entry
 the tensor bit for bit. Tensors with too many distinct values to share (or 1-D ones) are stored raw.
 The grid is found in the values themselves (the largest power-of-two times integer step they are all
 multiples of), so it is lossless too: a model whose codebooks and biases were rounded to a grid
-(see ``squeezenet.compress.snap``) is stored compactly with no flag, and one that was not keeps float32.
+(see ``squeezenet.compress.side_grid``) is stored compactly with no flag, and one that was not keeps float32.
 Reading checks the checksum first, then every record against the architecture the config describes,
 so a damaged file is one ``ValueError``, never a partial model or an allocation its size can't justify.
 """

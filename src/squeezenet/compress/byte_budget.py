@@ -1,9 +1,9 @@
 """Compression to a byte budget, with calibration images (repair) or without (side data only).
 
 Without images, the only freedom that cannot change an answer is the precision of the side data
-(codebooks and biases, see :mod:`.snap`): the finest grid whose file fits is used, and if even the
+(codebooks and biases, see :mod:`.side_grid`): the finest grid whose file fits is used, and if even the
 coarsest one does not fit, weight sharing by k-means with fewer bits is tried (which does change answers).
-With images, :mod:`.budget` picks a grid per layer and :mod:`.reconstruct` repairs the model on them.
+With images, :mod:`.grid_plan` picks a grid per layer and :mod:`.reconstruct` repairs the model on them.
 Either way the file's size is measured, not predicted, before the model is handed back.
 """
 
@@ -19,11 +19,11 @@ from torch import nn
 from ..errors import SqueezeNetError
 from ..models import Network
 from ..models.layers import prunable_layers
-from .budget import RATE, BudgetPlan, allocate, measure_sensitivity, plan_layers
+from .grid_plan import RATE, BudgetPlan, allocate, measure_sensitivity, plan_layers
 from .kmeans import kmeans_1d
 from .quantize import quantize, remove_sharing
 from .reconstruct import all_input_statistics, reconstruct, uniform_grid
-from .snap import DEFAULT_WEIGHT_BITS, snap_side_values
+from .side_grid import DEFAULT_WEIGHT_BITS, snap_side_values
 
 logger = logging.getLogger(__name__)
 SENSITIVITY_IMAGES = 50  # KL per layer measured on this many calibration images (the rest only for H)
