@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 export SQUEEZENET_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test lint lock clean
+.PHONY: demo test lint docs lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ demo: $(VENV)/.stamp-run
 test: $(VENV)/.stamp-dev
 	OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist load --maxschedchunk 1 --durations=15 $(PYTEST_ARGS)
 
+# The documentation site (docs/ + the API reference from the docstrings) into site/; --strict: a broken link fails.
+docs: $(VENV)/.stamp-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests benchmarks hubconf.py
 	$(BIN)/mypy src
@@ -43,4 +47,4 @@ lock: $(VENV)/.stamp-dev
 	  $(PIP) freeze --exclude-editable | grep -v '^squeezenet-toolkit'; } > constraints.txt
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build site src/*.egg-info .pytest_cache

@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from squeezenet.compress import CompressionSpec, compress_model  # noqa: E402
+from squeezenet.compress import Method, PostTraining, Reconstruct, SideDataOnly, compress_model  # noqa: E402
 from squeezenet.inference import compare  # noqa: E402
 from squeezenet.models import prunable_layers  # noqa: E402
 from squeezenet.weights import convert_weights, load_weights, save_weights  # noqa: E402
@@ -69,19 +69,19 @@ def run(shared: Path, budgets: list[int], work: Path) -> list[dict]:
     timed("lossless .sqz (convert)", work / "lossless.sqz", lambda p: convert_weights(net, p))
     for budget in (520_000,):
         timed(f"no images, --max-bytes {budget:,}", work / f"nodata-{budget}.sqz",
-              lambda p, b=budget: _compress(net, p, CompressionSpec(max_bytes=b)))
+              lambda p, b=budget: _compress(net, p, SideDataOnly(max_bytes=b)))
     for bits in (8, 6):
         timed(f"k-means {bits}-bit, no repair", work / f"kmeans{bits}.sqz",
-              lambda p, b=bits: _compress(net, p, CompressionSpec(bits=b)))
+              lambda p, b=bits: _compress(net, p, PostTraining(bits=b)))
     for budget in budgets:
         timed(f"--calibration, --max-bytes {budget:,}", work / f"budget-{budget}.sqz",
-              lambda p, b=budget: _compress(net, p, CompressionSpec(max_bytes=b), calibration=calib))
+              lambda p, b=budget: _compress(net, p, Reconstruct(calibration=calib, max_bytes=b)))
     return rows
 
 
-def _compress(net: Path, path: Path, spec: CompressionSpec, calibration: Path | None = None) -> None:
-    model, _ = compress_model(load_weights(net), spec, calibration=calibration)
-    save_weights(model, path, max_bytes=spec.max_bytes)
+def _compress(net: Path, path: Path, method: Method) -> None:
+    model, _ = compress_model(load_weights(net), method)
+    save_weights(model, path, max_bytes=getattr(method, "max_bytes", None))
 
 
 def plot(rows: list[dict], path: Path) -> None:

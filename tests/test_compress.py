@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from conftest import require_shared
 from squeezenet.compress import (
-    CompressionSpec,
+    FineTune,
+    PostTraining,
     compress_model,
     fold_batch_norm,
     kmeans_1d,
@@ -185,22 +186,24 @@ def test_quantize_shares_weights_and_centroid_gradient_is_sum_of_members() -> No
         parse_bits("4,fire2/squeeze=20", model)
 
 
-def test_fine_tuning_problems_are_refused_before_any_work(tmp_path, caplog) -> None:
-    import logging
-
+def test_fine_tuning_problems_are_refused_before_any_work(tmp_path) -> None:
     from squeezenet.compress import compress_model
+    from squeezenet.errors import SqueezeNetError
     from squeezenet.weights import Preprocessing
 
     model = _model()
     work = tmp_path / "runs"
     model.meta = model.meta.replace(preprocessing=Preprocessing("cifar", resize=32, crop=32, mean=(0.5,) * 3, std=(0.25,) * 3))
     with pytest.raises(ValueError, match="not a data folder"):
-        compress_model(model, CompressionSpec(density=0.5, bits=4, finetune_epochs=1), data=str(tmp_path / "nowhere"),
+        compress_model(model, FineTune(data=str(tmp_path / "nowhere"), density=0.5, bits=4, finetune_epochs=1),
                        work_dir=work)
     assert not work.exists()  # refused before the work directory was claimed, no pruning done
-    with caplog.at_level(logging.WARNING, logger="squeezenet"):
-        compress_model(model, CompressionSpec(density=0.5, bits=2), data="cifar10")
-    assert any("only used for fine-tuning" in r.getMessage() for r in caplog.records)
+    with pytest.raises(SqueezeNetError, match="fine-tuning with no epochs"):
+        FineTune(data="cifar10", density=0.5, bits=2, centroid_epochs=0)
+    with pytest.raises(SqueezeNetError, match="needs a work directory"):
+        compress_model(model, FineTune(data="cifar10", density=0.5))
+    with pytest.raises(TypeError, match="calibration"):  # a combination with no meaning cannot be written
+        FineTune(data="cifar10", calibration="images/")  # type: ignore[call-arg]
 
 
 def test_fold_batch_norm_same_function_plain_architecture() -> None:
@@ -224,7 +227,7 @@ def test_post_training_compression_writes_a_loadable_sqz(tmp_path) -> None:
     from squeezenet.weights import Preprocessing
 
     model.meta = model.meta.replace(preprocessing=Preprocessing("cifar", resize=32, crop=32, mean=(0.5,) * 3, std=(0.25,) * 3))
-    compressed, log = compress_model(model, CompressionSpec(density="0.3,conv1=1", bits=4))
+    compressed, log = compress_model(model, PostTraining(density="0.3,conv1=1", bits=4))
     path = save_weights(compressed, tmp_path / "m.sqz")
     loaded = load_weights(path)
     x = torch.randn(2, 3, 32, 32)
@@ -351,3 +354,37 @@ def test_killed_compress_resumes_to_the_same_result(tmp_path, capsys) -> None:
         assert [r["epoch"] for r in rows if r["val/top1"]] == ["0", "1"]  # epoch 0's log survived the kill
         steps = [r["step"] for r in rows if r["train/loss_step"]]
         assert len(steps) == len(set(steps))  # the interrupted epoch's rows are not doubled
+
+
+def test_compress_flags_help_and_defaults_come_from_the_method_dataclasses(tmp_path) -> None:
+    """Every field of every method is a flag whose help quotes the dataclass's default; the flags pick the method,
+    and what is not given is the dataclass's default (the CLI repeats none)."""
+    import dataclasses
+
+    from squeezenet.cli.compression import method_from_args
+    from squeezenet.cli.main import build_parser
+    from squeezenet.compress import METHODS, Reconstruct, SideDataOnly
+    from squeezenet.errors import SqueezeNetError
+
+    parser, _ = build_parser()
+    verb = next(a for a in parser._subparsers._group_actions[0].choices.values()  # type: ignore[union-attr]
+                if any(o.dest == "max_bytes" for o in a._actions))
+    flags = {o.dest: o for o in verb._actions}
+    for cls in METHODS:
+        for f in dataclasses.fields(cls):
+            action = flags["options" if f.name == "overrides" else f.name]
+            assert action.default in (None, []), f.name  # no default of its own: the method's applies
+            if f.default not in (dataclasses.MISSING, None) and f.name != "overrides":
+                assert str(f.default) in action.help, (cls.__name__, f.name, action.help)
+
+    def method(*argv: str):
+        return method_from_args(verb.parse_args(["-w", "w.pth", "-o", "o.sqz", *argv]))
+
+    assert method() == PostTraining()
+    assert method("--max-bytes", "500000") == SideDataOnly(max_bytes=500_000)
+    assert method("--calibration", "calib", "--bits", "5") == Reconstruct(calibration="calib", bits="5")
+    tuned = method("--data", "cifar10", "--density", "0.4", "--set", "batch_size=8")
+    assert tuned == FineTune(data="cifar10", density="0.4", overrides={"batch_size": 8})
+    assert (tuned.centroid_epochs, tuned.init, tuned.schedule) == (1, "linear", "gradual")
+    with pytest.raises(SqueezeNetError, match=r"^--schedule: not for compression with --calibration"):
+        method("--calibration", "calib", "--schedule", "oneshot")

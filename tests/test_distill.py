@@ -9,7 +9,7 @@ import torch.nn.functional as F
 pytest.importorskip("lightning")
 
 from conftest import image_folder  # noqa: E402
-from squeezenet.compress import CompressionSpec, compress_model  # noqa: E402
+from squeezenet.compress import PostTraining, Reconstruct, compress_model  # noqa: E402
 from squeezenet.compress.calibration import calibration_images  # noqa: E402
 from squeezenet.compress.finetune import finetune, finetune_recipe  # noqa: E402
 from squeezenet.compress.quantize import quantize  # noqa: E402
@@ -91,17 +91,17 @@ def test_compress_distils_on_calibration_images_and_keeps_the_structure(tmp_path
     folder = image_folder(tmp_path / "calib", 8)
     torch.manual_seed(0)
     model = create_model("squeezenet1_1_cifar", num_classes=10).eval()
-    spec = CompressionSpec(density=0.5, bits=3, centroid_epochs=1, centroid_lr=1e-3)
-    compressed, log = compress_model(model, spec, calibration=folder, work_dir=tmp_path / "work")
+    method = Reconstruct(calibration=folder, density=0.5, bits=3, centroid_epochs=1, centroid_lr=1e-3)
+    compressed, log = compress_model(model, method, work_dir=tmp_path / "work")
     assert [p["phase"] for p in log.phases] == ["distillation"]
     for path, layer in prunable_layers(compressed).items():
         w = layer.weight.detach()
         assert abs(float((w != 0).float().mean()) - 0.5) < 0.02, path  # distillation kept every mask
         assert torch.unique(w[w != 0]).numel() <= 8, path  # and the 3-bit sharing
-    with pytest.raises(SqueezeNetError, match="calibration images to distil on"):
-        compress_model(model, CompressionSpec(centroid_epochs=1), work_dir=tmp_path / "w2")
-    with pytest.raises(SqueezeNetError, match="distill= mixes"):
-        compress_model(model, CompressionSpec(distill=0.5), calibration=folder)
+    with pytest.raises(TypeError, match="centroid_epochs"):  # no data, nothing to distil on: not writable
+        PostTraining(centroid_epochs=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="distill"):  # distillation mixed into label loss needs labels
+        Reconstruct(calibration=folder, distill=0.5)  # type: ignore[call-arg]
 
 
 def test_cli_distillation_options_fail_in_one_line(tmp_path) -> None:
@@ -112,8 +112,11 @@ def test_cli_distillation_options_fail_in_one_line(tmp_path) -> None:
 
     src = save_weights(create_model("squeezenet1_1_cifar", num_classes=10), tmp_path / "m.safetensors")
     base = [sys.executable, "-m", "squeezenet", "compress", "-w", str(src), "-o", str(tmp_path / "c.sqz")]
-    for extra, message in ((["--distill", "0.5"], "--distill mixes"), (["--distill", "1.5"], "from 0 to 1"),
-                           (["--centroid-epochs", "1"], "or calibration images to distil on (--calibration)")):
+    for extra, message in ((["--distill", "0.5"], "--distill: not for compression without data (PostTraining)"),
+                           (["--data", "cifar10", "--distill", "1.5"], "between 0 and 1"),
+                           (["--centroid-epochs", "1"], "--centroid-epochs: not for compression without data"),
+                           (["--calibration", str(tmp_path), "--lr", "0.1"], "--lr: not for compression with "
+                                                                            "--calibration (Reconstruct)")):
         result = subprocess.run(base + extra, capture_output=True, text=True)
         last = result.stderr.strip().splitlines()[-1]  # (argparse prints its usage above a bad value)
         assert result.returncode != 0 and message in last and last.startswith("squeezenet"), result.stderr

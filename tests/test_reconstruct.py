@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import image_folder, require_shared
-from squeezenet.compress import CompressionSpec, compress_model
+from squeezenet.compress import Reconstruct, compress_model
 from squeezenet.compress.byte_budget import fit_with_data, fit_without_data
 from squeezenet.compress.grid_plan import allocate, short_step
 from squeezenet.compress.kmeans import kmeans_1d
@@ -169,12 +169,10 @@ def test_compress_with_calibration_folder_and_budget_through_the_pipeline(tmp_pa
     folder = image_folder(tmp_path / "calib", 12)
     (folder / "broken.jpg").write_bytes(b"not an image")  # skipped with a warning
     model = _small_model()
-    compressed, log = compress_model(model, CompressionSpec(max_bytes=200_000), calibration=folder)
+    compressed, log = compress_model(model, Reconstruct(calibration=folder, max_bytes=200_000))
     assert sqz_size(compressed) <= 200_000 and log.budget and "grid" in log.method
-    compressed, log = compress_model(_small_model(), CompressionSpec(bits=4), calibration=folder)
+    compressed, log = compress_model(_small_model(), Reconstruct(calibration=folder, bits=4))
     assert all(q.centroids <= 16 for q in log.quantization) and "reconstruction" in log.method
-    with pytest.raises(ValueError, match="post-training"):
-        compress_model(_small_model(), CompressionSpec(max_bytes=40_000), calibration=folder, data="cifar10")
 
 
 def test_cli_budget_out_of_reach_is_one_line_and_writes_nothing(tmp_path) -> None:

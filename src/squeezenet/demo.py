@@ -104,14 +104,14 @@ def run_demo(run_dir: str | Path, *, epochs: int | None = None, data_root: str |
     floats = sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
     start = time.perf_counter()
     if compress:
-        from .compress import CompressionSpec, compress_model
+        from .compress import FineTune, compress_model
         from .compress.workdir import STATE_FILE
         from .weights import save_weights
 
-        spec = CompressionSpec(density=DEMO_DENSITY, bits=DEMO_BITS, finetune_epochs=prune_epochs, lr=DEMO_LR,
-                               overrides=dict(compress_overrides or {}))
+        method = FineTune(data="cifar10", data_root=data_root, density=DEMO_DENSITY, bits=DEMO_BITS,
+                          finetune_epochs=prune_epochs, lr=DEMO_LR, overrides=dict(compress_overrides or {}))
         work = run_dir / "compress"
-        compressed, _ = compress_model(model, spec, data="cifar10", data_root=data_root, work_dir=work,
+        compressed, _ = compress_model(model, method, work_dir=work,
                                        progress_bar=bar, resume=resume and (work / STATE_FILE).is_file())
         sqz = save_weights(compressed, run_dir / "model.sqz", source="squeezenet demo")
         if test_dir.is_dir():  # paired with the trained model on the same images: agreement and an interval

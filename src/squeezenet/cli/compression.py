@@ -3,54 +3,54 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
-from .args import add_data_root, add_json, add_labelled_data, add_set, add_weights, nonnegative_int, positive_int, verb
+from .args import add_json, add_labelled_data, add_set, add_weights, positive_int, verb
+
+#: when each method applies, in the words of the flags that choose it
+_WHEN = {"FineTune": "with --data", "Reconstruct": "with --calibration", "SideDataOnly": "with --max-bytes alone",
+         "PostTraining": "without data"}
+
+
+def _method_fields() -> dict[str, tuple[str, dataclasses.Field]]:
+    """Every field of the compression methods (``compress/methods.py``) once: its flag and the field."""
+    from ..compress import METHODS
+
+    found: dict[str, tuple[str, dataclasses.Field]] = {}
+    for cls in METHODS:
+        for f in dataclasses.fields(cls):
+            found.setdefault(f.name, (f.metadata.get("flag", "--" + f.name.replace("_", "-")), f))
+    return found
+
+
+def _defaults(name: str) -> str:
+    """`` (default 1 with --data, 0 with --calibration)``: each method's own default, read from its dataclass."""
+    from ..compress import METHODS
+
+    values = {}
+    for cls in METHODS:
+        f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+        if f is not None and f.default is not dataclasses.MISSING and f.default is not None:
+            values[cls.__name__] = f.default
+    if not values:
+        return ""
+    if len(set(map(str, values.values()))) == 1:
+        return f" (default {next(iter(values.values()))})"
+    return " (default " + ", ".join(f"{v} {_WHEN[k]}" for k, v in values.items()) + ")"
 
 
 def _compress_arguments(p: argparse.ArgumentParser) -> None:
     add_weights(p)
     p.add_argument("-o", "--output", required=True, help="output .sqz file")
-    target = p.add_mutually_exclusive_group()
-    target.add_argument("--density", metavar="SPEC",
-                        help="fraction of weights kept: 0.33, or per layer '0.3,conv1=1,fire9=0.5,conv10=0.2' "
-                             "(paper names or module paths; the bare number is the default)")
-    target.add_argument("--quality", metavar="SPEC",
-                        help="Han et al.'s threshold: prune |w| <= quality x std of the layer (same syntax)")
-    p.add_argument("--bits", default="6", metavar="SPEC",
-                   help="codebook index bits: 6, or per layer '5,conv1=8,conv10=6' (default 6)")
-    p.add_argument("--data", help="training data for fine-tuning, as `squeezenet train --data` takes it")
-    add_data_root(p)
-    p.add_argument("--finetune-epochs", type=nonnegative_int, default=0,
-                   help="epochs of fine-tuning while pruning (needs --data; default 0)")
-    p.add_argument("--centroid-epochs", type=nonnegative_int, default=None,
-                   help="epochs of centroid fine-tuning after weight sharing (default 1 with --finetune-epochs); with "
-                        "--calibration and no --data: epochs of distillation of codebooks and biases on the calibration "
-                        "images (default 0: measured no better than reconstruction alone, docs/compression.md)")
-    p.add_argument("--distill", type=_share, default=0.0, metavar="W",
-                   help="with --data: share W (0..1) of the fine-tuning loss taken from the input model's outputs "
-                        "(KL, knowledge distillation), the rest from the labels (default 0)")
-    p.add_argument("--schedule", choices=("gradual", "oneshot"), default="gradual",
-                   help="with fine-tuning: prune along a cubic schedule, or all at once first (default gradual)")
-    p.add_argument("--lr", type=float, default=None,
-                   help="peak learning rate while pruning (cosine; default: SGD at 0.02 for classifiers, a detector's "
-                        "recipe optimizer, AdamW, at a tenth of its rate: 1e-4)")
-    p.add_argument("--centroid-lr", type=float, default=1e-4,
-                   help="learning rate of the centroid fine-tuning (Adam; default 1e-4)")
-    p.add_argument("--budget", type=float, metavar="SECONDS", help="time limit per fine-tuning phase")
-    p.add_argument("--init", choices=("linear", "optimal"),
-                   help="k-means start: linear (Han et al.; default with fine-tuning) or optimal (least squares, "
-                        "default without)")
-    p.add_argument("--recipe", help="base recipe for fine-tuning (default: cifar10 for small inputs, else torchvision)")
-    add_set(p, "override a fine-tuning recipe field, repeatable: --set batch_size=64 --set data.limit_train=5000")
-    p.add_argument("--calibration", metavar="DIR",
-                   help="a folder of unlabelled images (a few hundred): each layer's weights are then chosen for its "
-                        "output on them (GPTQ-style reconstruction) instead of rounded to the nearest centroid")
-    p.add_argument("--max-bytes", type=positive_int, metavar="N",
-                   help="the .sqz must fit N bytes: with --calibration, a grid per layer chosen by measured sensitivity "
-                        "per byte; without, the finest side data (codebooks, biases) that fits, which keeps every answer")
+    for name, (flag, f) in _method_fields().items():  # flags, help and defaults from the method dataclasses
+        if flag == "--set":
+            add_set(p, f.metadata["help"])
+            continue
+        options = {k: f.metadata[k] for k in ("metavar", "choices", "type") if k in f.metadata}
+        p.add_argument(flag, dest=name, default=None, help=f.metadata["help"] + _defaults(name), **options)
     p.add_argument("--eval", metavar="DIR",
                    help="labelled image folder: the compressed file against the input weights on it (top-1/top-5 of "
                         "both, top-1 agreement, KL, paired interval of the top-1 difference); detectors: a box folder "
@@ -61,6 +61,26 @@ def _compress_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue a killed compression: the same command plus --resume picks up its work directory "
                         "(finished phases are skipped, the running one continues from its last epoch)")
     add_json(p, "print the report as JSON")
+
+
+def method_from_args(args: argparse.Namespace) -> Any:
+    """The method the flags name: --data fine-tunes, --calibration reconstructs, --max-bytes alone spends the side
+    data, none of them is post-training; a flag of another method is one line saying which it belongs to."""
+    from ..compress import FineTune, PostTraining, Reconstruct, SideDataOnly
+    from ..errors import SqueezeNetError
+
+    fields = _method_fields()
+    given = {name: getattr(args, name) for name in fields if name != "overrides" and getattr(args, name) is not None}
+    if args.options:
+        given["overrides"] = dict(args.options)
+    cls = (FineTune if "data" in given else Reconstruct if "calibration" in given else
+           SideDataOnly if "max_bytes" in given else PostTraining)
+    own = {f.name for f in dataclasses.fields(cls)}
+    stray = [fields[name][0] for name in given if name not in own]
+    if stray:
+        raise SqueezeNetError(f"{', '.join(stray)}: not for compression {_WHEN[cls.__name__]} ({cls.__name__}); "
+                              f"see `squeezenet compress --help`")
+    return cls(**given)
 
 
 def _sensitivity_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,7 +108,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     bits, bytes) and, for a budget, what it chose per layer and why.
     """
     from ..common.dist import is_first_process
-    from ..compress import CompressionSpec, compress_model
+    from ..compress import compress_model
     from ..errors import SqueezeNetError
     from ..inference import compare
     from ..inference.detection import compare_detectors
@@ -99,17 +119,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix.lower() != ".sqz":
         raise SqueezeNetError(f"{out}: the output of compress is a .sqz file")
-    spec = CompressionSpec(density=args.density, quality=args.quality, bits=args.bits, schedule=args.schedule,
-                           finetune_epochs=args.finetune_epochs, centroid_epochs=args.centroid_epochs, lr=args.lr,
-                           budget_s=args.budget, init=args.init, recipe=args.recipe, overrides=dict(args.options),
-                           centroid_lr=args.centroid_lr, max_bytes=args.max_bytes, distill=args.distill)
+    method = method_from_args(args)
     model = load_weights(args.weights)
     first = is_first_process()  # under torchrun the other ranks only help fine-tune
     fp32 = 4 * sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
     work = Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-runs")
-    compressed, log = compress_model(model, spec, data=args.data, data_root=args.data_root, work_dir=work,
-                                     progress_bar=False if args.json else None, resume=args.resume,
-                                     calibration=args.calibration)
+    compressed, log = compress_model(model, method, work_dir=work, progress_bar=False if args.json else None,
+                                     resume=args.resume)
     if not first:
         return 0
     save_weights(compressed, out, source=f"squeezenet compress {Path(str(args.weights)).name}", max_bytes=args.max_bytes)
@@ -157,16 +173,6 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     console.print(sensitivity_table(result))
     console.print(f"plot: {args.output}")
     return 0
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return value
 
 
 def _densities(text: str) -> str:

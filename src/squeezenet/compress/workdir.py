@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +43,12 @@ class CompressionWorkDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    def claim(self, model: Network, spec: Any, data: str, *, resume: bool) -> None:
+    def claim(self, model: Network, spec: dict[str, Any], data: str, *, resume: bool) -> None:
         """Record what this run does; refuse to mix it with another compression's files. Under torchrun only
         rank 0 owns the directory (the other ranks would find rank 0's file and refuse)."""
         if not is_first_process():
             return
-        state: dict[str, Any] = {"weights_sha256": weights_fingerprint(model), "spec": asdict(spec), "data": data}
+        state: dict[str, Any] = {"weights_sha256": weights_fingerprint(model), "spec": spec, "data": data}
         file = self.path / STATE_FILE
         if file.is_file():
             if not resume:
