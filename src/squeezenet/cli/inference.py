@@ -125,10 +125,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..inference import evaluate
 
     model = load_for_inference(args)
-    if model.meta.task == "detect":
-        return _eval_detector(args, model)
-    if model.meta.task == "segment":
-        return _eval_segmenter(args, model)
+    if model.meta.task in ("detect", "segment"):
+        return _eval_dense(args, model)
     if args.reference:
         return _compare(args, model)
     result = evaluate(model, args.data, batch_size=args.batch_size, workers=args.workers,
@@ -179,37 +177,49 @@ def _predict_boxes(args: argparse.Namespace, model: Any) -> int:
     return 1 if failed else 0
 
 
-def _eval_detector(args: argparse.Namespace, model: Any) -> int:
-    """``eval`` for a detector: COCO mAP@[.5:.95] and mAP@.5, overall and per class; with ``--reference``, both
-    detectors' mAP on the same images and the bootstrap interval of the mAP@.5 difference."""
+def _eval_dense(args: argparse.Namespace, model: Any) -> int:
+    """``eval`` for a detector (COCO mAP@[.5:.95] and mAP@.5) or a segmenter (mIoU and pixel accuracy), overall
+    and per class; with ``--reference``, both models on the same images and the bootstrap interval of the
+    difference of the headline figure (mAP@.5, mIoU)."""
     from ..deploy import load_model
     from ..inference.detection import BOOTSTRAP_RESAMPLES, compare_detectors, evaluate_detector
+    from ..inference.segmentation import compare_segmenters, evaluate_segmenter
+    from ..report.tables import detection_table, segmentation_table
 
+    detect = model.meta.task == "detect"
     if args.reference:
         reference = load_model(args.reference, device=args.device, providers=args.provider)
-        paired = compare_detectors(model, reference, args.data, split=args.split)
+        paired: Any = (compare_detectors if detect else compare_segmenters)(model, reference, args.data,
+                                                                             split=args.split)
         if args.json:
             print(json.dumps(paired.to_dict()))
-        else:
-            print(f"mAP@.5 {paired.candidate_map50:.4f} vs reference {paired.reference_map50:.4f}: difference "
-                  f"{paired.candidate_map50 - paired.reference_map50:+.4f}, 95% interval [{paired.diff_low:+.4f}, "
-                  f"{paired.diff_high:+.4f}] ({paired.resamples} bootstrap resamples of {paired.images} images)\n"
-                  f"mAP {paired.candidate_map:.4f} vs reference {paired.reference_map:.4f}")
+            return 0
+        d = paired.to_dict()
+        head, other = (("map50", "mAP@.5"), ("map", "mAP")) if detect else (("miou", "mIoU"),
+                                                                              ("pixel_accuracy", "pixel accuracy"))
+        print(f"{head[1]} {d[head[0]]:.4f} vs reference {d['reference_' + head[0]]:.4f}: difference "
+              f"{d[head[0] + '_diff']:+.4f}, 95% interval [{d[head[0] + '_diff_ci95'][0]:+.4f}, "
+              f"{d[head[0] + '_diff_ci95'][1]:+.4f}] ({d['resamples']} bootstrap resamples of {d['images']} images)\n"
+              f"{other[1]} {d[other[0]]:.4f} vs reference {d['reference_' + other[0]]:.4f}")
         return 0
-    scores = evaluate_detector(model, args.data, split=args.split, batch_size=min(args.batch_size, 16),
-                               resamples=BOOTSTRAP_RESAMPLES if args.interval else 0)
+    resamples = BOOTSTRAP_RESAMPLES if args.interval else 0
+    scores: Any = (evaluate_detector(model, args.data, split=args.split, batch_size=min(args.batch_size, 16),
+                                     resamples=resamples) if detect else
+                   evaluate_segmenter(model, args.data, split=args.split, batch_size=min(args.batch_size, 8),
+                                      resamples=resamples))
     _report_skipped(scores.skipped, args.strict)
     if args.json:
         print(json.dumps(scores.to_dict()))
         return 0
     from ..report.render import console_for_output
-    from ..report.tables import detection_table
 
-    console_for_output().print(detection_table(scores))
+    console_for_output().print(detection_table(scores) if detect else segmentation_table(scores))
     ci = scores.intervals
-    print(f"mAP@[.5:.95] {scores.map:.4f}{_band(ci, 'map')}   mAP@.5 {scores.map50:.4f}{_band(ci, 'map50')}   images "
-          f"{scores.images:,}   objects {scores.objects:,}   skipped {len(scores.skipped):,}"
-          + ("   (95% bootstrap intervals over images)" if ci else ""))
+    figures = (f"mAP@[.5:.95] {scores.map:.4f}{_band(ci, 'map')}   mAP@.5 {scores.map50:.4f}{_band(ci, 'map50')}"
+               f"   images {scores.images:,}   objects {scores.objects:,}" if detect else
+               f"mIoU {scores.miou:.4f}{_band(ci, 'miou')}   pixel accuracy {scores.pixel_accuracy:.4f}"
+               f"{_band(ci, 'pixel_accuracy')}   images {scores.images:,}")
+    print(f"{figures}   skipped {len(scores.skipped):,}" + ("   (95% bootstrap intervals over images)" if ci else ""))
     return 0
 
 
@@ -254,43 +264,6 @@ def _predict_masks(args: argparse.Namespace, model: Any) -> int:
     if failed == len(results) and not args.json:
         raise SqueezeNetError(f"none of the {len(results)} images could be read")
     return 1 if failed else 0
-
-
-def _eval_segmenter(args: argparse.Namespace, model: Any) -> int:
-    """``eval`` for a segmenter: mIoU and pixel accuracy, per class too; with ``--reference``, both models' mIoU on
-    the same images and the bootstrap interval of the difference."""
-    from ..deploy import load_model
-    from ..inference.detection import BOOTSTRAP_RESAMPLES
-    from ..inference.segmentation import compare_segmenters, evaluate_segmenter
-
-    if args.reference:
-        reference = load_model(args.reference, device=args.device, providers=args.provider)
-        paired = compare_segmenters(model, reference, args.data, split=args.split)
-        if args.json:
-            print(json.dumps(paired.to_dict()))
-        else:
-            print(f"mIoU {paired.candidate_miou:.4f} vs reference {paired.reference_miou:.4f}: difference "
-                  f"{paired.candidate_miou - paired.reference_miou:+.4f}, 95% interval [{paired.diff_low:+.4f}, "
-                  f"{paired.diff_high:+.4f}] ({paired.resamples} bootstrap resamples of {paired.images} images)\n"
-                  f"pixel accuracy {paired.candidate_pixel_accuracy:.4f} vs reference "
-                  f"{paired.reference_pixel_accuracy:.4f}")
-        return 0
-    scores = evaluate_segmenter(model, args.data, split=args.split, batch_size=min(args.batch_size, 8),
-                                resamples=BOOTSTRAP_RESAMPLES if args.interval else 0)
-    _report_skipped(scores.skipped, args.strict)
-    if args.json:
-        print(json.dumps(scores.to_dict()))
-        return 0
-    from ..report.render import console_for_output
-    from ..report.tables import segmentation_table
-
-    console_for_output().print(segmentation_table(scores))
-    ci = scores.intervals
-    print(f"mIoU {scores.miou:.4f}{_band(ci, 'miou')}   pixel accuracy {scores.pixel_accuracy:.4f}"
-          f"{_band(ci, 'pixel_accuracy')}"
-          f"   images {scores.images:,}   skipped {len(scores.skipped):,}"
-          + ("   (95% bootstrap intervals over images)" if ci else ""))
-    return 0
 
 
 def _band(intervals: dict[str, tuple[float, float]], key: str) -> str:

@@ -8,7 +8,7 @@ entries out in the resample's order (an image drawn twice counts twice, as two c
 ``accumulate`` alone, for the one area range and detection limit mAP reads. A paired comparison of two SqueezeDets
 on 76 coco128 images (``eval --reference``, 2-core Xeon) took 3 min 24 s for 200 resamples through torchmetrics (a
 full COCOeval each) and takes 49 s for 1,000 this way (11 s of it the two models' inference, the rest pycocotools'
-Python precision envelope in ``accumulate``); ``tests/test_detection.py`` checks a resample's figures against
+Python precision envelope in ``accumulate``); ``tests/tasks/test_detection.py`` checks a resample's figures against
 torchmetrics on the resampled list of images.
 """
 

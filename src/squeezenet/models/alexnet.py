@@ -12,13 +12,13 @@ from torch import nn
 
 from ..common.schema import from_dict
 from ..errors import SqueezeNetError, brief
-from .config import CONFIG_VERSION, MAX_CHANNELS, MAX_CLASSES
+from .config import CONFIG_VERSION, MAX_CHANNELS, MAX_CLASSES, ClassifierOutputs
 from .features import FeatureInfo, sequential_feature_info
 from .meta import ModelMeta, Network, default_classes
 
 
 @dataclass(frozen=True)
-class AlexNetConfig:
+class AlexNetConfig(ClassifierOutputs):
     """Architecture of :class:`AlexNet`: the options torchvision's model has, plus input channels."""
 
     num_classes: int = 1000
@@ -34,15 +34,6 @@ class AlexNetConfig:
                 raise SqueezeNetError(f"{name} must be an integer in 1..{most:,}, got {brief(v)}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise SqueezeNetError(f"dropout must be a probability in [0, 1), got {brief(self.dropout)}")
-
-    @property
-    def task(self) -> str:
-        """What the model's outputs mean: ``classify`` (logits per class)."""
-        return "classify"
-
-    def output_shape(self) -> tuple[int, ...]:
-        """What the network returns per image: one logit per class."""
-        return (self.num_classes,)
 
     def num_parameters(self) -> int:
         """Weights and biases, counted without building anything (61.1M for ImageNet)."""

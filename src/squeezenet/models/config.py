@@ -88,8 +88,23 @@ def small_image_stem(out_channels: int) -> StemSpec:
     return StemSpec(out_channels=out_channels, kernel_size=3, stride=1, padding=1, pool=False)
 
 
+class ClassifierOutputs:
+    """What a classifier's config says of its outputs (SqueezeNet's and AlexNet's): the task and their shape."""
+
+    num_classes: int
+
+    @property
+    def task(self) -> str:
+        """What the model's outputs mean: ``classify`` (logits per class)."""
+        return "classify"
+
+    def output_shape(self) -> tuple[int, ...]:
+        """What the network returns per image: one logit per class."""
+        return (self.num_classes,)
+
+
 @dataclass(frozen=True)
-class SqueezeNetConfig:
+class SqueezeNetConfig(ClassifierOutputs):
     """Architecture of one SqueezeNet-family network.
 
     Attributes:
@@ -138,15 +153,6 @@ class SqueezeNetConfig:
         if self.num_parameters() > MAX_PARAMETERS:
             raise SqueezeNetError(f"this architecture has {count(self.num_parameters())} parameters, more than this toolkit "
                                   f"builds ({MAX_PARAMETERS:,})")
-
-    @property
-    def task(self) -> str:
-        """What the model's outputs mean: ``classify`` (logits per class)."""
-        return "classify"
-
-    def output_shape(self) -> tuple[int, ...]:
-        """What the network returns per image: one logit per class."""
-        return (self.num_classes,)
 
     def num_parameters(self) -> int:
         """Weights and biases (batch-norm and bypass convolutions included), counted without building anything."""

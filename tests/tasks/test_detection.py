@@ -348,11 +348,11 @@ def test_train_a_detector_kill_and_resume_exactly_then_eval_and_predict(tmp_path
     assert (reference / "curves.png").is_file()
 
     killed = tmp_path / "killed"  # the second last.ckpt write (end of epoch 2) is torn by a SIGKILL
-    tests = Path(__file__).parent
+    tests = Path(__file__).parents[1]
     env = {**__import__("os").environ, "KILL_AT_SAVE": "2", "FAULT_MATCH": "last.ckpt", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(tests.parent / "src")}
-    done = subprocess.run([sys.executable, str(tests / "fault_worker.py"), "train", "--data", str(data), "-o", str(killed),
-                           *SMALL_DETECTOR], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, str(tests / "train" / "fault_worker.py"), "train", "--data", str(data),
+                           "-o", str(killed), *SMALL_DETECTOR], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == -9, done.stderr[-2000:]
     assert main(["train", "--resume", str(killed), "--no-progress"]) == 0
     capsys.readouterr()
@@ -480,7 +480,7 @@ def test_a_detector_trained_by_two_processes_under_torchrun_equals_one_process(t
 
     data = yolo_folder(tmp_path / "boxes", n=20)
     worker = Path(__file__).parent / "ddp_detect_worker.py"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     results = {}
     for processes in (1, 2):
         out = tmp_path / f"out{processes}"

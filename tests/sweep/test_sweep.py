@@ -18,7 +18,7 @@ from squeezenet.cli import main  # noqa: E402
 from squeezenet.errors import SqueezeNetError  # noqa: E402
 from squeezenet.sweep import parse_space, point_key  # noqa: E402
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 TINY = {"small_stem": True, "stem_pool": True, "batch_norm": True, "base_e": 16, "incr_e": 16, "epochs": 1,
         "batch_size": 64, "data.limit_train": 192, "data.limit_val": 64}
 

@@ -17,7 +17,7 @@ from squeezenet.inference import evaluate
 from squeezenet.weights import load_weights
 
 pytestmark = pytest.mark.slow
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parent  # the workers are beside these tests
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def data_root():
 
 
 def _env(data_root: str) -> dict:
-    return {**os.environ, "SQUEEZENET_DATA": data_root, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS.parent / "src")}
+    return {**os.environ, "SQUEEZENET_DATA": data_root, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS.parents[1] / "src")}
 
 
 SMALL = ["--set", "data.limit_train=1024", "--set", "data.limit_val=256", "--batch-size", "64",

@@ -13,7 +13,7 @@ import torch
 from squeezenet.deploy.int8 import fake_quant, int8_weight, mse_range
 from squeezenet.inference.fidelity import FidelityGate
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "int8_ceiling.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "int8_ceiling.py"
 
 
 @pytest.fixture(scope="module")

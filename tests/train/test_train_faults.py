@@ -18,7 +18,7 @@ from conftest import require_shared
 from squeezenet.cli import main
 
 pytestmark = pytest.mark.slow
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parent  # the workers are beside these tests
 # 256 images an epoch (4 steps): the subjects are faults, signals and resumes, not accuracy (1024 made this file 220 s
 # of CI)
 SMALL = ["--data", "cifar10", "--set", "data.limit_train=256", "--set", "data.limit_val=128", "--batch-size", "64",
@@ -28,7 +28,7 @@ SMALL = ["--data", "cifar10", "--set", "data.limit_train=256", "--set", "data.li
 @pytest.fixture(scope="module")
 def env() -> dict:
     data_root = str(require_shared("cifar10").parent)
-    return {**os.environ, "SQUEEZENET_DATA": data_root, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS.parent / "src")}
+    return {**os.environ, "SQUEEZENET_DATA": data_root, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS.parents[1] / "src")}
 
 
 def _squeezenet(args: list[str], env: dict, **faults: int) -> subprocess.CompletedProcess:

@@ -355,7 +355,7 @@ def test_openvino_finds_external_weights_beside_the_model_from_any_folder_and_wr
     home.mkdir()
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "XDG_CACHE_HOME")}
-    env.update(HOME=str(home), XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=str(Path(__file__).parents[1] / "src"))
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=str(Path(__file__).parents[2] / "src"))
     done = subprocess.run([sys.executable, "-m", "squeezenet", "predict", "-w", str(folder / "external.onnx"), str(image),
                            "--runtime", "openvino-fp32", "--json"], cwd=elsewhere, env=env, capture_output=True, text=True,
                           timeout=300)  # a fresh interpreter: OpenVINO imported for the first time, with its own HOME

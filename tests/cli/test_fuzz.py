@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from conftest import SHARED_DATA
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import fuzz_readers  # noqa: E402
 
 BAD = ("UNTYPED", "HANG", "MEMORY", "CRASH")

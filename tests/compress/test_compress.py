@@ -325,7 +325,8 @@ def test_killed_compress_resumes_to_the_same_result(tmp_path, capsys) -> None:
     cmd = lambda out, *extra: [sys.executable, "-m", "squeezenet", "compress", *options, "-o", str(out), *extra]
     subprocess.run(cmd(tmp_path / "ref.sqz"), check=True, capture_output=True, timeout=300)
 
-    killed = subprocess.run([sys.executable, str(Path(__file__).parent / "fault_worker.py"), *cmd(tmp_path / "killed.sqz")[3:]],
+    worker = Path(__file__).parents[1] / "train" / "fault_worker.py"
+    killed = subprocess.run([sys.executable, str(worker), *cmd(tmp_path / "killed.sqz")[3:]],
                             env={**os.environ, "SIGNAL_AT_STEP": "6", "SIGNAL": "KILL"}, capture_output=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL as step 6 begins: inside pruning epoch 2 (the last)
     work = tmp_path / "killed-runs"

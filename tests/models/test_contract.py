@@ -135,7 +135,7 @@ def test_create_model_refuses_weights_of_another_network(tv_hub, tmp_path):
 
 
 def test_torch_hub_entry_points_load_locally(tv_hub):
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     model = torch.hub.load(str(repo), "squeezenet1_1", source="local", pretrained=True)
     assert model.meta.source == "squeezenet1_1.tv_in1k"
     fresh = torch.hub.load(str(repo), "squeezenet1_0_cifar", source="local", num_classes=4)
