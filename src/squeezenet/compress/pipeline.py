@@ -145,9 +145,9 @@ def _reconstruct(model: Network, method: Reconstruct, work: CompressionWorkDir |
 
     record = CompressionLog()
     finished = work.load_result("centroids") if work is not None else None
-    if finished is not None:
-        logger.info(f"resuming: {work.result('centroids')} holds the finished compression")  # type: ignore[union-attr]
-        record.phases = [m for m in (work.metrics("centroids"),) if m]  # type: ignore[union-attr]
+    if work is not None and finished is not None:
+        logger.info(f"resuming: {work.result('centroids')} holds the finished compression")
+        record.phases = [m for m in (work.metrics("centroids"),) if m]
         return _finish(finished, _shared_bits(finished), record)
     teacher = copy.deepcopy(model).eval() if work is not None else None  # copied before any change
     _prune_now(model, method)
