@@ -202,6 +202,29 @@ def test_segmenters_give_full_resolution_logits_for_both_bodies(name) -> None:
         assert out.shape == (2, 3, 96, 96) and model.meta.task == "segment"
 
 
+@pytest.mark.parametrize("name", ["lraspp_squeezenet", "squeezeseg"])
+def test_a_tiny_segmenter_learns_the_shapes_of_its_training_images(tmp_path, name) -> None:
+    """Both heads can fit a few images: the squares' and triangles' pixels end up labelled, not just background
+    (what a broken decoder or a mask misaligned with its image would never reach)."""
+    data = polygon_folder(tmp_path / "shapes", n=4)
+    ds = SegmentationDataset(read_mask_folder(data), 64, "none")
+    images, masks, _ = zip(*[ds[i] for i in range(4)])
+    x, y = torch.stack(images).float() / 255, torch.stack(masks)
+    torch.manual_seed(0)
+    model = create_model(name, **TINY).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        out = model(x)
+        loss = torch.nn.functional.cross_entropy(out, y, ignore_index=IGNORE_INDEX)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    predicted = model.eval()(x).argmax(1)
+    for cls in (1, 2):  # IoU of each shape on the images it trained on
+        iou = ((predicted == cls) & (y == cls)).sum() / ((predicted == cls) | (y == cls)).sum()
+        assert iou > 0.5, (name, cls, float(iou))
+
+
 def test_miou_and_pixel_accuracy_equal_a_direct_count_on_a_hand_made_case() -> None:
     """Two images of 3 classes with ignored pixels: the confusion matrix torchmetrics accumulates (as eval and
     training do) and segmentation_scores give the IoU counted directly from the pixel sets."""
