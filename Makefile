@@ -35,6 +35,7 @@ test: $(VENV)/.stamp-dev
 
 # The documentation site (docs/ + the API reference from the docstrings) into site/; --strict: a broken link fails.
 docs: $(VENV)/.stamp-dev
+	$(BIN)/python tools/readme_to_index.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 lint: $(VENV)/.stamp-dev
