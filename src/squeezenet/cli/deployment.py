@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from .args import add_device, add_json, add_labelled_data, add_weights, positive_int, verb
 
@@ -52,6 +53,10 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
                         "codebook; bit-exact, same speed, ~20%% smaller to download (brotli)")
     p.add_argument("--batch", type=positive_int, default=1,
                    help="ExecuTorch: images per call (XNNPACK needs a fixed batch; default 1)")
+    p.add_argument("--with-preprocessing", action="store_true",
+                   help="ONNX classifiers: the file takes decoded uint8 RGB pixels (height x width x 3, any size) and "
+                        "resizes, crops and normalises in its graph as PyTorch does, so a client using another image "
+                        "library gets the same answers (needs --check DIR: refused below 99%% same top-1)")
     p.add_argument("--check", metavar="DIR", help="images to check the export against PyTorch (default: --calibration)")
     p.add_argument("--check-images", type=positive_int, default=32, help="how many (default 32)")
     p.add_argument("--tolerance", type=float, default=1e-3, help="fp32: largest allowed |logit difference| (1e-3)")
@@ -78,6 +83,33 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-dir", help="where the exported files go (default ./bench-files)")
     add_device(p, onnx=False)
     add_json(p, "print the CPU, peaks and rows as JSON")
+
+
+def _export_with_preprocessing(args: argparse.Namespace, model: Any, fmt: str) -> int:
+    from ..data.images import expand_image_paths, load_rgb_image
+    from ..deploy.pixels import export_pixels_onnx
+    from ..errors import SqueezeNetError
+
+    if fmt != "onnx" or args.int8 or args.indexed_weights:
+        raise SqueezeNetError("--with-preprocessing writes fp32 ONNX files (not --int8, --indexed-weights or .pte)")
+    if not args.check:
+        raise SqueezeNetError("--with-preprocessing checks the file on real images: give --check DIR")
+    images = []
+    for path in expand_image_paths([args.check])[:args.check_images]:
+        try:
+            images.append(load_rgb_image(path))
+        except ValueError as exc:
+            logging.getLogger("squeezenet.cli").warning(str(exc))
+    check = export_pixels_onnx(model, args.output, check_images=images, opset=args.opset)
+    size = Path(args.output).stat().st_size
+    if args.json:
+        print(json.dumps({"output": args.output, "format": "onnx", "bytes": size, "preprocessing_in_graph": True,
+                          **check}))
+    else:
+        print(f"wrote {args.output} ({size:,} bytes, fp32, takes uint8 H x W x 3 RGB pixels); checked on "
+              f"{int(check['images'])} images: same top-1 as PyTorch's pipeline on {100 * check['top1_agreement']:.1f}%, "
+              f"max |logit diff| {check['max_abs_diff']:.3g}")
+    return 0
 
 
 @verb("export", _export_arguments, extra="deploy")
@@ -112,6 +144,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.batch != 1 and fmt != "executorch":
         raise SqueezeNetError("--batch is for ExecuTorch programs (ONNX files take any batch)")
     model = load_weights(args.weights)
+    if args.with_preprocessing:
+        return _export_with_preprocessing(args, model, fmt)
     check_dir = args.check or args.calibration
     if check_dir:  # (unlabelled: any folder of images)
         images = calibration_images(model.meta, check_dir, args.check_images)

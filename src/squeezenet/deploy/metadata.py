@@ -119,6 +119,9 @@ class FileModel:
         one ``image`` input N x C x crop x crop and a ``logits`` output N x classes. A file edited after export
         fails here, at load, instead of at its first image."""
         crop, chans = self.meta.preprocessing.crop, self.meta.config.in_chans
+        if len(inputs) == 1 and inputs[0][0] == "pixels":
+            raise SqueezeNetError(f"{self.path}: takes decoded pixels, its preprocessing inside (export "
+                                  "--with-preprocessing): a file for clients; squeezenet's commands run the plain export")
         if len(inputs) != 1 or inputs[0][0] != "image" or not _dims_fit(inputs[0][1], [None, chans, crop, crop]):
             raise SqueezeNetError(f"{self.path}: expected one input 'image' of N x {chans} x {crop} x {crop}, the graph has "
                                   f"{_signature(inputs)}")
