@@ -282,3 +282,20 @@ def test_the_budget_counts_the_mask_a_raw_layer_gains_on_a_grid() -> None:
     remove_masks(model)
     plan, size = fit_with_data(model, _images(16), 220_000, sqz_tensor_bytes)
     assert size <= 220_000 and abs(plan.predicted_bytes - size) < 0.03 * size, (plan.predicted_bytes, size)
+
+
+def test_reconstruction_decodes_each_calibration_image_once(tmp_path, monkeypatch) -> None:
+    import squeezenet.compress.calibration as calibration
+
+    folder = image_folder(tmp_path / "calib", 6)
+    decoded: list[str] = []
+    real = calibration.load_rgb_image
+
+    def counting(path):
+        decoded.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(calibration, "load_rgb_image", counting)
+    compressed, log = compress_model(_small_model(), Reconstruct(calibration=folder, density=0.6, bits=4))
+    assert sorted(decoded) == sorted({*decoded}) and len(decoded) == 6  # every image once, one reading in all
+    assert all(q.centroids <= 16 for q in log.quantization) and "reconstruction" in log.method
