@@ -30,7 +30,12 @@ demo: $(VENV)/.stamp-run
 # handed out one at a time (--maxschedchunk 1): xdist's default first chunks, and worksteal's contiguous halves, gave
 # one worker every slow test (it ran them in series for 7 minutes while the other idled).
 # --durations=15: every run (CI included) lists its slowest tests; the whole suite must stay under 10 minutes.
-test: $(VENV)/.stamp-dev
+# The browser test's runtime: onnxruntime-web from npm (package.json, package-lock.json); without npm it skips.
+node_modules/.stamp: package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --ignore-scripts --silent && touch $@; \
+	 else echo "no npm: the browser test (tests/deploy/test_web.py) will skip"; fi
+
+test: $(VENV)/.stamp-dev node_modules/.stamp
 	OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist load --maxschedchunk 1 --durations=15 $(PYTEST_ARGS)
 
 # The documentation site (docs/ + the API reference from the docstrings) into site/; --strict: a broken link fails.
@@ -48,4 +53,4 @@ lock: $(VENV)/.stamp-dev
 	  $(PIP) freeze --exclude-editable | grep -v '^squeezenet-toolkit'; } > constraints.txt
 
 clean:
-	rm -rf $(VENV) build site src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build site node_modules src/*.egg-info .pytest_cache

@@ -28,9 +28,14 @@ def _unit_interval(text: str) -> float:
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     add_weights(p)
-    p.add_argument("-o", "--output", required=True, help="output file: .onnx (onnxruntime, OpenVINO) or .pte (ExecuTorch)")
-    p.add_argument("--format", choices=("onnx", "executorch"),
-                   help="export format (default: from the output's suffix, .onnx or .pte)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file: .onnx (onnxruntime, OpenVINO) or .pte (ExecuTorch); with --format web a folder")
+    p.add_argument("--format", choices=("onnx", "executorch", "web"),
+                   help="export format (default: from the output's suffix, .onnx or .pte); web: a static page that "
+                        "classifies images in the browser (onnxruntime-web, the preprocessing inside the model)")
+    p.add_argument("--ort-web", metavar="DIR",
+                   help="--format web: onnxruntime-web's dist/ folder from its npm package (default "
+                        "$SQUEEZENET_ORT_WEB, else node_modules/onnxruntime-web/dist)")
     p.add_argument("--int8", action="store_true",
                    help="static int8 (per-channel weights), checked against fp32 on the calibration images")
     p.add_argument("--calibration", metavar="DIR", help="unlabelled images for int8 ranges and the agreement check")
@@ -90,16 +95,19 @@ def _export_with_preprocessing(args: argparse.Namespace, model: Any, fmt: str) -
     from ..deploy.pixels import export_pixels_onnx
     from ..errors import SqueezeNetError
 
-    if fmt != "onnx" or args.int8 or args.indexed_weights:
-        raise SqueezeNetError("--with-preprocessing writes fp32 ONNX files (not --int8, --indexed-weights or .pte)")
+    what = "--format web" if fmt == "web" else "--with-preprocessing"
+    if fmt == "executorch" or args.int8 or args.indexed_weights:
+        raise SqueezeNetError(f"{what} writes fp32 ONNX (not --int8, --indexed-weights or .pte)")
     if not args.check:
-        raise SqueezeNetError("--with-preprocessing checks the file on real images: give --check DIR")
+        raise SqueezeNetError(f"{what} checks the model on real images: give --check DIR")
     images = []
     for path in expand_image_paths([args.check])[:args.check_images]:
         try:
             images.append(load_rgb_image(path))
         except ValueError as exc:
             logging.getLogger("squeezenet.cli").warning(str(exc))
+    if fmt == "web":
+        return _export_web(args, model, images)
     check = export_pixels_onnx(model, args.output, check_images=images, opset=args.opset)
     size = Path(args.output).stat().st_size
     if args.json:
@@ -109,6 +117,23 @@ def _export_with_preprocessing(args: argparse.Namespace, model: Any, fmt: str) -
         print(f"wrote {args.output} ({size:,} bytes, fp32, takes uint8 H x W x 3 RGB pixels); checked on "
               f"{int(check['images'])} images: same top-1 as PyTorch's pipeline on {100 * check['top1_agreement']:.1f}%, "
               f"max |logit diff| {check['max_abs_diff']:.3g}")
+    return 0
+
+
+def _export_web(args: argparse.Namespace, model: Any, images: list) -> int:
+    from ..deploy.web import export_web
+
+    result = export_web(model, args.output, check_images=images, ort_web=args.ort_web)
+    if args.json:
+        print(json.dumps({"output": args.output, "format": "web", **result.to_dict()}))
+        return 0
+    summary = result.to_dict()
+    print(f"wrote {args.output}/ (serve it with any static server, e.g. `python -m http.server -d {args.output}`):")
+    for name, (size, brotli) in result.files.items():
+        print(f"  {name:32s} {size:>12,} bytes" + (f"   brotli {brotli:>10,}" if brotli is not None else ""))
+    print(f"  {'the page downloads':32s} {summary['total_bytes']:>12,} bytes   brotli {summary['total_brotli']:>10,}\n"
+          f"checked on {int(result.check['images'])} images: same top-1 as PyTorch on "
+          f"{100 * result.check['top1_agreement']:.1f}%")
     return 0
 
 
@@ -144,7 +169,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.batch != 1 and fmt != "executorch":
         raise SqueezeNetError("--batch is for ExecuTorch programs (ONNX files take any batch)")
     model = load_weights(args.weights)
-    if args.with_preprocessing:
+    if args.with_preprocessing or fmt == "web":
         return _export_with_preprocessing(args, model, fmt)
     check_dir = args.check or args.calibration
     if check_dir:  # (unlabelled: any folder of images)
