@@ -59,8 +59,10 @@ def find_ort_web(given: str | Path | None = None) -> Path:
 
 
 def export_web(model: Network, folder: str | Path, *, check_images: list[torch.Tensor],
-               ort_web: str | Path | None = None) -> WebExport:
-    """Write the page for ``model`` into ``folder`` (created; files in it with the same names are replaced)."""
+               ort_web: str | Path | None = None, brotli_quality: int = 11) -> WebExport:
+    """Write the page for ``model`` into ``folder`` (created; files in it with the same names are replaced). The
+    sizes reported are brotli at ``brotli_quality`` (11, what servers precompress static files with, takes half a
+    minute on the 15 MB runtime; lower is faster and a little larger)."""
     runtime = find_ort_web(ort_web)
     out = Path(folder)
     if out.exists() and not out.is_dir():
@@ -78,14 +80,14 @@ def export_web(model: Network, folder: str | Path, *, check_images: list[torch.T
     for name in ("index.html", "classify.js"):
         with atomic_path(out / name) as tmp:
             shutil.copyfile(page / name, tmp)
-    return WebExport({name: _sizes(out / name) for name in ("index.html", "classify.js", "model.json", "model.onnx",
-                                                            *RUNTIME_FILES)}, check)
+    return WebExport({name: _sizes(out / name, brotli_quality) for name in ("index.html", "classify.js", "model.json",
+                                                                            "model.onnx", *RUNTIME_FILES)}, check)
 
 
-def _sizes(path: Path) -> tuple[int, int | None]:
+def _sizes(path: Path, quality: int) -> tuple[int, int | None]:
     data = path.read_bytes()
     try:
         import brotli
     except ImportError:  # (brotli comes with the [deploy] extra)
         return len(data), None
-    return len(data), len(brotli.compress(data, quality=11))
+    return len(data), len(brotli.compress(data, quality=quality))
