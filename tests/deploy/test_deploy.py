@@ -189,7 +189,8 @@ def test_export_and_bench_cli(tmp_path, capsys, monkeypatch) -> None:
     assert main(["eval", "-w", str(out), "-d", str(data), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 40
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # the verb sets it
-    assert main(["bench", "-w", str(weights), "-d", str(data), "--repeats", "3", "--work-dir", str(tmp_path / "b"),
+    assert main(["bench", "-w", str(weights), "-d", str(data), "--repeats", "3", "--brotli-quality", "1",
+                 "--work-dir", str(tmp_path / "b"),
                  "--runtime", "pytorch", "--runtime", "onnxruntime", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     rows = result["rows"]

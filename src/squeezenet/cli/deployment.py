@@ -81,6 +81,9 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="measure only these runtimes (repeatable; default: every installed one)")
     p.add_argument("--threads", type=positive_int, default=2, help="intra-op threads for every runtime (default 2)")
     p.add_argument("--repeats", type=positive_int, default=50, help="timed batch-1 runs per row (default 50)")
+    p.add_argument("--brotli-quality", type=int, choices=range(12), default=11, metavar="0-11",
+                   help="brotli quality of the transfer sizes (default 11, what servers precompress static files with; "
+                        "lower is faster and a little larger)")
     p.add_argument("--limit", type=positive_int, help="agreement/accuracy on a fixed random subset of N images (default: all)")
     p.add_argument("--no-alexnet", action="store_true", help="skip the AlexNet baseline row")
     p.add_argument("--no-subprocess", action="store_true",
@@ -230,7 +233,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = bench(args.weights, args.data, work, calibration=args.calibration,
                    calibration_images=args.calibration_images, threads=args.threads, repeats=args.repeats,
                    limit=args.limit, alexnet=not args.no_alexnet, runtimes=args.runtime,
-                   subprocesses=not args.no_subprocess, device=args.device)
+                   subprocesses=not args.no_subprocess, device=args.device, brotli_quality=args.brotli_quality)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0

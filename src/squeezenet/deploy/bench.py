@@ -88,8 +88,9 @@ class BenchResult:
                 "omp_wait_policy": self.omp_wait_policy, "rows": [r.to_dict() for r in self.rows]}
 
 
-def transfer_sizes(path: Path) -> tuple[int | None, int | None]:
-    """gzip -9 and brotli (quality 11) sizes of a file: what a device downloads over HTTP compression."""
+def transfer_sizes(path: Path, brotli_quality: int = 11) -> tuple[int | None, int | None]:
+    """gzip -9 and brotli sizes of a file: what a device downloads over HTTP compression (quality 11: what servers
+    precompress static files with; seconds on a file of megabytes)."""
     if not path.is_file():
         return None, None
     data = path.read_bytes()
@@ -97,7 +98,7 @@ def transfer_sizes(path: Path) -> tuple[int | None, int | None]:
         import brotli
     except ImportError:
         return len(gzip.compress(data, 9, mtime=0)), None
-    return len(gzip.compress(data, 9, mtime=0)), len(brotli.compress(data, quality=11))
+    return len(gzip.compress(data, 9, mtime=0)), len(brotli.compress(data, quality=brotli_quality))
 
 
 def _synced(out: torch.Tensor) -> torch.Tensor:
@@ -166,7 +167,8 @@ def _dense_flops(model: InferenceModel, x: torch.Tensor) -> float | None:
 def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibration: str | Path | None = None,
           calibration_images: int = 250, threads: int = 2, repeats: int = 50, alexnet: bool = True,
           limit: int | None = None, runtimes: list[str] | None = None, subprocesses: bool = True,
-          device: str | None = None, progress: Callable[[str], None] | None = None) -> BenchResult:
+          device: str | None = None, progress: Callable[[str], None] | None = None,
+          brotli_quality: int = 11) -> BenchResult:
     """Export ``weights`` to every installed runtime in ``work_dir`` (kept: they are the deployable artefacts; int8
     files are calibrated on ``calibration``, default 64 of ``data``, and written even when they fail the int8 gate:
     the table shows it) and measure each. ``runtimes`` limits the runtimes (default: all installed). ``device``
@@ -240,7 +242,8 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
         name = f"{runtime} {precision}"
         say(f"measuring {name}")
         size = path.stat().st_size if path is not None and path.is_file() else 0
-        row = BenchRow(runtime, precision, path.name if path else "", size, *transfer_sizes(path) if path else (None, None))
+        sizes = transfer_sizes(path, brotli_quality) if path else (None, None)
+        row = BenchRow(runtime, precision, path.name if path else "", size, *sizes)
         with torch.inference_mode():
             logits = torch.cat([loaded(images[i:i + 32]) for i in range(0, len(images), 32)])
         f = fidelity(reference, logits)
