@@ -31,7 +31,7 @@ def seeds(tmp_path_factory) -> dict[str, bytes]:
 
 @pytest.mark.slow
 def test_campaign_in_workers_under_memory_and_time_limits(tmp_path, capsys) -> None:
-    table = fuzz_readers.campaign(files=500, seed=2026, folder=tmp_path, workers=2, memory_mb=2048, timeout=60,
+    table = fuzz_readers.campaign(files=250, seed=2026, folder=tmp_path, workers=2, memory_mb=2048, timeout=60,
                                   shared=SHARED_DATA.parent if SHARED_DATA.is_dir() else None, keep=None)
     report = capsys.readouterr().out
     assert {".sqz", ".safetensors", ".pth"} <= set(table), report
