@@ -39,6 +39,33 @@ def image_folder(folder: Path, n: int, size: tuple[int, int] = (40, 40)) -> Path
     return folder
 
 
+def cifar_test_model(folder: Path):
+    """The deploy tests' network (random init, batch norm, CIFAR-sized, classes c0..c9), saved in ``folder`` as
+    ``cifar.safetensors`` and loaded back as a user's file would be."""
+    from squeezenet.models import create_model
+    from squeezenet.weights import Preprocessing, load_weights, save_weights
+
+    torch.manual_seed(0)
+    model = create_model("squeezenet1_1_cifar", batch_norm=True, stem_pool=True).eval()
+    model.meta = model.meta.replace(classes=[f"c{i}" for i in range(10)])
+    model.meta = model.meta.replace(preprocessing=Preprocessing("cifar", resize=32, crop=32, mean=(0.5,) * 3, std=(0.25,) * 3))
+    save_weights(model, folder / "cifar.safetensors")
+    return load_weights(folder / "cifar.safetensors").eval()
+
+
+@pytest.fixture(scope="session")
+def cifar_onnx(tmp_path_factory) -> Path:
+    """:func:`cifar_test_model` exported once to fp32 ONNX (``cifar.onnx`` beside ``cifar.safetensors``) for the
+    tests that read such a file; an export is ~5 s of torch.export on this machine. Tests that change the file copy
+    it first."""
+    from squeezenet.deploy import export_onnx
+
+    folder = tmp_path_factory.mktemp("cifar-onnx")
+    model = cifar_test_model(folder)
+    export_onnx(model, folder / "cifar.onnx", check_images=torch.rand(4, 3, 32, 32))
+    return folder / "cifar.onnx"
+
+
 def pytest_collection_modifyitems(items: list) -> None:
     """Tests marked ``slow`` run first. pytest-xdist hands tests out in collection order, so a minute-long test
     collected last ran alone at the end while the other worker idled (350 of 806 s, measured)."""

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -175,14 +172,16 @@ def test_compress_with_calibration_folder_and_budget_through_the_pipeline(tmp_pa
     assert all(q.centroids <= 16 for q in log.quantization) and "reconstruction" in log.method
 
 
-def test_cli_budget_out_of_reach_is_one_line_and_writes_nothing(tmp_path) -> None:
+def test_cli_budget_out_of_reach_is_one_line_and_writes_nothing(tmp_path, capsys) -> None:
+    from squeezenet.cli import main  # in-process: the verb's message and exit status are the subject
+
     model = _small_model()
     src = save_weights(model, tmp_path / "m.safetensors")
     out = tmp_path / "small.sqz"
-    result = subprocess.run([sys.executable, "-m", "squeezenet", "compress", "-w", str(src), "--max-bytes", "3000",
-                             "-o", str(out)], capture_output=True, text=True)
-    assert result.returncode == 1 and "out of reach" in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+    assert main(["compress", "-w", str(src), "--max-bytes", "3000", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "out of reach" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 @pytest.mark.slow
@@ -228,17 +227,17 @@ def test_rate_aware_rounding_trades_error_for_fewer_bits() -> None:
 
 
 @pytest.mark.slow
-def test_cli_compress_with_calibration_and_budget_prints_the_choices(tmp_path) -> None:
+def test_cli_compress_with_calibration_and_budget_prints_the_choices(tmp_path, capsys) -> None:
     import json
+
+    from squeezenet.cli import main
 
     folder = image_folder(tmp_path / "calib", 8)
     src = save_weights(_small_model(), tmp_path / "m.safetensors")
     out = tmp_path / "small.sqz"
-    cmd = [sys.executable, "-m", "squeezenet", "compress", "-w", str(src), "--calibration", str(folder),
-           "--max-bytes", "200000", "-o", str(out), "--json"]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
+    assert main(["compress", "-w", str(src), "--calibration", str(folder), "--max-bytes", "200000", "-o", str(out),
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
     assert out.stat().st_size <= 200_000 and summary["file_bytes"] == out.stat().st_size
     assert len(summary["budget"]) == 26
     assert {"layer", "step", "bytes", "output_error", "sensitivity", "kl"} <= set(summary["budget"][0])

@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import require_shared
+from conftest import cifar_test_model, require_shared
 from squeezenet.deploy import Classifier, OnnxModel, export_onnx
 from squeezenet.inference.fidelity import FidelityGate
 from squeezenet.inference.preloaded import load_images
 from squeezenet.models import create_model
-from squeezenet.weights import Preprocessing, load_weights, save_weights
+from squeezenet.weights import load_weights, save_weights
 
 DC = ("deep-compression", "compressed_SqueezeNet.net")
 
 
 def _cifar_model(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    model = create_model("squeezenet1_1_cifar", batch_norm=True, stem_pool=True).eval()
-    model.meta = model.meta.replace(classes=[f"c{i}" for i in range(10)])
-    model.meta = model.meta.replace(preprocessing=Preprocessing("cifar", resize=32, crop=32, mean=(0.5,) * 3, std=(0.25,) * 3))
-    return save_weights(model, tmp_path / "cifar.safetensors")
+    cifar_test_model(tmp_path)
+    return tmp_path / "cifar.safetensors"
 
 
 def client_predict(onnx_path: Path, image_paths: list[Path]) -> np.ndarray:
@@ -123,13 +118,11 @@ def test_int8_export_is_smaller_and_agrees(tmp_path) -> None:
         export_onnx(model, tmp_path / "x.onnx", check_images=calib, int8=True)
 
 
-def test_classifier_loads_every_format_with_the_same_answers(tmp_path) -> None:
+def test_classifier_loads_every_format_with_the_same_answers(tmp_path, cifar_onnx) -> None:
     from PIL import Image
 
-    weights = _cifar_model(tmp_path)
+    weights, onnx_path = cifar_onnx.with_suffix(".safetensors"), cifar_onnx
     model = load_weights(weights)
-    onnx_path = tmp_path / "m.onnx"
-    export_onnx(model, onnx_path, check_images=torch.randn(4, 3, 32, 32))
     sqz = save_weights(model, tmp_path / "m.pth")
     rng = np.random.default_rng(0)
     images = []
@@ -150,7 +143,9 @@ def test_classifier_loads_every_format_with_the_same_answers(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_foreign_onnx_and_mismatched_weights_are_one_line_errors(tmp_path) -> None:
+def test_foreign_onnx_and_mismatched_weights_are_one_line_errors(tmp_path, capsys) -> None:
+    from squeezenet.cli import main  # in-process: the verb's one line and exit status are the subject
+
     foreign = tmp_path / "foreign.onnx"
     torch.onnx.export(torch.nn.Conv2d(3, 4, 1).eval(), (torch.zeros(1, 3, 8, 8),), str(foreign), dynamo=True,
                       external_data=False)
@@ -166,10 +161,10 @@ def test_foreign_onnx_and_mismatched_weights_are_one_line_errors(tmp_path) -> No
                              (tmp_path / "garbage.onnx", "not a loadable ONNX")):
         if weights.name == "garbage.onnx":
             weights.write_bytes(b"not onnx at all")
-        result = subprocess.run([sys.executable, "-m", "squeezenet", "predict", "-w", str(weights), str(img)],
-                                capture_output=True, text=True)
-        lines = result.stderr.strip().splitlines()
-        assert result.returncode == 1 and len(lines) == 1 and message in lines[0], result.stderr
+        assert main(["predict", "-w", str(weights), str(img)]) == 1
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], err
 
 
 @pytest.mark.slow

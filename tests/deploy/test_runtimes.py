@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import require_shared
+from conftest import cifar_test_model, require_shared
 from squeezenet.deploy import RUNTIMES, Classifier, OnnxModel, export_onnx
 from squeezenet.deploy import runtime as runtime_module
 from squeezenet.errors import SqueezeNetError
 from squeezenet.inference.fidelity import DEFAULT_GATE, FidelityGate
-from squeezenet.models import create_model
-from squeezenet.weights import Preprocessing, load_weights, save_weights
+from squeezenet.weights import load_weights, save_weights
 
 NO_GATE = FidelityGate(0.0, -300.0)  # where the file's fidelity is not the subject
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="the [openvino] extra is not installed")
@@ -28,13 +28,6 @@ needs_executorch = pytest.mark.skipif(importlib.util.find_spec("executorch") is 
                                       reason="the [executorch] extra is not installed")
 
 
-def _cifar_model(tmp_path: Path):
-    torch.manual_seed(0)
-    model = create_model("squeezenet1_1_cifar", batch_norm=True, stem_pool=True).eval()
-    model.meta = model.meta.replace(classes=[f"c{i}" for i in range(10)])
-    model.meta = model.meta.replace(preprocessing=Preprocessing("cifar", resize=32, crop=32, mean=(0.5,) * 3, std=(0.25,) * 3))
-    save_weights(model, tmp_path / "cifar.safetensors")
-    return load_weights(tmp_path / "cifar.safetensors").eval()
 
 
 def _images(n: int, seed: int = 1, scale: float = 1.0) -> torch.Tensor:
@@ -69,7 +62,7 @@ def trained(tmp_path_factory) -> Path:
     """The test network after 60 SGD steps on :func:`_patterns`: its answers follow the input, as a trained
     model's do (a random network answers one class for nearly every input, whatever int8 does to it)."""
     folder = tmp_path_factory.mktemp("trained")
-    model = _cifar_model(folder).train()
+    model = cifar_test_model(folder).train()
     torch.manual_seed(0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     x, y = _patterns(960, seed=5)
@@ -153,13 +146,12 @@ def test_int8_that_agrees_is_written_whole(tmp_path, trained) -> None:
 
 
 @needs_openvino
-def test_openvino_runs_our_onnx_files_with_true_fp32_and_its_fast_mode(tmp_path) -> None:
+def test_openvino_runs_our_onnx_files_with_true_fp32_and_its_fast_mode(cifar_onnx) -> None:
     from squeezenet.deploy.openvino import OpenVinoModel
 
-    model = _cifar_model(tmp_path)
+    model = load_weights(cifar_onnx.with_suffix(".safetensors")).eval()
     x = _images(6)
-    path = tmp_path / "m.onnx"
-    export_onnx(model, path, check_images=x)
+    path = cifar_onnx
     exact, fast = OpenVinoModel(path, threads=1, precision="fp32"), OpenVinoModel(path, threads=1)
     with torch.no_grad():
         reference = model(x)
@@ -182,7 +174,7 @@ def test_openvino_reads_our_int8_and_indexed_files_and_refuses_a_broken_graph_be
 
     from squeezenet.deploy.openvino import OpenVinoModel
 
-    model = _cifar_model(tmp_path)
+    model = cifar_test_model(tmp_path)
     x = _images(16)
     export_onnx(model, tmp_path / "int8.onnx", check_images=x[:4], int8=True, calibration=x, gate=NO_GATE)
     export_onnx(model, tmp_path / "indexed.onnx", check_images=x[:4], indexed_weights=True)
@@ -208,7 +200,7 @@ def test_openvino_reads_our_int8_and_indexed_files_and_refuses_a_broken_graph_be
 def test_executorch_program_equals_pytorch_with_metadata_inside(tmp_path, capsys) -> None:
     from squeezenet.deploy.executorch import ExecuTorchModel, export_executorch
 
-    model = _cifar_model(tmp_path)
+    model = cifar_test_model(tmp_path)
     x = _images(5)
     path = tmp_path / "m4.pte"  # (batch-1 programs: test_published_model_on_every_runtime)
     check = export_executorch(model, path, check_images=x, batch=4)
@@ -231,27 +223,29 @@ def test_executorch_program_equals_pytorch_with_metadata_inside(tmp_path, capsys
 
 @pytest.mark.slow
 @needs_executorch
-def test_foreign_executorch_programs_and_wrong_runtimes_are_one_line_errors(tmp_path) -> None:
+def test_foreign_executorch_programs_and_wrong_runtimes_are_one_line_errors(tmp_path, capsys) -> None:
     from executorch.exir import to_edge
+
+    from squeezenet.cli import main  # in-process: the verb's one line and exit status are the subject
 
     program = to_edge(torch.export.export(torch.nn.Linear(3, 2), (torch.zeros(1, 3),))).to_executorch()
     foreign = tmp_path / "foreign.pte"
     foreign.write_bytes(program.buffer)
     garbage = tmp_path / "garbage.pte"
     garbage.write_bytes(b"not a program" * 10)
+    capsys.readouterr()  # (torchao's import warns on stderr when executorch.exir is imported above)
     for path, words in ((foreign, "without squeezenet metadata"), (garbage, "not a loadable ExecuTorch program")):
-        run = subprocess.run([sys.executable, "-m", "squeezenet", "predict", "-w", str(path), str(path)],
-                             capture_output=True, text=True)
-        lines = run.stderr.strip().splitlines()
-        assert run.returncode != 0 and len(lines) == 1 and words in lines[0] and str(path) in lines[0], run.stderr
+        assert main(["predict", "-w", str(path), str(path)]) == 1
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0] and str(path) in lines[0], err
     with pytest.raises(SqueezeNetError, match="does not run .pte files"):
         Classifier.load(foreign, runtime="onnxruntime")
 
 
-def test_auto_measures_once_per_file_and_remembers(tmp_path, monkeypatch) -> None:
-    model = _cifar_model(tmp_path)
+def test_auto_measures_once_per_file_and_remembers(tmp_path, monkeypatch, cifar_onnx) -> None:
     path = tmp_path / "m.onnx"
-    export_onnx(model, path, check_images=_images(4))
+    shutil.copyfile(cifar_onnx, path)  # (changed below)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     timed: list[str] = []
     real_open = runtime_module.open_runtime
@@ -312,7 +306,7 @@ def test_published_model_on_every_runtime(tmp_path) -> None:
 def test_indexed_weights_are_bit_exact_and_smaller_to_ship(tmp_path) -> None:
     import gzip
 
-    model = _cifar_model(tmp_path)
+    model = cifar_test_model(tmp_path)
     with torch.no_grad():  # shared weights, as Deep Compression leaves them: 16 values per layer
         for m in model.modules():
             if isinstance(m, torch.nn.Conv2d):
@@ -334,18 +328,17 @@ def test_indexed_weights_are_bit_exact_and_smaller_to_ship(tmp_path) -> None:
 
 @needs_openvino
 def test_openvino_finds_external_weights_beside_the_model_from_any_folder_and_writes_no_telemetry(tmp_path, capsys,
-                                                                                                   monkeypatch) -> None:
+                                                                                                   monkeypatch,
+                                                                                                   cifar_onnx) -> None:
     """A valid ONNX file whose weights are external data beside it loads from another working directory (the
     pre-check resolved them against the cwd); and loading it through OpenVINO writes nothing under $HOME (OpenVINO's
     telemetry writes ~/intel/openvino_ga_cid and ~/intel/stats on import, and phones home). In a child process: a
     fresh interpreter imports OpenVINO for the first time, with its own HOME."""
     import onnx
 
-    model = _cifar_model(tmp_path)
     folder = tmp_path / "models"
     folder.mkdir()
-    export_onnx(model, folder / "plain.onnx", check_images=_images(2))
-    proto = onnx.load(str(folder / "plain.onnx"))
+    proto = onnx.load(str(cifar_onnx))
     onnx.save_model(proto, str(folder / "external.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="external.onnx.data")  # onnx's default: tensors over 1 KB beside it
     assert (folder / "external.onnx.data").stat().st_size > 10 * (folder / "external.onnx").stat().st_size  # the weights

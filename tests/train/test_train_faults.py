@@ -91,9 +91,8 @@ def test_kill_before_the_first_checkpoint_restarts_with_resume(tmp_path, env, ca
     monkeypatch.setenv("SQUEEZENET_DATA", env["SQUEEZENET_DATA"])
     assert main(["train", *SMALL, "--epochs", "1", "-o", str(run)]) == 1  # in-process: refused before any work
     assert "already holds a run" in capsys.readouterr().err
-    resumed = _squeezenet(["train", "--resume", str(run), "--no-progress"], env)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "starting it over" in resumed.stderr
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0  # resumes in-process too (one process less)
+    assert "starting it over" in capsys.readouterr().err
     assert (run / "metrics.json").is_file() and _epoch(run / "checkpoints" / "last.ckpt") == 0
 
 
@@ -124,10 +123,11 @@ def test_a_second_trainer_on_the_same_folder_is_refused_at_once(tmp_path, env, c
     assert "in use" not in after.stderr
 
 
-def test_sigterm_saves_exits_non_zero_and_resume_continues_exactly(tmp_path, env):
+def test_sigterm_saves_exits_non_zero_and_resume_continues_exactly(tmp_path, env, capsys, monkeypatch):
     args = ["train", *SMALL, "--epochs", "2", "--set", "data.limit_train=256"]  # 4 steps an epoch
-    reference = tmp_path / "reference"
-    assert _squeezenet([*args, "-o", str(reference)], env).returncode == 0
+    reference = tmp_path / "reference"  # the run never stopped, and the resume, in-process: one process less each
+    monkeypatch.setenv("SQUEEZENET_DATA", env["SQUEEZENET_DATA"])
+    assert main([*args, "-o", str(reference)]) == 0
 
     run = tmp_path / "run"  # SIGTERM as step 7 begins: epoch 2, batch 3, on any CPU
     stopped_run = subprocess.run([sys.executable, str(TESTS / "fault_worker.py"), *args, "-o", str(run)],
@@ -140,8 +140,8 @@ def test_sigterm_saves_exits_non_zero_and_resume_continues_exactly(tmp_path, env
     assert f"`squeezenet train --resume {run}` continues" in stopped[0]
     assert not (run / "metrics.json").exists()
 
-    resumed = _squeezenet(["train", "--resume", str(run), "--no-progress"], env)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
     ours = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     ref = torch.load(reference / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ours["global_step"] == ref["global_step"]
@@ -149,21 +149,21 @@ def test_sigterm_saves_exits_non_zero_and_resume_continues_exactly(tmp_path, env
         torch.testing.assert_close(ours["state_dict"][key], value, rtol=0, atol=1e-6)
 
 
-def test_a_time_budget_that_ends_a_run_says_so_and_a_spent_one_is_not_resumed(tmp_path, env, capsys):
+def test_a_time_budget_that_ends_a_run_says_so_and_a_spent_one_is_not_resumed(tmp_path, env, capsys, monkeypatch):
+    monkeypatch.setenv("SQUEEZENET_DATA", env["SQUEEZENET_DATA"])
     run = tmp_path / "run"
     args = [a for a in SMALL if a not in ("--time-budget", "0")]
-    done = _squeezenet(["train", *args, "--set", "data.limit_train=2048", "--epochs", "2", "--time-budget", "2",
-                        "-o", str(run)], env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "time budget of 2 s reached in epoch 1 of 2, after " in done.stderr
+    assert main(["train", *args, "--set", "data.limit_train=2048", "--epochs", "2", "--time-budget", "2",
+                 "-o", str(run)]) == 0
+    assert "time budget of 2 s reached in epoch 1 of 2, after " in capsys.readouterr().err
     metrics = json.loads((run / "metrics.json").read_text())  # (with --json, the JSON says it: stopped_by)
     assert metrics["stopped_by"] == "time budget" and metrics["epochs"] < 2
     assert main(["train", "--resume", str(run)]) == 1  # in-process: refused before any work
     assert _errors(capsys.readouterr().err) == [f"squeezenet: error: {run}: its time budget of 2 s is spent "
                                      f"({metrics['train_time_s']:.0f} s trained), nothing is left to train; give it more "
                                      "with --time-budget SECONDS or none with --time-budget 0"]
-    more = _squeezenet(["train", "--resume", str(run), "--time-budget", "0", "--json"], env)
-    assert more.returncode == 0 and json.loads(more.stdout)["epochs"] == 2
+    assert main(["train", "--resume", str(run), "--time-budget", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["epochs"] == 2
 
 
 class _Payload:
@@ -179,8 +179,7 @@ class _Payload:
 def test_a_damaged_last_checkpoint_is_one_line_naming_it_and_the_earlier_one(tmp_path, env, capsys, monkeypatch):
     run = tmp_path / "run"
     monkeypatch.setenv("SQUEEZENET_DATA", env["SQUEEZENET_DATA"])
-    done = _squeezenet(["train", *SMALL, "--set", "data.limit_train=256", "--epochs", "1", "-o", str(run)], env)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert main(["train", *SMALL, "--set", "data.limit_train=256", "--epochs", "1", "-o", str(run)]) == 0
     last = run / "checkpoints" / "last.ckpt"
     best = sorted((run / "checkpoints").glob("epoch*.ckpt"))
     assert last.is_file() and len(best) == 1
@@ -197,6 +196,5 @@ def test_a_damaged_last_checkpoint_is_one_line_naming_it_and_the_earlier_one(tmp
         assert f"{best[0].name} is beside it: copy it over last.ckpt" in errors[0]
     assert not marker.exists()
     best[0].replace(last)  # what the message says to do: the run resumes from the best epoch
-    resumed = _squeezenet(["train", "--resume", str(run), "--epochs", "2"], env)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 2

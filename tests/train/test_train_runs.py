@@ -83,28 +83,29 @@ def _last_weights(run: Path) -> dict:
     return ckpt["state_dict"], ckpt["epoch"]
 
 
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, data_root):
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, data_root, capsys, monkeypatch):
     # 256 images an epoch (4 steps of 64): the SIGKILL lands as step 6 begins, in epoch 2 after its checkpoint-free
-    # first batch, at the same batch on any CPU (tests/fault_worker.py)
+    # first batch, at the same batch on any CPU (tests/fault_worker.py). The run never killed and the resume run
+    # in-process (as the detector's test does): only the killed run needs a process of its own.
     args = ["train", "--data", "cifar10", "-o", "{run}", "--epochs", "2", *SMALL, "--set", "data.limit_train=256",
             "--set", "data.limit_val=128"]
-    cmd = lambda run: [sys.executable, "-m", "squeezenet", *[a.format(run=run) for a in args]]
-    env = _env(data_root)
+    cmd = lambda run: [a.format(run=run) for a in args]
+    monkeypatch.setenv("SQUEEZENET_DATA", data_root)
 
     reference = tmp_path / "reference"
-    subprocess.run(cmd(reference), env=env, check=True, capture_output=True, timeout=300)
+    assert main(cmd(reference)) == 0
 
     killed = tmp_path / "killed"
-    done = subprocess.run([sys.executable, str(TESTS / "fault_worker.py"), *cmd(killed)[3:]],
-                          env={**env, "SIGNAL_AT_STEP": "6", "SIGNAL": "KILL"}, capture_output=True, timeout=300)
+    done = subprocess.run([sys.executable, str(TESTS / "fault_worker.py"), *cmd(killed)],
+                          env={**_env(data_root), "SIGNAL_AT_STEP": "6", "SIGNAL": "KILL"}, capture_output=True,
+                          timeout=300)
     assert done.returncode == -9, done.stderr[-2000:]
     _, epoch = _last_weights(killed)  # loads: the checkpoint on disk is whole
     assert epoch == 0  # Lightning's 0-based index of the last completed epoch
     assert not (killed / "metrics.json").exists()
 
-    resumed = subprocess.run([sys.executable, "-m", "squeezenet", "train", "--resume", str(killed), "--no-progress"],
-                             env=env, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert main(["train", "--resume", str(killed), "--no-progress"]) == 0
+    capsys.readouterr()
     assert json.loads((killed / "metrics.json").read_text())["epochs"] == 2
     weights, epoch = _last_weights(killed)
     ref_weights, ref_epoch = _last_weights(reference)

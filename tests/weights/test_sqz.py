@@ -277,6 +277,19 @@ def test_golomb_streams_round_trip_and_damage_is_a_value_error() -> None:
         golomb_decode(data, 400)  # more left than padding
 
 
+def test_bits_are_packed_as_a_string_of_binary_digits_would_be() -> None:
+    """numpy's packing against the obvious reference: each value's binary digits, left-padded to its width."""
+    from squeezenet.weights.coding import golomb_widths, pack_bits
+
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.integers(0, 2**20, 300), [0, 1, 2**52 - 1, 2**52 + 5]])
+    widths = np.concatenate([golomb_widths(values[:300], 3), [1, 7, 52, 105]])  # 105: wider than any shift
+    digits = "".join(format(int(v), "b").zfill(int(w)) for v, w in zip(values, widths))
+    digits += "0" * (-len(digits) % 8)
+    assert pack_bits(values, widths) == int(digits, 2).to_bytes(len(digits) // 8, "big")
+    assert golomb_widths(np.array([2**52 - 2]), 0).tolist() == [2 * 52 - 1]  # exact: log2(2**52 - 1) rounds to 52.0
+
+
 def _trained_looking_model():
     """Weight-shared layers whose codebooks and biases are arbitrary float32 values, as k-means leaves them."""
     model = create_model("squeezenet1_1_cifar")

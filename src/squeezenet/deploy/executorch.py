@@ -16,6 +16,7 @@ against the fp32 model on the calibration images unless forced.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -45,17 +46,21 @@ logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """The XNNPACK threadpool's cpuinfo prints five lines of C++ diagnostics to file descriptor 2 when the first
-    method loads ("Failed to open midr file" on x86); they say nothing to a user."""
+    method loads ("Failed to open midr file" on x86), and the program loader logs a line for a bad file through
+    Python's ``sys.stderr`` (which is not file descriptor 2 in a notebook or under a test's capture); they say
+    nothing to a user."""
     sys.stderr.flush()
     try:
         saved = os.dup(2)
-    except OSError:  # no file descriptor 2 (embedded interpreters): nothing to silence
-        yield
+    except OSError:  # no file descriptor 2 (embedded interpreters): Python's stream only
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
         return
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
-        yield
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)

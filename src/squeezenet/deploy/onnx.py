@@ -80,6 +80,29 @@ def _export_fp32(model: Network, path: Path, opset: int) -> None:
     onnx.save(proto, str(path))
 
 
+def _with_weights_of(model: Network, exported_from: Network, exported: Path, out: Path) -> bool:
+    """Write ``exported`` (the graph of ``exported_from``) with ``model``'s tensors where they differ from
+    ``exported_from``'s, found by name among its initializers, instead of exporting ``model`` (same architecture,
+    other weights) again: the dynamo exporter takes seconds. False, and nothing written, when a tensor that differs
+    is not an initializer of that name and shape (the exporter folded or renamed it: export instead)."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(exported))
+    inits = {init.name: init for init in proto.graph.initializer}
+    before = exported_from.state_dict()
+    for name, tensor in model.state_dict().items():
+        if name in before and torch.equal(before[name], tensor):
+            continue  # (unchanged: wherever the exporter put it, e.g. a zero bias it dropped)
+        value = tensor.detach().cpu().numpy()
+        init = inits.get(name)
+        if init is None or tuple(init.dims) != value.shape or init.data_type != onnx.TensorProto.FLOAT:
+            return False
+        init.CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
+    onnx.save(proto, str(out))
+    return True
+
+
 def _set_metadata(path: Path, meta: dict[str, str]) -> None:
     import onnx
 
@@ -180,7 +203,9 @@ def export_onnx(model: Network, path: str | Path, *, check_images: torch.Tensor,
             final, reference, source = Path(tmp) / "int8.onnx", fp32, None
             if int8_weights == "gptq":
                 source = Path(tmp) / "gptq.onnx"
-                _export_fp32(gptq_int8_weights(plain, calibration), source, opset)  # type: ignore[arg-type]
+                rounded = gptq_int8_weights(plain, calibration)  # type: ignore[arg-type]
+                if not _with_weights_of(rounded, plain, fp32, source):
+                    _export_fp32(rounded, source, opset)
             quality = quantize_checked(reference, final, calibration, gate=gate,  # type: ignore[arg-type]
                                        method=calibration_method, force=force, threads=threads, source=source,
                                        weights=int8_weights)

@@ -28,26 +28,19 @@ HUFFMAN_MAX_SYMBOLS = 1 << 16
 MAX_ALPHABET = 1 << 16
 
 
-class BitWriter:
-    """MSB-first bit packing for the small side tables (Python ints: tables have at most a few thousand entries)."""
+def _bit_lengths(values: np.ndarray) -> np.ndarray:
+    """``int.bit_length`` of each non-negative value (exact: frexp's exponent of an integer below 2**53)."""
+    return np.frexp(values.astype(np.float64))[1].astype(np.int64)
 
-    def __init__(self) -> None:
-        self.value, self.bits = 0, 0
 
-    def write(self, value: int, bits: int) -> None:
-        self.value = (self.value << bits) | value
-        self.bits += bits
-
-    def write_golomb(self, value: int, k: int) -> None:
-        """Exp-Golomb code of order ``k`` for ``value >= 0``."""
-        u = value + (1 << k)
-        n = u.bit_length()
-        self.write(0, n - k - 1)
-        self.write(u, n)
-
-    def to_bytes(self) -> bytes:
-        pad = -self.bits % 8
-        return ((self.value << pad).to_bytes((self.bits + pad) // 8, "big")) if self.bits else b""
+def pack_bits(values: np.ndarray, widths: np.ndarray) -> bytes:
+    """Each value (below 2**62) in its width of bits, MSB first, one after another, zero-padded to whole bytes
+    (numpy: a table of 65,536 codes was two million Python calls). Widths may exceed a value's bits: leading zeros."""
+    if not values.size:
+        return b""
+    shifts = np.arange(int(widths.max()) - 1, -1, -1)
+    bits = (values[:, None] >> np.minimum(shifts, 62)) & 1  # a shift past 62 would wrap; those bits are 0
+    return np.packbits(bits[shifts[None, :] < widths[:, None]].astype(np.uint8)).tobytes()
 
 
 class BitReader:
@@ -69,8 +62,8 @@ class BitReader:
         return ((1 << (zeros + k)) | self.read(zeros + k)) - (1 << k)
 
 
-def _zigzag(v: int) -> int:
-    return 2 * v if v >= 0 else -2 * v - 1
+def _zigzag(v: np.ndarray) -> np.ndarray:
+    return np.where(v >= 0, 2 * v, -2 * v - 1)
 
 
 def _unzigzag(u: int) -> int:
@@ -95,14 +88,12 @@ def level_probabilities(levels: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def _write_table(levels: np.ndarray, resolution: int) -> bytes:
-    deltas = [_zigzag(int(d)) for d in np.diff(levels, prepend=0)]
-    best_k = min(range(4), key=lambda k: sum(((u + (1 << k)).bit_length() * 2 - k - 1) for u in deltas))
-    w = BitWriter()
-    w.write(RESOLUTIONS.index(resolution), 2)
-    w.write(best_k, 2)
-    for u in deltas:
-        w.write_golomb(u, best_k)
-    return w.to_bytes()
+    """2 bits of resolution, 2 bits of ``k``, then the zigzagged differences as Exp-Golomb codes of the order ``k``
+    that is shortest (the code of ``u`` is ``u + 2**k`` in ``2 * bit_length(u + 2**k) - k - 1`` bits)."""
+    deltas = _zigzag(np.diff(levels.astype(np.int64), prepend=0))
+    k = min(range(4), key=lambda order: golomb_bits(deltas, order))
+    values = np.concatenate([[RESOLUTIONS.index(resolution), k], deltas + (1 << k)])
+    return pack_bits(values, np.concatenate([[2, 2], golomb_widths(deltas, k)]))
 
 
 def _read_table(data: bytes, alphabet: int) -> tuple[np.ndarray, int]:
@@ -294,10 +285,15 @@ def bits_for(centroids: int) -> int:
 MAX_GOLOMB_ORDER = 31
 
 
+def golomb_widths(values: np.ndarray, k: int) -> np.ndarray:
+    """Bits of each order-``k`` Exp-Golomb code: ``u`` is written as ``u + 2**k`` in ``2 * bit_length(u + 2**k) -
+    k - 1`` bits (its leading zeros say how long it is)."""
+    return 2 * _bit_lengths(np.asarray(values, dtype=np.int64) + (1 << k)) - k - 1
+
+
 def golomb_bits(values: np.ndarray, k: int) -> int:
     """Length in bits of the order-``k`` Exp-Golomb codes of ``values`` (non-negative ints)."""
-    lengths = np.floor(np.log2(values.astype(np.float64) + (1 << k))).astype(np.int64) + 1
-    return int((2 * lengths - k - 1).sum())
+    return int(golomb_widths(values, k).sum())
 
 
 def golomb_encode(values: np.ndarray) -> bytes:
@@ -309,13 +305,7 @@ def golomb_encode(values: np.ndarray) -> bytes:
     if values.size and (values.min() < 0 or values.max() >= 1 << 52):
         raise SqueezeNetError("Exp-Golomb values must be in [0, 2**52)")
     k = min(range(MAX_GOLOMB_ORDER + 1), key=lambda order: golomb_bits(values, order))
-    parts = [format(k, "05b")]
-    for u in (values + (1 << k)).tolist():
-        body = format(u, "b")
-        parts.append("0" * (len(body) - k - 1) + body)
-    bits = "".join(parts)
-    bits += "0" * (-len(bits) % 8)
-    return int(bits, 2).to_bytes(len(bits) // 8, "big")
+    return pack_bits(np.concatenate([[k], values + (1 << k)]), np.concatenate([[5], golomb_widths(values, k)]))
 
 
 def golomb_decode(data: bytes, count: int) -> np.ndarray:
