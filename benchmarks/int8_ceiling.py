@@ -110,8 +110,8 @@ def simulated(model: nn.Module, ranges: dict[str, tuple[torch.Tensor, torch.Tens
 
 def main() -> None:
     from squeezenet.common.cpu import cpu_summary
-    from squeezenet.compress.calibration import calibration_images
     from squeezenet.inference.fidelity import fidelity
+    from squeezenet.inference.preloaded import unlabelled_images
     from squeezenet.weights.api import load_weights
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -124,8 +124,8 @@ def main() -> None:
     torch.manual_seed(0)
     start = time.perf_counter()
     model = load_weights(args.weights).eval()
-    calib = calibration_images(model.meta, args.calibration, args.images)
-    data = calibration_images(model.meta, args.data, args.images)
+    calib = unlabelled_images(model.meta, args.calibration, args.images)
+    data = unlabelled_images(model.meta, args.data, args.images)
     reference = run(model, data)
     values, extremes = collect(model, calib[:128])
     flat = {n: v.reshape(1, -1)[:, torch.randperm(v.numel())[:PER_TENSOR_VALUES]] for n, v in values.items()}

@@ -33,11 +33,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from squeezenet.common.cpu import cpu_model  # noqa: E402
-from squeezenet.compress.calibration import calibration_images  # noqa: E402
 from squeezenet.data import load_rgb_image  # noqa: E402
 from squeezenet.deploy import export_onnx  # noqa: E402
 from squeezenet.deploy.ort import ort_session, run_onnx  # noqa: E402
 from squeezenet.inference.fidelity import FidelityGate, fidelity  # noqa: E402
+from squeezenet.inference.preloaded import unlabelled_images  # noqa: E402
 from squeezenet.models import create_model  # noqa: E402
 from squeezenet.weights import Preprocessing, load_weights  # noqa: E402
 
@@ -92,14 +92,14 @@ def main() -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         published = load_weights(SHARED / "deep-compression" / "compressed_SqueezeNet.net").eval()
-        calib = calibration_images(published.meta, SHARED / "imagenet-calib")
-        held = calibration_images(published.meta, SHARED / "imagenet-samples")
+        calib = unlabelled_images(published.meta, SHARED / "imagenet-calib")
+        held = unlabelled_images(published.meta, SHARED / "imagenet-samples")
         rows += measure("published DC (ImageNet)", published, calib, held, Path(tmp))
 
         torch.manual_seed(0)
         init = create_model("squeezenet1_1").eval()
-        calib = calibration_images(init.meta, SHARED / "imagenet-calib")
-        held = calibration_images(init.meta, SHARED / "imagenet-samples")
+        calib = unlabelled_images(init.meta, SHARED / "imagenet-calib")
+        held = unlabelled_images(init.meta, SHARED / "imagenet-samples")
         rows += measure("torchvision-init 1_1", init, calib, held, Path(tmp))
 
         torch.manual_seed(0)

@@ -193,9 +193,9 @@ def test_published_model_keeps_every_answer_under_520000_bytes_without_images(tm
     how, size = fit_without_data(model, 520_000, sqz_size)
     assert size <= 520_000 - 256 and "grid" in how
     path = save_weights(model, tmp_path / "dc.sqz", max_bytes=520_000)
-    from squeezenet.compress.calibration import calibration_images
+    from squeezenet.inference.preloaded import unlabelled_images
 
-    x = calibration_images(reference.meta, calib, limit=40)
+    x = unlabelled_images(reference.meta, calib, limit=40)
     with torch.no_grad():
         a, b = load_weights(path)(x), reference(x)
     assert float((a - b).abs().max()) <= 1e-3 and torch.equal(a.argmax(1), b.argmax(1))
@@ -284,17 +284,18 @@ def test_the_budget_counts_the_mask_a_raw_layer_gains_on_a_grid() -> None:
 
 
 def test_reconstruction_decodes_each_calibration_image_once(tmp_path, monkeypatch) -> None:
-    import squeezenet.compress.calibration as calibration
+    import importlib
 
+    images = importlib.import_module("squeezenet.data.images")  # where every reader decodes
     folder = image_folder(tmp_path / "calib", 6)
     decoded: list[str] = []
-    real = calibration.load_rgb_image
+    real = images.load_rgb_image
 
     def counting(path):
         decoded.append(str(path))
         return real(path)
 
-    monkeypatch.setattr(calibration, "load_rgb_image", counting)
+    monkeypatch.setattr(images, "load_rgb_image", counting)
     compressed, log = compress_model(_small_model(), Reconstruct(calibration=folder, density=0.6, bits=4))
     assert sorted(decoded) == sorted({*decoded}) and len(decoded) == 6  # every image once, one reading in all
     assert all(q.centroids <= 16 for q in log.quantization) and "reconstruction" in log.method

@@ -230,3 +230,29 @@ def test_preloading_too_many_images_is_refused_before_decoding(dc_model, small_f
     assert decoded == []  # nothing decoded before the refusal
     images, labels = load_images(dc_model, small_flat_folder, limit=3, max_bytes=3 * per_image + 1)
     assert len(decoded) == 3 and len(images) == len(labels) <= 3 and images.shape[1:] == (3, 227, 227)
+
+
+def test_unlabelled_images_are_read_once_through_the_models_preprocessing(dc_model, small_flat_folder, monkeypatch,
+                                                                          caplog):
+    """The calibration/check reader shares load_images' memory check (before decoding) and decoding (the model's
+    eval transforms; an unreadable file is a warning naming it, not an error)."""
+    import importlib
+
+    from squeezenet.inference.preloaded import load_images, unlabelled_images
+
+    per_image = 2 * 4 * 3 * 227 * 227
+    data_module = importlib.import_module("squeezenet.data.images")
+    decoded: list[str] = []
+    real_load = data_module.load_rgb_image
+    monkeypatch.setattr(data_module, "load_rgb_image", lambda path: decoded.append(path) or real_load(path))
+    with pytest.raises(ValueError, match=r"flat: 5 images of 227x227 would take .* use 3 or fewer"):
+        unlabelled_images(dc_model.meta, small_flat_folder, max_bytes=3 * per_image + 1)
+    assert decoded == []
+    with caplog.at_level("WARNING", logger="squeezenet"):
+        images = unlabelled_images(dc_model.meta, small_flat_folder)
+    assert len(decoded) == 5 and images.shape == (4, 3, 227, 227)  # the broken JPEG skipped
+    assert any("n01443537_broken.JPEG" in r.getMessage() for r in caplog.records)
+    labelled, _ = load_images(dc_model, small_flat_folder)
+    assert torch.equal(images, labelled)  # the same pixels as evaluation's reader
+    with pytest.raises(ValueError, match="not a folder of images"):
+        unlabelled_images(dc_model.meta, small_flat_folder / "n01440764_tench.JPEG")

@@ -10,11 +10,11 @@ pytest.importorskip("lightning")
 
 from conftest import image_folder  # noqa: E402
 from squeezenet.compress import PostTraining, Reconstruct, compress_model  # noqa: E402
-from squeezenet.compress.calibration import calibration_images  # noqa: E402
 from squeezenet.compress.finetune import finetune, finetune_recipe  # noqa: E402
 from squeezenet.compress.quantize import quantize  # noqa: E402
 from squeezenet.data.training import eval_transform  # noqa: E402
 from squeezenet.errors import SqueezeNetError  # noqa: E402
+from squeezenet.inference.preloaded import unlabelled_images  # noqa: E402
 from squeezenet.models import create_model, prunable_layers  # noqa: E402
 from squeezenet.models.preprocessing import CAFFE  # noqa: E402
 from squeezenet.train.module import ClassifierModule  # noqa: E402
@@ -75,7 +75,7 @@ def test_teacher_only_finetuning_works_on_a_caffe_preset_model(tmp_path) -> None
     folder = image_folder(tmp_path / "calib", 16, size=(64, 80))
     teacher, student = _caffe_model(), _caffe_model()
     quantize(student, dict.fromkeys(prunable_layers(student), 2), init="linear")
-    x = calibration_images(teacher.meta, folder)
+    x = unlabelled_images(teacher.meta, folder)
     before = _kl(student, teacher, x)
     recipe = finetune_recipe(student, epochs=3, lr=1e-3, optimizer="adamw", weight_decay=0.0, unlabelled=True,
                              overrides={"batch_size": 8})

@@ -155,9 +155,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     """
     import torch
 
-    from ..compress.calibration import calibration_images
     from ..errors import SqueezeNetError
     from ..inference.fidelity import FidelityGate
+    from ..inference.preloaded import unlabelled_images
     from ..weights import load_weights
 
     gate = FidelityGate(args.min_agreement, args.min_snr)
@@ -176,13 +176,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _export_with_preprocessing(args, model, fmt)
     check_dir = args.check or args.calibration
     if check_dir:  # (unlabelled: any folder of images)
-        images = calibration_images(model.meta, check_dir, args.check_images)
+        images = unlabelled_images(model.meta, check_dir, args.check_images)
     else:
         crop = model.meta.preprocessing.crop
         images = torch.randn(args.check_images, model.meta.config.in_chans, crop, crop,
                              generator=torch.Generator().manual_seed(0))
         logging.getLogger("squeezenet.cli").warning("no --check DIR: the export is checked on random inputs, not real images")
-    calibration = calibration_images(model.meta, args.calibration, args.calibration_images) if args.int8 else None
+    calibration = unlabelled_images(model.meta, args.calibration, args.calibration_images) if args.int8 else None
     if fmt == "executorch":
         from ..deploy.executorch import export_executorch
 

@@ -138,9 +138,9 @@ def _reconstruct(model: Network, method: Reconstruct, work: CompressionWorkDir |
                  progress_bar: bool | None) -> tuple[Network, CompressionLog]:
     """Weights chosen for each layer's output on the calibration images (read once: the tensor every step uses);
     with centroid epochs, codebooks and biases then distilled on the input model's outputs."""
+    from ..inference.preloaded import unlabelled_images
     from ..weights import sqz_tensor_bytes
     from .byte_budget import fit_with_data, kmeans_reconstruction
-    from .calibration import calibration_images
     from .grid_plan import step_bits
 
     record = CompressionLog()
@@ -153,7 +153,7 @@ def _reconstruct(model: Network, method: Reconstruct, work: CompressionWorkDir |
     _prune_now(model, method)
     plain = fold_batch_norm(model)
     bits = parse_bits(method.bits, plain)
-    images = calibration_images(plain.meta, method.calibration)
+    images = unlabelled_images(plain.meta, method.calibration)
     if method.max_bytes is None:
         logger.info(f"weight sharing: k-means, weights assigned by reconstruction on {len(images)} images")
         kmeans_reconstruction(plain, images, bits, progress=lambda path: None)

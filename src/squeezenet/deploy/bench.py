@@ -33,10 +33,9 @@ import torch
 from ..common.cpu import cpu_summary
 from ..common.device import resolve_device
 from ..common.extras import missing
-from ..compress.calibration import calibration_images as calibration_images_of
 from ..errors import SqueezeNetError
 from ..inference.fidelity import DEFAULT_GATE, fidelity
-from ..inference.preloaded import load_images
+from ..inference.preloaded import load_images, unlabelled_images
 from ..models import InferenceModel
 from ..weights import load_weights
 from .metadata import FileModel
@@ -182,7 +181,7 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
     model = load_weights(weights).eval()
     images, labels = load_images(model, data, limit)
     labelled = bool(labels.numel()) and bool((labels >= 0).all())
-    calib = calibration_images_of(model.meta, calibration, calibration_images) if calibration else images[:64]
+    calib = unlabelled_images(model.meta, calibration, calibration_images) if calibration else images[:64]
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     weights_path = Path(str(weights))
