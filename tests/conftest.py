@@ -66,6 +66,38 @@ def cifar_onnx(tmp_path_factory) -> Path:
     return folder / "cifar.onnx"
 
 
+def patterns(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images whose class (0..9) is a bright square at one of ten places on noise: learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    x = 0.5 * torch.randn(n, 3, 32, 32, generator=g)
+    for i, k in enumerate(labels.tolist()):
+        row, col = divmod(k, 5)
+        x[i, k % 3, 4 + 14 * row:14 + 14 * row, 1 + 6 * col:7 + 6 * col] += 2.5
+    return x, labels
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Path:
+    """The test network after 60 SGD steps on :func:`patterns`: its answers follow the input, as a trained
+    model's do (a random network answers one class for nearly every input, whatever int8 does to it)."""
+    folder = tmp_path_factory.mktemp("trained")
+    model = cifar_test_model(folder).train()
+    torch.manual_seed(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x, y = patterns(960, seed=5)
+    for step in range(60):
+        batch = slice(16 * step, 16 * step + 16)
+        loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    from squeezenet.weights import save_weights
+
+    save_weights(model.eval(), folder / "trained.safetensors")
+    return folder / "trained.safetensors"
+
+
 def pytest_collection_modifyitems(items: list) -> None:
     """Tests marked ``slow`` run first. pytest-xdist hands tests out in collection order, so a minute-long test
     collected last ran alone at the end while the other worker idled (350 of 806 s, measured)."""

@@ -15,12 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import cifar_test_model, require_shared
+from conftest import cifar_test_model, patterns, require_shared
 from squeezenet.deploy import RUNTIMES, Classifier, OnnxModel, export_onnx
 from squeezenet.deploy import runtime as runtime_module
 from squeezenet.errors import SqueezeNetError
 from squeezenet.inference.fidelity import DEFAULT_GATE, FidelityGate
-from squeezenet.weights import load_weights, save_weights
+from squeezenet.weights import load_weights
 
 NO_GATE = FidelityGate(0.0, -300.0)  # where the file's fidelity is not the subject
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="the [openvino] extra is not installed")
@@ -46,43 +46,13 @@ def test_cli_runtime_choices_are_the_library_runtimes() -> None:
     assert tuple(next(a for a in bench._actions if a.dest == "runtime").choices) == BENCH_RUNTIMES
 
 
-def _patterns(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images whose class (0..9) is a bright square at one of ten places on noise: learnable in a few steps."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 10
-    x = 0.5 * torch.randn(n, 3, 32, 32, generator=g)
-    for i, k in enumerate(labels.tolist()):
-        row, col = divmod(k, 5)
-        x[i, k % 3, 4 + 14 * row:14 + 14 * row, 1 + 6 * col:7 + 6 * col] += 2.5
-    return x, labels
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """The test network after 60 SGD steps on :func:`_patterns`: its answers follow the input, as a trained
-    model's do (a random network answers one class for nearly every input, whatever int8 does to it)."""
-    folder = tmp_path_factory.mktemp("trained")
-    model = cifar_test_model(folder).train()
-    torch.manual_seed(0)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    x, y = _patterns(960, seed=5)
-    for step in range(60):
-        batch = slice(16 * step, 16 * step + 16)
-        loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    save_weights(model.eval(), folder / "trained.safetensors")
-    return folder / "trained.safetensors"
-
-
 def _answering_model(trained: Path, one_class: bool = False):
     """The trained network; ``one_class``: with class 0's bias raised above every other logit, so every input
     gets class 0 (what a random or degenerate model does) while the other outputs still follow the input."""
     model = load_weights(trained).eval()
     if one_class:
         with torch.no_grad():
-            logits = model(_patterns(200, seed=9)[0])
+            logits = model(patterns(200, seed=9)[0])
             model.classifier[1].bias[0] += 2 * float(logits.max() - logits.min()) + 1
     return model
 
@@ -100,7 +70,7 @@ def test_int8_gate_refuses_a_broken_file_that_agreement_alone_would_pass(tmp_pat
     """The reference answers class 0 for every input: any file agrees on 1.000 of the top-1 answers. The broken
     int8 file (outlier calibration) is refused all the same, by its logit SNR; a faithful one is written."""
     model = _answering_model(trained, one_class=True)
-    calib = _patterns(32, seed=1)[0]
+    calib = patterns(32, seed=1)[0]
     with torch.no_grad():
         assert set(model(calib).argmax(1).tolist()) == {0}
     out = tmp_path / "broken.onnx"
@@ -119,7 +89,7 @@ def test_int8_gate_refuses_a_broken_file_that_agreement_alone_would_pass(tmp_pat
 @pytest.mark.slow
 def test_int8_that_fails_the_gate_is_refused_and_force_writes_the_best(tmp_path, trained) -> None:
     model = _answering_model(trained)
-    calib = _patterns(32, seed=1)[0]
+    calib = patterns(32, seed=1)[0]
     with torch.no_grad():
         assert len(set(model(calib).argmax(1).tolist())) >= 5  # a reference whose answers vary
     out = tmp_path / "bad.onnx"
@@ -138,7 +108,7 @@ def test_int8_that_fails_the_gate_is_refused_and_force_writes_the_best(tmp_path,
 
 def test_int8_that_agrees_is_written_whole(tmp_path, trained) -> None:
     model = _answering_model(trained)
-    calib = _patterns(32, seed=1)[0]
+    calib = patterns(32, seed=1)[0]
     check = export_onnx(model, tmp_path / "ok.onnx", check_images=calib[:8], int8=True, calibration=calib,
                         calibration_method="minmax", int8_weights="nearest", gate=FidelityGate(0.5, 15.0))
     assert check.int8 is not None and check.int8.agreement >= 0.5 and check.int8.fp32_layers == []

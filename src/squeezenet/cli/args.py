@@ -87,12 +87,12 @@ def parse_option(text: str) -> tuple[str, Any]:
 
 
 # kept in step with squeezenet.deploy.runtime.RUNTIMES (a test checks); listed here so --help imports nothing
-RUNTIME_CHOICES = ("auto", "pytorch", "onnxruntime", "openvino", "openvino-fp32", "executorch")
+RUNTIME_CHOICES = ("auto", "pytorch", "onnxruntime", "openvino", "openvino-fp32", "executorch", "litert")
 
 
 def add_weights(p: argparse.ArgumentParser, onnx: bool = False) -> None:
     p.add_argument("-w", "--weights", required=True,
-                   help=WEIGHTS_HELP + ("; or an .onnx/.pte file from `squeezenet export`" if onnx else ""))
+                   help=WEIGHTS_HELP + ("; or an .onnx/.pte/.tflite file from `squeezenet export`" if onnx else ""))
 
 
 def add_labelled_data(p: argparse.ArgumentParser) -> None:
@@ -122,5 +122,5 @@ def add_device(p: argparse.ArgumentParser, onnx: bool = True) -> None:
                             "(default CPUExecutionProvider)")
         p.add_argument("--runtime", default="auto", choices=RUNTIME_CHOICES,
                        help="what runs the file: pytorch (weights files), onnxruntime, openvino (bf16 where the CPU "
-                            "has it), openvino-fp32 (.onnx), executorch (.pte); auto (default): the fastest installed "
-                            "runtime for the file that keeps its precision, measured on this machine once")
+                            "has it), openvino-fp32 (.onnx), executorch (.pte), litert (.tflite); auto (default): the "
+                            "fastest installed runtime for the file that keeps its precision, measured on this machine once")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .args import WEIGHTS_HELP, add_json, add_set, verb
 
-MODEL_FILES = (".net", ".pth", ".pt", ".safetensors", ".onnx", ".pte")
+MODEL_FILES = (".net", ".pth", ".pt", ".safetensors", ".onnx", ".pte", ".tflite")
 
 
 def _models_arguments(p: argparse.ArgumentParser) -> None:

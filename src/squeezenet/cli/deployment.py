@@ -29,9 +29,10 @@ def _unit_interval(text: str) -> float:
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     add_weights(p)
     p.add_argument("-o", "--output", required=True,
-                   help="output file: .onnx (onnxruntime, OpenVINO) or .pte (ExecuTorch); with --format web a folder")
-    p.add_argument("--format", choices=("onnx", "executorch", "web"),
-                   help="export format (default: from the output's suffix, .onnx or .pte); web: a static page that "
+                   help="output file: .onnx (onnxruntime, OpenVINO), .pte (ExecuTorch) or .tflite (LiteRT: Android, "
+                        "Coral); with --format web a folder")
+    p.add_argument("--format", choices=("onnx", "executorch", "litert", "web"),
+                   help="export format (default: from the output's suffix, .onnx, .pte or .tflite); web: a static page that "
                         "classifies images in the browser (onnxruntime-web, the preprocessing inside the model)")
     p.add_argument("--ort-web", metavar="DIR",
                    help="--format web: onnxruntime-web's dist/ folder from its npm package (default "
@@ -77,7 +78,7 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", metavar="DIR", help="int8 calibration images (default: 64 of --data)")
     p.add_argument("--calibration-images", type=positive_int, default=250, help="how many (default 250)")
     # squeezenet.deploy.bench.BENCH_RUNTIMES, spelled out so that --help imports nothing (a test keeps them equal)
-    p.add_argument("--runtime", action="append", choices=("pytorch", "onnxruntime", "openvino", "executorch"),
+    p.add_argument("--runtime", action="append", choices=("pytorch", "onnxruntime", "openvino", "executorch", "litert"),
                    help="measure only these runtimes (repeatable; default: every installed one)")
     p.add_argument("--threads", type=positive_int, default=2, help="intra-op threads for every runtime (default 2)")
     p.add_argument("--repeats", type=positive_int, default=50, help="timed batch-1 runs per row (default 50)")
@@ -99,8 +100,8 @@ def _export_with_preprocessing(args: argparse.Namespace, model: Any, fmt: str) -
     from ..errors import SqueezeNetError
 
     what = "--format web" if fmt == "web" else "--with-preprocessing"
-    if fmt == "executorch" or args.int8 or args.indexed_weights:
-        raise SqueezeNetError(f"{what} writes fp32 ONNX (not --int8, --indexed-weights or .pte)")
+    if fmt in ("executorch", "litert") or args.int8 or args.indexed_weights:
+        raise SqueezeNetError(f"{what} writes fp32 ONNX (not --int8, --indexed-weights, .pte or .tflite)")
     if not args.check:
         raise SqueezeNetError(f"{what} checks the model on real images: give --check DIR")
     images = []
@@ -142,10 +143,11 @@ def _export_web(args: argparse.Namespace, model: Any, images: list) -> int:
 
 @verb("export", _export_arguments, extra="deploy")
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export to ONNX or ExecuTorch (fp32 or int8) with preprocessing metadata.
+    """Export to ONNX, ExecuTorch or LiteRT (fp32 or int8) with preprocessing metadata.
 
-    Export weights to ONNX (dynamic batch; runs in onnxruntime and OpenVINO) or to an ExecuTorch program with
-    the XNNPACK delegate (.pte, for ARM phones and boards). The preprocessing (resize, crop, mean/std or Caffe
+    Export weights to ONNX (dynamic batch; runs in onnxruntime and OpenVINO), to an ExecuTorch program with
+    the XNNPACK delegate (.pte, for ARM phones and boards) or to LiteRT (.tflite, formerly TensorFlow Lite: Android
+    apps, Coral and microcontroller boards). The preprocessing (resize, crop, mean/std or Caffe
     mean, channel order, value range), class names and architecture go into the file, so a client needs nothing
     else. The file is checked against PyTorch on real images (--check DIR) and not written if it differs.
     --int8: static quantization calibrated on --calibration DIR (unlabelled images), refused when its top-1
@@ -162,15 +164,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     gate = FidelityGate(args.min_agreement, args.min_snr)
 
-    fmt = args.format or {".onnx": "onnx", ".pte": "executorch"}.get(Path(args.output).suffix.lower())
+    fmt = args.format or {".onnx": "onnx", ".pte": "executorch", ".tflite": "litert"}.get(Path(args.output).suffix.lower())
     if fmt is None:
-        raise SqueezeNetError(f"{args.output}: name the output *.onnx or *.pte, or choose --format")
+        raise SqueezeNetError(f"{args.output}: name the output *.onnx, *.pte or *.tflite, or choose --format")
     if args.int8 and not args.calibration:
         raise SqueezeNetError("--int8 needs --calibration DIR (images the int8 ranges are measured on)")
     if args.indexed_weights and fmt != "onnx":
         raise SqueezeNetError("--indexed-weights is for ONNX files")
     if args.batch != 1 and fmt != "executorch":
-        raise SqueezeNetError("--batch is for ExecuTorch programs (ONNX files take any batch)")
+        raise SqueezeNetError("--batch is for ExecuTorch programs (ONNX and LiteRT files take any batch)")
     model = load_weights(args.weights)
     if args.with_preprocessing or fmt == "web":
         return _export_with_preprocessing(args, model, fmt)
@@ -183,7 +185,12 @@ def cmd_export(args: argparse.Namespace) -> int:
                              generator=torch.Generator().manual_seed(0))
         logging.getLogger("squeezenet.cli").warning("no --check DIR: the export is checked on random inputs, not real images")
     calibration = unlabelled_images(model.meta, args.calibration, args.calibration_images) if args.int8 else None
-    if fmt == "executorch":
+    if fmt == "litert":
+        from ..deploy.litert import export_litert
+
+        check = export_litert(model, args.output, check_images=images, int8=args.int8, calibration=calibration,
+                              gate=gate, force=args.force, tolerance=args.tolerance)
+    elif fmt == "executorch":
         from ..deploy.executorch import export_executorch
 
         check = export_executorch(model, args.output, check_images=images, int8=args.int8, calibration=calibration,
@@ -200,7 +207,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"output": args.output, "format": fmt, "bytes": size, **check.to_dict()}))
         return 0
-    what = f"{'int8' if args.int8 else 'fp32'}, " + (f"opset {args.opset}" if fmt == "onnx" else f"batch {args.batch}")
+    what = f"{'int8' if args.int8 else 'fp32'}, " + {"onnx": f"opset {args.opset}", "executorch": f"batch {args.batch}",
+                                                      "litert": "any batch"}[fmt]
     print(f"wrote {args.output} ({size:,} bytes, {what}); checked on {check.images} images: "
           f"max |logit diff| {check.max_abs_diff:.3g}, same top-1 on {100 * check.top1_agreement:.1f}%")
     if check.int8 is not None:
@@ -215,8 +223,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Every runtime x precision side by side: size, download, load, memory, speed, agreement.
 
-    Export the weights to every installed runtime (ONNX for onnxruntime and OpenVINO, .pte for ExecuTorch; fp32
-    and int8) and measure each on this machine: file size and what a device downloads (gzip, brotli), load time
+    Export the weights to every installed runtime (ONNX for onnxruntime and OpenVINO, .pte for ExecuTorch, .tflite
+    for LiteRT; fp32 and int8) and measure each on this machine: file size and what a device downloads (gzip, brotli), load time
     and peak RSS of a process importing only that runtime, batch-1 latency and batch-32 throughput (medians,
     interleaved), speed relative to onnxruntime fp32, the fraction of this CPU's measured peak, the kernels the
     runtime reports, and top-1 agreement/KL with the fp32 PyTorch model. The CPU model and instruction sets are

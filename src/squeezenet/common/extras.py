@@ -14,6 +14,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "deploy": ("onnx", "onnxruntime", "onnxscript"),
     "openvino": ("openvino",),
     "executorch": ("executorch", "torchao"),
+    "litert": ("litert_torch", "ai_edge_litert"),
     "sweep": ("optuna", "lightning", "tensorboard", "matplotlib", "yaml"),
 }
 

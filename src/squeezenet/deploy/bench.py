@@ -45,7 +45,7 @@ from .peak import gemm_rate, measured_peaks
 from .runtime import open_runtime
 
 logger = logging.getLogger(__name__)
-BENCH_RUNTIMES = ("pytorch", "onnxruntime", "openvino", "executorch")  # each gives the rows of its precisions
+BENCH_RUNTIMES = ("pytorch", "onnxruntime", "openvino", "executorch", "litert")  # each gives the rows of its precisions
 
 
 @dataclass
@@ -150,7 +150,8 @@ def _kernels(model: InferenceModel, runtime: str) -> str:
         return ", ".join(f"{k} x{v}" for k, v in sorted(convs.items(), key=lambda kv: -kv[1])[:2])
     if runtime == "pytorch":
         return f"ATen {torch.backends.cpu.get_cpu_capability()}"
-    return {"onnxruntime": "MLAS (not reported)", "executorch": "XNNPACK (not reported)"}.get(runtime, "")
+    return {"onnxruntime": "MLAS (not reported)", "executorch": "XNNPACK (not reported)",
+            "litert": "XNNPACK (not reported)"}.get(runtime, "")
 
 
 def _dense_flops(model: InferenceModel, x: torch.Tensor) -> float | None:
@@ -187,7 +188,7 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
     weights_path = Path(str(weights))
     stem = weights_path.stem if weights_path.suffix else str(weights).replace("/", "_")
     installed = {"onnxruntime": not missing("deploy"), "openvino": not missing("openvino"),
-                 "executorch": not missing("executorch")}
+                 "executorch": not missing("executorch"), "litert": not missing("litert")}
     wanted = set(runtimes or BENCH_RUNTIMES)
     unknown = wanted - set(BENCH_RUNTIMES)
     if unknown:
@@ -214,6 +215,14 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
         export_executorch(model, files["pte fp32"], check_images=images[:8])
         export_executorch(model, files["pte int8"], check_images=images[:8], int8=True, calibration=calib, force=True)
 
+    if installed["litert"] and "litert" in wanted:
+        from .litert import export_litert
+
+        say("exporting LiteRT fp32 and int8")
+        files["tflite fp32"], files["tflite int8"] = work / f"{stem}.tflite", work / f"{stem}-int8.tflite"
+        export_litert(model, files["tflite fp32"], check_images=images[:8])
+        export_litert(model, files["tflite int8"], check_images=images[:8], int8=True, calibration=calib, force=True)
+
     plan: list[tuple[str, str, Path | None]] = []  # (runtime, precision label, file)
     if "pytorch" in wanted:
         plan.append(("pytorch", "fp32", weights_path))
@@ -224,6 +233,8 @@ def bench(weights: str | Path, data: str | Path, work_dir: str | Path, *, calibr
                  ("openvino", "int8", files["onnx int8"])]
     if "pte fp32" in files:
         plan += [("executorch", "fp32", files["pte fp32"]), ("executorch", "int8", files["pte int8"])]
+    if "tflite fp32" in files:
+        plan += [("litert", "fp32", files["tflite fp32"]), ("litert", "int8", files["tflite int8"])]
 
     with torch.inference_mode():
         reference = torch.cat([model(images[i:i + 50]) for i in range(0, len(images), 50)])

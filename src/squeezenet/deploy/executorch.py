@@ -15,14 +15,9 @@ against the fp32 model on the calibration images unless forced.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
-import os
-import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -35,35 +30,13 @@ from ..inference.fidelity import DEFAULT_GATE, FidelityGate, fidelity
 from ..models import Network
 from .int8 import Int8Check
 from .metadata import FileModel, meta_from_properties, model_properties
+from .native import native_stderr_silenced
 from .onnx import ExportCheck
 
 METADATA_METHOD = "squeezenet_metadata"
 MAX_BATCH = 256
 # torchao registers an Enum with torch's pytree on import and torch warns about it on every command
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """The XNNPACK threadpool's cpuinfo prints five lines of C++ diagnostics to file descriptor 2 when the first
-    method loads ("Failed to open midr file" on x86), and the program loader logs a line for a bad file through
-    Python's ``sys.stderr`` (which is not file descriptor 2 in a notebook or under a test's capture); they say
-    nothing to a user."""
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no file descriptor 2 (embedded interpreters): Python's stream only
-        with contextlib.redirect_stderr(io.StringIO()):
-            yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        with contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _lower(model: Network, example: torch.Tensor, properties: dict[str, str]) -> bytes:
@@ -154,7 +127,7 @@ class ExecuTorchModel(FileModel):
         if not path.is_file():
             raise FileNotFoundError(f"no such file: {path}")
         try:
-            with _native_stderr_silenced():  # a bad file also gets a C++ log line before the exception
+            with native_stderr_silenced():  # a bad file also gets a C++ log line before the exception
                 program = Runtime.get().load_program(str(path))
             names = set(program.method_names)
         except Exception as exc:  # the runtime raises RuntimeError/ValueError with C++ messages
@@ -176,7 +149,7 @@ class ExecuTorchModel(FileModel):
             raise SqueezeNetError(f"{path}: unreadable squeezenet metadata ({str(exc)[:200]})") from None
         self.meta, self.precision = meta_from_properties({str(k): str(v) for k, v in props.items()}, str(path))
         try:
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 self.forward = program.load_method("forward")
         except RuntimeError as exc:  # a damaged plan: "Failed to load method forward, error: 0x:20"
             raise SqueezeNetError(f"{path}: not a loadable ExecuTorch program ({str(exc).strip()[:200]})") from None

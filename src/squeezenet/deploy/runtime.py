@@ -2,9 +2,9 @@
 
 Runtimes (:data:`RUNTIMES`): ``pytorch`` for weights files (``.sqz``, ``.safetensors``, ``.pth``, ``.pt``,
 ``.net``) and named weight sets; ``onnxruntime``, ``openvino`` (its default precision: bf16 where the CPU has
-it) and ``openvino-fp32`` for ``.onnx``; ``executorch`` for ``.pte``. ``auto`` (the default) picks the fastest
-runtime installed for the file, measured on this machine (batch-1 median, cached per file, CPU and thread
-count) among those that keep the file's precision: it never picks bf16 on its own.
+it) and ``openvino-fp32`` for ``.onnx``; ``executorch`` for ``.pte``; ``litert`` for ``.tflite``. ``auto`` (the
+default) picks the fastest runtime installed for the file, measured on this machine (batch-1 median, cached per
+file, CPU and thread count) among those that keep the file's precision: it never picks bf16 on its own.
 """
 
 from __future__ import annotations
@@ -36,11 +36,12 @@ from .metadata import FileModel, meta_from_properties, native_message
 from .ort import INPUT_NAME, OUTPUT_NAME, ort_session
 
 logger = logging.getLogger(__name__)
-RUNTIMES = ("auto", "pytorch", "onnxruntime", "openvino", "openvino-fp32", "executorch")
+RUNTIMES = ("auto", "pytorch", "onnxruntime", "openvino", "openvino-fp32", "executorch", "litert")
 #: the runtimes that can run each kind of file; the first is the fallback when nothing else is installed
-FILE_RUNTIMES = {".onnx": ("onnxruntime", "openvino-fp32", "openvino"), ".pte": ("executorch",)}
+FILE_RUNTIMES = {".onnx": ("onnxruntime", "openvino-fp32", "openvino"), ".pte": ("executorch",), ".tflite": ("litert",)}
 #: the extra each runtime needs
-RUNTIME_EXTRAS = {"onnxruntime": "deploy", "openvino": "openvino", "openvino-fp32": "openvino", "executorch": "executorch"}
+RUNTIME_EXTRAS = {"onnxruntime": "deploy", "openvino": "openvino", "openvino-fp32": "openvino", "executorch": "executorch",
+                  "litert": "litert"}
 AUTO_CANDIDATES = {".onnx": ("onnxruntime", "openvino-fp32")}  # same precision as the file
 
 
@@ -76,13 +77,18 @@ class OnnxModel(FileModel):
 
 def open_runtime(source: str | Path, runtime: str, threads: int | None,
                  providers: Sequence[str] | None = None) -> FileModel:
-    """``source`` loaded by ``runtime`` (``onnxruntime``, ``openvino``, ``openvino-fp32`` or ``executorch``)."""
+    """``source`` loaded by ``runtime`` (``onnxruntime``, ``openvino``, ``openvino-fp32``, ``executorch`` or
+    ``litert``)."""
     if runtime == "onnxruntime":
         return OnnxModel(source, threads, providers)
     if runtime in ("openvino", "openvino-fp32"):
         from .openvino import OpenVinoModel
 
         return OpenVinoModel(source, threads, "fp32" if runtime == "openvino-fp32" else "fast")
+    if runtime == "litert":
+        from .litert import LiteRTModel
+
+        return LiteRTModel(source, threads)
     from .executorch import ExecuTorchModel
 
     return ExecuTorchModel(source)

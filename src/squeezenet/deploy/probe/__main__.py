@@ -45,6 +45,23 @@ def _executorch(path: str, x: np.ndarray) -> tuple[float, Callable[[], object]]:
     return start, lambda: method.execute([torch.from_numpy(x)])
 
 
+def _litert(path: str, threads: int, x: np.ndarray) -> tuple[float, Callable[[], object]]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    start = time.perf_counter()
+    interpreter = Interpreter(model_path=path, num_threads=threads)
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], list(x.shape))
+    interpreter.allocate_tensors()
+    data = x if detail["dtype"] == np.float32 else np.zeros(x.shape, detail["dtype"])  # (an int8 file's input)
+
+    def run() -> object:
+        interpreter.set_tensor(detail["index"], data)
+        interpreter.invoke()
+        return None
+    return start, run
+
+
 def _pytorch(path: str, threads: int, x: np.ndarray) -> tuple[float, Callable[[], object]]:
     import torch
 
@@ -78,6 +95,8 @@ def main(argv: list[str]) -> None:
         start, run = _openvino(path, threads, x, fp32=runtime == "openvino-fp32")
     elif runtime == "executorch":
         start, run = _executorch(path, x)
+    elif runtime == "litert":
+        start, run = _litert(path, threads, x)
     else:
         start, run = _pytorch(path, threads, x)
     loaded = time.perf_counter()
