@@ -22,6 +22,7 @@ import torch  # noqa: E402
 
 from squeezenet.common.cpu import cpu_model  # noqa: E402
 from squeezenet.deploy.int8 import gptq_int8_weights, mse_range  # noqa: E402
+from squeezenet.deploy.pt2e import float_logits  # noqa: E402
 from squeezenet.inference.fidelity import fidelity  # noqa: E402
 from squeezenet.inference.preloaded import load_images, unlabelled_images  # noqa: E402
 from squeezenet.weights import load_weights  # noqa: E402
@@ -86,8 +87,18 @@ def main() -> None:
         return dataclasses.replace(base, input_activation=spec(base.input_activation),
                                    output_activation=spec(base.output_activation))
 
-    def measure(label: str, config=base, net=model, modules=(), ops=()) -> None:
-        quantizer = Unannotated(PT2EQuantizer().set_global(config), modules, ops)
+    def measure(label: str, config=base, net=model, modules=(), ops=(), logits_float: bool = False,
+                xnnpack: bool = False) -> None:
+        if xnnpack:
+            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+                get_symmetric_quantization_config as xnnpack_config,
+            )
+
+            inner = XNNPACKQuantizer().set_global(xnnpack_config(is_per_channel=True))
+        else:
+            inner = PT2EQuantizer().set_global(config)
+        quantizer = Unannotated(float_logits(inner) if logits_float else inner, modules, ops)
         prepared = prepare_pt2e(torch.export.export(net, (example,)).module(), quantizer)
         with torch.no_grad():
             for image in calib:
@@ -105,6 +116,12 @@ def main() -> None:
     measure("MSE clip ranges on the histograms", observed(MSEObserver))
     measure("min/max activation ranges", observed(MinMaxObserver))
     measure("MSE ranges + GPTQ-rounded weights", observed(MSEObserver), gptq_int8_weights(model, calib[:64]))
+    gptq = gptq_int8_weights(model, calib[:64])
+    measure("**float logits** (the head after the last convolution unquantized: what export does)", logits_float=True)
+    measure("float logits, ExecuTorch's XNNPACKQuantizer", logits_float=True, xnnpack=True)
+    measure("float logits + GPTQ-rounded weights", net=gptq, logits_float=True)
+    measure("float logits + MSE clip ranges", observed(MSEObserver), logits_float=True)
+    measure("float logits + first convolution float", modules=("features.0",), logits_float=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from conftest import cifar_test_model, patterns, require_shared
 from squeezenet.deploy import RUNTIMES, Classifier, OnnxModel, export_onnx
 from squeezenet.deploy import runtime as runtime_module
 from squeezenet.errors import SqueezeNetError
-from squeezenet.inference.fidelity import DEFAULT_GATE, FidelityGate
+from squeezenet.inference.fidelity import DEFAULT_GATE, FidelityGate, fidelity
 from squeezenet.weights import load_weights
 
 NO_GATE = FidelityGate(0.0, -300.0)  # where the file's fidelity is not the subject
@@ -333,3 +333,42 @@ def test_openvino_finds_external_weights_beside_the_model_from_any_folder_and_wr
         outputs.append(json.loads(capsys.readouterr().out)[0]["top"][0]["label"])
     assert len(set(outputs)) == 1
     assert not (home / "intel").exists(), sorted(p.name for p in (home / "intel").iterdir())
+
+
+@pytest.mark.slow
+@needs_executorch
+def test_pt2e_int8_keeps_the_classifier_head_float_and_the_last_convolution_int8(trained) -> None:
+    """The logits are the global pool's output: the stock PT2E recipes re-quantize them to 256 levels (on the
+    published model: agreement 0.840 instead of 0.952). float_logits leaves the pool and what follows unannotated."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from squeezenet.deploy.pt2e import float_logits
+
+    model = load_weights(trained).eval()
+    x = patterns(16, seed=3)[0]
+
+    def converted(quantizer):
+        prepared = prepare_pt2e(torch.export.export(model, (x[:1],)).module(), quantizer)
+        with torch.no_grad():
+            for image in x:
+                prepared(image[None])
+        return convert_pt2e(prepared)
+
+    def after_pool(graph) -> list[str]:
+        nodes = [n for n in graph.graph.nodes if n.op == "call_function"]
+        pool = next(i for i, n in enumerate(nodes) if "adaptive_avg_pool2d" in str(n.target))
+        return [str(n.target) for n in nodes[pool:]], [str(n.target) for n in nodes[:pool]]
+
+    stock = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    head, _ = after_pool(converted(stock))
+    assert any("quantize_per_tensor" in t for t in head)  # the stock recipe quantizes the logits
+    ours = converted(float_logits(XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))))
+    head, body = after_pool(ours)
+    assert not any("quantize_per_tensor" in t and "dequantize" not in t for t in head[1:])
+    assert sum("quantize_per_tensor" in t and "dequantize" not in t for t in body) >= 26  # every conv input int8
+    with torch.no_grad():
+        assert fidelity(model(x), torch.cat([ours(image[None]) for image in x])).snr_db > 15  # (captured at batch 1)

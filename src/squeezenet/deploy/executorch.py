@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..common.extras import require_extra
-from ..common.io import atomic_path
 from ..common.jsonsafe import parse_json
 from ..errors import SqueezeNetError
-from ..inference.fidelity import DEFAULT_GATE, FidelityGate, fidelity
+from ..inference.fidelity import DEFAULT_GATE, FidelityGate
 from ..models import Network
-from .int8 import Int8Check
+from .checked import write_checked
 from .metadata import FileModel, meta_from_properties, model_properties
 from .native import native_stderr_silenced
 from .onnx import ExportCheck
+from .pt2e import float_logits
 
 METADATA_METHOD = "squeezenet_metadata"
 MAX_BATCH = 256
@@ -57,7 +56,7 @@ def _quantized(model: Network, example: torch.Tensor, calibration: torch.Tensor)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     graph = torch.export.export(model, (example,)).module()
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    quantizer = float_logits(XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True)))
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for start in range(0, len(calibration) - len(example) + 1, len(example)):
@@ -88,29 +87,9 @@ def export_executorch(model: Network, path: str | Path, *, check_images: torch.T
     with torch.no_grad():
         graph = _quantized(model, example, calibration) if int8 else model  # type: ignore[arg-type]
         data = _lower(graph, example, properties)  # type: ignore[arg-type]
-    with tempfile.TemporaryDirectory(dir=path.parent if path.parent.is_dir() else None) as tmp:
-        candidate = Path(tmp) / "model.pte"
-        candidate.write_bytes(data)
-        program = ExecuTorchModel(candidate)
-        with torch.no_grad():
-            reference, got = model(check_images), program(check_images)
-        check = ExportCheck(len(check_images), float((got - reference).abs().max()), fidelity(reference, got).agreement)
-        if not int8 and check.max_abs_diff > tolerance:
-            raise SqueezeNetError(f"the ExecuTorch program differs from PyTorch by {check.max_abs_diff:.3g} on "
-                                  f"{check.images} images (tolerance {tolerance:g}); not written")
-        if int8:
-            assert calibration is not None
-            with torch.no_grad():
-                f = fidelity(model(calibration), program(calibration))
-            check.int8 = Int8Check.of(f, "minmax (XNNPACKQuantizer)")
-            if not gate.passes(f) and not force:
-                raise SqueezeNetError(f"the int8 program against fp32 on the {len(calibration)} calibration images: "
-                                      f"{'; '.join(gate.shortfalls(f))} (KL {f.kl:.4f}); not written. "
-                                      "Lower --min-agreement/--min-snr or --force")
-        del program
-        with atomic_path(path) as out:
-            out.write_bytes(data)
-    return check
+    return write_checked(data, path, model, ExecuTorchModel, check_images=check_images,
+                         calibration=calibration if int8 else None, gate=gate, force=force, tolerance=tolerance,
+                         what="the ExecuTorch program", method="histogram (XNNPACKQuantizer), float logits")
 
 
 class ExecuTorchModel(FileModel):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,15 +23,15 @@ import numpy as np
 import torch
 
 from ..common.extras import require_extra
-from ..common.io import atomic_path
 from ..common.jsonsafe import parse_json
 from ..errors import SqueezeNetError
-from ..inference.fidelity import DEFAULT_GATE, FidelityGate, fidelity
+from ..inference.fidelity import DEFAULT_GATE, FidelityGate
 from ..models import Network
-from .int8 import Int8Check
+from .checked import write_checked
 from .metadata import FileModel, meta_from_properties, model_properties, native_message
 from .native import native_stderr_silenced
 from .onnx import ExportCheck
+from .pt2e import float_logits
 
 METADATA_NAME = "squeezenet"
 MAX_METADATA_BYTES = 1 << 20  # our properties are a few KB; a larger entry is not ours
@@ -169,12 +168,12 @@ def _quantized(model: Network, example: torch.Tensor, calibration: torch.Tensor)
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
+    inner = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), float_logits(inner))
     with torch.no_grad():
         for image in calibration:  # (the graph is captured at batch 1, the shape it is converted at)
             prepared(image[None])
-    return convert_pt2e(prepared, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
+    return convert_pt2e(prepared, fold_quantize=False), QuantConfig(pt2e_quantizer=inner)
 
 
 def export_litert(model: Network, path: str | Path, *, check_images: torch.Tensor, int8: bool = False,
@@ -205,26 +204,6 @@ def export_litert(model: Network, path: str | Path, *, check_images: torch.Tenso
             converted = litert_torch.convert(model, (example,))
         data = _with_metadata(converted.model_content(), model_properties(model, "int8" if int8 else "fp32",
                                                                           runtime="litert"))
-    with tempfile.TemporaryDirectory(dir=path.parent if path.parent.is_dir() else None) as tmp:
-        candidate = Path(tmp) / "model.tflite"
-        candidate.write_bytes(data)
-        loaded = LiteRTModel(candidate)
-        with torch.no_grad():
-            reference, got = model(check_images), loaded(check_images)
-        check = ExportCheck(len(check_images), float((got - reference).abs().max()), fidelity(reference, got).agreement)
-        if not int8 and check.max_abs_diff > tolerance:
-            raise SqueezeNetError(f"the LiteRT model differs from PyTorch by {check.max_abs_diff:.3g} on "
-                                  f"{check.images} images (tolerance {tolerance:g}); not written")
-        if int8:
-            assert calibration is not None
-            with torch.no_grad():
-                f = fidelity(model(calibration), loaded(calibration))
-            check.int8 = Int8Check.of(f, "minmax (LiteRT PT2EQuantizer)")
-            if not gate.passes(f) and not force:
-                raise SqueezeNetError(f"the int8 LiteRT model against fp32 on the {len(calibration)} calibration "
-                                      f"images: {'; '.join(gate.shortfalls(f))} (KL {f.kl:.4f}); not written. "
-                                      "Lower --min-agreement/--min-snr or --force")
-        del loaded
-        with atomic_path(path) as out:
-            out.write_bytes(data)
-    return check
+    return write_checked(data, path, model, LiteRTModel, check_images=check_images,
+                         calibration=calibration if int8 else None, gate=gate, force=force, tolerance=tolerance,
+                         what="the LiteRT model", method="histogram (LiteRT PT2EQuantizer), float logits")

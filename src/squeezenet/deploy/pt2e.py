@@ -1,0 +1,43 @@
+"""PT2E int8 (ExecuTorch's and LiteRT's quantizers) with the classifier's logits kept float.
+
+The stock recipes quantize every activation, the last one included: the global average pool's output, which is the
+logits. 256 levels over the logits' whole range are coarser than the margin between the top two classes on many
+images: on the published model that alone took top-1 agreement with fp32 from 0.952 to 0.840 (held-out samples;
+``benchmarks/pt2e_int8.py``). Averaging the last convolution's int8 output over 13 x 13 positions already cancels most
+of its rounding; re-quantizing the average throws that away. So the nodes from the pooling to the output keep no
+quantization annotation: the last convolution still runs in int8, the pool (1000 x 169 additions) in float.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: the ops of a classifier's head after its last convolution (pooling, then reshaping to N x classes)
+HEAD_OPS = ("adaptive_avg_pool2d", "avg_pool2d", "mean", "flatten", "view", "reshape", "squeeze")
+
+
+def float_logits(quantizer: Any) -> Any:
+    """``quantizer`` (a torchao PT2E ``Quantizer``) that leaves the head after the last convolution float."""
+    from torchao.quantization.pt2e.quantizer import Quantizer
+
+    class FloatLogits(Quantizer):
+        def __init__(self, inner: Quantizer):
+            super().__init__()
+            self.inner = inner
+
+        def transform_for_annotation(self, model):
+            return self.inner.transform_for_annotation(model)
+
+        def annotate(self, model):
+            self.inner.annotate(model)
+            nodes = list(model.graph.nodes)
+            convs = [i for i, n in enumerate(nodes) if n.op == "call_function" and "conv" in str(n.target)]
+            for node in nodes[convs[-1] + 1:] if convs else []:
+                if node.op == "call_function" and any(op in str(node.target) for op in HEAD_OPS):
+                    node.meta.pop("quantization_annotation", None)
+            return model
+
+        def validate(self, model) -> None:
+            self.inner.validate(model)
+
+    return FloatLogits(quantizer)
