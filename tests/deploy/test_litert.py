@@ -63,6 +63,7 @@ def test_int8_tflite_is_judged_against_fp32_and_a_broken_calibration_is_refused(
                           gate=FidelityGate(0.9, 15.0))
     q = LiteRTModel(out)
     assert q.precision == "int8" and check.int8 is not None and check.int8.snr_db >= 15
+    assert check.int8.weights == "gptq" and "float logits" in check.int8.method
     with torch.no_grad():
         f = fidelity(model(held), q(held))  # held-out images: faithful, and the answers vary (a real test)
     assert f.agreement >= 0.9 and f.snr_db > 15 and len(set(model(held).argmax(1).tolist())) >= 5

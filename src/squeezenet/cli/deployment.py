@@ -44,8 +44,8 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-method", choices=("mse", "percentile", "minmax", "entropy"), default="mse",
                    help="ONNX int8 activation ranges (default mse: the clip with the least rounding error per tensor)")
     p.add_argument("--int8-weights", choices=("gptq", "nearest"), default="gptq",
-                   help="ONNX int8 weight rounding (default gptq: chosen on the calibration images to keep each layer's "
-                        "output; nearest: plain rounding)")
+                   help="int8 weight rounding (default gptq: chosen on the calibration images to keep each layer's "
+                        "output; nearest: plain rounding); ONNX, ExecuTorch and LiteRT")
     p.add_argument("--min-agreement", type=_unit_interval, default=MIN_AGREEMENT,
                    help="int8: refuse to write a file whose top-1 agrees with fp32 on fewer calibration images "
                         f"(default {MIN_AGREEMENT}); for ONNX the most sensitive convolutions stay fp32 until it passes")
@@ -189,13 +189,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         from ..deploy.litert import export_litert
 
         check = export_litert(model, args.output, check_images=images, int8=args.int8, calibration=calibration,
-                              gate=gate, force=args.force, tolerance=args.tolerance)
+                              gate=gate, force=args.force, tolerance=args.tolerance, int8_weights=args.int8_weights)
     elif fmt == "executorch":
         from ..deploy.executorch import export_executorch
 
         check = export_executorch(model, args.output, check_images=images, int8=args.int8, calibration=calibration,
                                   batch=args.batch, gate=gate, force=args.force,
-                                  tolerance=args.tolerance)
+                                  tolerance=args.tolerance, int8_weights=args.int8_weights)
     else:
         from ..deploy import export_onnx
 

@@ -19,11 +19,11 @@ from .onnx import ExportCheck
 
 def write_checked(data: bytes, path: Path, model: Network, load: Callable[[Path], FileModel], *,
                   check_images: torch.Tensor, calibration: torch.Tensor | None, gate: FidelityGate, force: bool,
-                  tolerance: float, what: str, method: str) -> ExportCheck:
+                  tolerance: float, what: str, method: str, weights: str = "nearest") -> ExportCheck:
     """Load ``data`` (the exported file's bytes) with ``load`` from a temporary file beside ``path`` and write it to
     ``path`` only when it passes: fp32 within ``tolerance`` of ``model`` on ``check_images``; int8 (``calibration``
     given) passing ``gate`` against ``model`` on the calibration images unless ``force``. ``what`` names the file
-    in errors ("the LiteRT model"), ``method`` the int8 recipe in the returned check."""
+    in errors ("the LiteRT model"), ``method`` and ``weights`` (their rounding) the int8 recipe in the returned check."""
     with tempfile.TemporaryDirectory(dir=path.parent if path.parent.is_dir() else None) as tmp:
         candidate = Path(tmp) / f"model{path.suffix}"
         candidate.write_bytes(data)
@@ -37,7 +37,7 @@ def write_checked(data: bytes, path: Path, model: Network, load: Callable[[Path]
         if calibration is not None:
             with torch.no_grad():
                 f = fidelity(model(calibration), loaded(calibration))
-            check.int8 = Int8Check.of(f, method)
+            check.int8 = Int8Check.of(f, method, weights=weights)
             if not gate.passes(f) and not force:
                 raise SqueezeNetError(f"{what} in int8 against fp32 on the {len(calibration)} calibration images: "
                                       f"{'; '.join(gate.shortfalls(f))} (KL {f.kl:.4f}); not written. "

@@ -30,7 +30,7 @@ from .checked import write_checked
 from .metadata import FileModel, meta_from_properties, model_properties
 from .native import native_stderr_silenced
 from .onnx import ExportCheck
-from .pt2e import float_logits
+from .pt2e import float_logits, int8_weights_of
 
 METADATA_METHOD = "squeezenet_metadata"
 MAX_BATCH = 256
@@ -66,10 +66,11 @@ def _quantized(model: Network, example: torch.Tensor, calibration: torch.Tensor)
 
 def export_executorch(model: Network, path: str | Path, *, check_images: torch.Tensor, int8: bool = False,
                       calibration: torch.Tensor | None = None, batch: int = 1, gate: FidelityGate = DEFAULT_GATE,
-                      force: bool = False, tolerance: float = 1e-3) -> ExportCheck:
+                      force: bool = False, tolerance: float = 1e-3, int8_weights: str = "gptq") -> ExportCheck:
     """Write ``model`` as an ExecuTorch program for ``batch`` images at a time, checked before it is kept:
-    fp32 within ``tolerance`` of PyTorch on ``check_images``; int8 (calibrated on ``calibration``) passing
-    ``gate`` (top-1 agreement and logit SNR) against fp32 on the calibration images unless ``force``."""
+    fp32 within ``tolerance`` of PyTorch on ``check_images``; int8 (calibrated on ``calibration``, weights rounded
+    by ``int8_weights``: :func:`~squeezenet.deploy.pt2e.int8_weights_of`; the logits kept float) passing ``gate``
+    (top-1 agreement and logit SNR) against fp32 on the calibration images unless ``force``."""
     if not isinstance(model, Network):
         raise SqueezeNetError(f"export needs one of the toolkit's networks (with a meta), got {type(model).__name__}")
     if not 1 <= batch <= MAX_BATCH:
@@ -85,11 +86,13 @@ def export_executorch(model: Network, path: str | Path, *, check_images: torch.T
     example = torch.zeros(batch, model.meta.config.in_chans, pre.crop, pre.crop)
     properties = model_properties(model, "int8" if int8 else "fp32", batch=str(batch), runtime="executorch-xnnpack")
     with torch.no_grad():
-        graph = _quantized(model, example, calibration) if int8 else model  # type: ignore[arg-type]
+        graph = _quantized(int8_weights_of(model, calibration, int8_weights), example,  # type: ignore[arg-type]
+                           calibration) if int8 else model  # type: ignore[arg-type]
         data = _lower(graph, example, properties)  # type: ignore[arg-type]
     return write_checked(data, path, model, ExecuTorchModel, check_images=check_images,
                          calibration=calibration if int8 else None, gate=gate, force=force, tolerance=tolerance,
-                         what="the ExecuTorch program", method="histogram (XNNPACKQuantizer), float logits")
+                         what="the ExecuTorch program",
+                         method="histogram (XNNPACKQuantizer), float logits", weights=int8_weights)
 
 
 class ExecuTorchModel(FileModel):

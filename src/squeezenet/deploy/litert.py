@@ -31,7 +31,7 @@ from .checked import write_checked
 from .metadata import FileModel, meta_from_properties, model_properties, native_message
 from .native import native_stderr_silenced
 from .onnx import ExportCheck
-from .pt2e import float_logits
+from .pt2e import float_logits, int8_weights_of
 
 METADATA_NAME = "squeezenet"
 MAX_METADATA_BYTES = 1 << 20  # our properties are a few KB; a larger entry is not ours
@@ -178,11 +178,12 @@ def _quantized(model: Network, example: torch.Tensor, calibration: torch.Tensor)
 
 def export_litert(model: Network, path: str | Path, *, check_images: torch.Tensor, int8: bool = False,
                   calibration: torch.Tensor | None = None, gate: FidelityGate = DEFAULT_GATE, force: bool = False,
-                  tolerance: float = 1e-3) -> ExportCheck:
+                  tolerance: float = 1e-3, int8_weights: str = "gptq") -> ExportCheck:
     """Write ``model`` as a LiteRT ``.tflite`` file with its metadata inside, checked before it is kept: fp32 within
     ``tolerance`` of PyTorch on ``check_images`` (a batch of several: the file is converted at batch 1 and must run
-    any); int8 (calibrated on ``calibration``) passing ``gate`` against fp32 on the calibration images unless
-    ``force``."""
+    any); int8 (calibrated on ``calibration``, weights rounded by ``int8_weights``:
+    :func:`~squeezenet.deploy.pt2e.int8_weights_of`; the logits kept float) passing ``gate`` against fp32 on the
+    calibration images unless ``force``."""
     if not isinstance(model, Network):
         raise SqueezeNetError(f"export needs one of the toolkit's networks (with a meta), got {type(model).__name__}")
     if int8 and (calibration is None or not len(calibration)):
@@ -198,7 +199,8 @@ def export_litert(model: Network, path: str | Path, *, check_images: torch.Tenso
         import litert_torch  # (its import logs absl and oneDNN notices on stderr)
 
         if int8:
-            graph, config = _quantized(model, example, calibration)  # type: ignore[arg-type]
+            graph, config = _quantized(int8_weights_of(model, calibration, int8_weights),  # type: ignore[arg-type]
+                                       example, calibration)  # type: ignore[arg-type]
             converted = litert_torch.convert(graph, (example,), quant_config=config)
         else:
             converted = litert_torch.convert(model, (example,))
@@ -206,4 +208,5 @@ def export_litert(model: Network, path: str | Path, *, check_images: torch.Tenso
                                                                           runtime="litert"))
     return write_checked(data, path, model, LiteRTModel, check_images=check_images,
                          calibration=calibration if int8 else None, gate=gate, force=force, tolerance=tolerance,
-                         what="the LiteRT model", method="histogram (LiteRT PT2EQuantizer), float logits")
+                         what="the LiteRT model",
+                         method="histogram (LiteRT PT2EQuantizer), float logits", weights=int8_weights)
