@@ -17,6 +17,21 @@ from .metadata import FileModel
 from .onnx import ExportCheck
 
 
+def export_target(model: Network, path: str | Path, suffix: str, files: str, int8: bool,
+                  calibration: torch.Tensor | None, min_calibration: int = 1) -> Path:
+    """``path`` as a Path once the arguments every program export takes are valid: one of the toolkit's networks,
+    the runtime's file suffix (``files`` names them: "LiteRT models"), and for ``int8`` at least
+    ``min_calibration`` calibration images; ``SqueezeNetError`` before any work otherwise."""
+    if not isinstance(model, Network):
+        raise SqueezeNetError(f"export needs one of the toolkit's networks (with a meta), got {type(model).__name__}")
+    if int8 and (calibration is None or len(calibration) < min_calibration):
+        raise SqueezeNetError(f"int8 export needs at least {min_calibration} calibration images (calibration=)")
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise SqueezeNetError(f"{path}: {files} are named *{suffix}")
+    return path
+
+
 def write_checked(data: bytes, path: Path, model: Network, load: Callable[[Path], FileModel], *,
                   check_images: torch.Tensor, calibration: torch.Tensor | None, gate: FidelityGate, force: bool,
                   tolerance: float, what: str, method: str, weights: str = "nearest") -> ExportCheck:

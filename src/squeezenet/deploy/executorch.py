@@ -26,11 +26,11 @@ from ..common.jsonsafe import parse_json
 from ..errors import SqueezeNetError
 from ..inference.fidelity import DEFAULT_GATE, FidelityGate
 from ..models import Network
-from .checked import write_checked
+from .checked import export_target, write_checked
 from .metadata import FileModel, meta_from_properties, model_properties
 from .native import native_stderr_silenced
 from .onnx import ExportCheck
-from .pt2e import float_logits, int8_weights_of
+from .pt2e import calibrated, int8_weights_of
 
 METADATA_METHOD = "squeezenet_metadata"
 MAX_BATCH = 256
@@ -53,15 +53,10 @@ def _quantized(model: Network, example: torch.Tensor, calibration: torch.Tensor)
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    graph = torch.export.export(model, (example,)).module()
-    quantizer = float_logits(XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True)))
-    prepared = prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for start in range(0, len(calibration) - len(example) + 1, len(example)):
-            prepared(calibration[start:start + len(example)])
-    return convert_pt2e(prepared)
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    return convert_pt2e(calibrated(model, example, calibration, quantizer))
 
 
 def export_executorch(model: Network, path: str | Path, *, check_images: torch.Tensor, int8: bool = False,
@@ -71,15 +66,9 @@ def export_executorch(model: Network, path: str | Path, *, check_images: torch.T
     fp32 within ``tolerance`` of PyTorch on ``check_images``; int8 (calibrated on ``calibration``, weights rounded
     by ``int8_weights``: :func:`~squeezenet.deploy.pt2e.int8_weights_of`; the logits kept float) passing ``gate``
     (top-1 agreement and logit SNR) against fp32 on the calibration images unless ``force``."""
-    if not isinstance(model, Network):
-        raise SqueezeNetError(f"export needs one of the toolkit's networks (with a meta), got {type(model).__name__}")
     if not 1 <= batch <= MAX_BATCH:
         raise SqueezeNetError(f"batch={batch}: choose 1 to {MAX_BATCH}")
-    if int8 and (calibration is None or len(calibration) < batch):
-        raise SqueezeNetError(f"int8 export needs at least {batch} calibration images (calibration=)")
-    path = Path(path)
-    if path.suffix.lower() != ".pte":
-        raise SqueezeNetError(f"{path}: ExecuTorch programs are named *.pte")
+    path = export_target(model, path, ".pte", "ExecuTorch programs", int8, calibration, batch)
     require_extra("executorch", "ExecuTorch export")
     model = model.eval()
     pre = model.meta.preprocessing

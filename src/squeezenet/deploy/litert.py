@@ -27,11 +27,11 @@ from ..common.jsonsafe import parse_json
 from ..errors import SqueezeNetError
 from ..inference.fidelity import DEFAULT_GATE, FidelityGate
 from ..models import Network
-from .checked import write_checked
+from .checked import export_target, write_checked
 from .metadata import FileModel, meta_from_properties, model_properties, native_message
 from .native import native_stderr_silenced
 from .onnx import ExportCheck
-from .pt2e import float_logits, int8_weights_of
+from .pt2e import calibrated, int8_weights_of
 
 METADATA_NAME = "squeezenet"
 MAX_METADATA_BYTES = 1 << 20  # our properties are a few KB; a larger entry is not ours
@@ -110,10 +110,11 @@ class LiteRTModel(FileModel):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no such file: {path}")
-        self.meta, self.precision = meta_from_properties(read_properties(path.read_bytes(), str(path)), str(path))
+        data = path.read_bytes()  # read once: the metadata from it, and the interpreter built on it
+        self.meta, self.precision = meta_from_properties(read_properties(data, str(path)), str(path))
         try:
             with native_stderr_silenced():  # ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
-                self.interpreter = Interpreter(model_path=str(path), num_threads=threads or 1)
+                self.interpreter = Interpreter(model_content=data, num_threads=threads or 1)
             inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         except Exception as exc:  # the interpreter raises ValueError/RuntimeError with C++ messages
             raise SqueezeNetError(f"{path}: not a loadable LiteRT model ({native_message(exc)})") from None
@@ -166,13 +167,10 @@ def _quantized(model: Network, example: torch.Tensor, calibration: torch.Tensor)
     """``model`` through PT2E with LiteRT's quantizer (static per-channel int8), calibrated on ``calibration``."""
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     inner = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), float_logits(inner))
-    with torch.no_grad():
-        for image in calibration:  # (the graph is captured at batch 1, the shape it is converted at)
-            prepared(image[None])
+    prepared = calibrated(model, example, calibration, inner)  # (captured at batch 1, the shape it is converted at)
     return convert_pt2e(prepared, fold_quantize=False), QuantConfig(pt2e_quantizer=inner)
 
 
@@ -184,13 +182,7 @@ def export_litert(model: Network, path: str | Path, *, check_images: torch.Tenso
     any); int8 (calibrated on ``calibration``, weights rounded by ``int8_weights``:
     :func:`~squeezenet.deploy.pt2e.int8_weights_of`; the logits kept float) passing ``gate`` against fp32 on the
     calibration images unless ``force``."""
-    if not isinstance(model, Network):
-        raise SqueezeNetError(f"export needs one of the toolkit's networks (with a meta), got {type(model).__name__}")
-    if int8 and (calibration is None or not len(calibration)):
-        raise SqueezeNetError("int8 export needs calibration images (calibration=)")
-    path = Path(path)
-    if path.suffix.lower() != ".tflite":
-        raise SqueezeNetError(f"{path}: LiteRT models are named *.tflite")
+    path = export_target(model, path, ".tflite", "LiteRT models", int8, calibration)
     require_extra("litert", "LiteRT export")
     model = model.eval()
     pre = model.meta.preprocessing

@@ -59,3 +59,16 @@ def float_logits(quantizer: Any) -> Any:
             self.inner.validate(model)
 
     return FloatLogits(quantizer)
+
+
+def calibrated(model: Network, example: torch.Tensor, calibration: torch.Tensor, quantizer: Any) -> Any:
+    """``model`` captured at ``example``'s shape and prepared by ``float_logits(quantizer)``, its observers run over
+    ``calibration`` in batches of that shape (the captured graph takes no other): ready for ``convert_pt2e``."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), float_logits(quantizer))
+    n = len(example)
+    with torch.no_grad():
+        for start in range(0, len(calibration) - n + 1, n):
+            prepared(calibration[start:start + n])
+    return prepared
